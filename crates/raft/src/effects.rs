@@ -1,0 +1,67 @@
+//! What the driver must do after feeding the node: the output half of the sans-IO contract.
+
+use crate::message::Message;
+use crate::types::{Entry, HardState, IoId, LogIndex, NodeId, Snapshot};
+
+/// A write the driver must make durable, then report with `on_persisted(io)`.
+///
+/// Apply the parts in this order: `snapshot` (store it, drop log entries it covers),
+/// `entries` (truncate the log at `entries.from`, then append), then `hard_state`.
+/// Requests complete in `io` order: reporting `io` durable reports every earlier one too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistRequest {
+    /// Names this request.
+    pub io: IoId,
+    /// A snapshot to store; entries through its index may be discarded.
+    pub snapshot: Option<Snapshot>,
+    /// Log suffix to write.
+    pub entries: Option<EntryWrite>,
+    /// New hard state.
+    pub hard_state: Option<HardState>,
+}
+
+/// Replace the log from `from` onwards by `entries` (which start at `from`, or are empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryWrite {
+    /// First index overwritten; everything stored at or after it is dropped first.
+    pub from: LogIndex,
+    /// New entries, contiguous from `from`.
+    pub entries: Vec<Entry>,
+}
+
+/// Something committed, to be applied to the state machine in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Apply {
+    /// A committed entry.
+    Entry(Entry),
+    /// Replace the state machine's state by this snapshot.
+    Snapshot(Snapshot),
+}
+
+/// One thing the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Write to stable storage, then call `on_persisted`.
+    Persist(PersistRequest),
+    /// Send a message. Messages that promise durability are only emitted once it holds.
+    Send {
+        /// Destination.
+        to: NodeId,
+        /// The message.
+        message: Message,
+    },
+    /// Apply committed state, in order.
+    Apply(Apply),
+    /// The read `ctx` may be served once the state machine has applied `index`.
+    ReadReady {
+        /// The driver's read context.
+        ctx: u64,
+        /// Apply index the read must wait for.
+        index: LogIndex,
+    },
+    /// The read `ctx` cannot be confirmed here (leadership lost); retry elsewhere.
+    ReadAborted {
+        /// The driver's read context.
+        ctx: u64,
+    },
+}

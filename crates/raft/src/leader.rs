@@ -1,0 +1,285 @@
+//! Leader side: heartbeats, pipelined replication, snapshots to laggards, commit, reads.
+
+use crate::effects::Effect;
+use crate::error::StepError;
+use crate::message::{AppendOutcome, MalformedReason, Message};
+use crate::node::RaftNode;
+use crate::progress::FlowState;
+use crate::quorum::{committed_index, majority};
+use crate::types::{LogIndex, NodeId, Role};
+
+impl RaftNode {
+    pub(crate) fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_interval_ticks {
+            self.heartbeat_elapsed = 0;
+            self.on_heartbeat_round();
+        }
+        self.election_elapsed += 1;
+        if self.cfg.check_quorum && self.election_elapsed >= self.cfg.election_timeout_ticks {
+            self.election_elapsed = 0;
+            let active = 1 + self.progress.values().filter(|p| p.recently_active).count();
+            for p in self.progress.values_mut() {
+                p.recently_active = false;
+            }
+            if active < majority(self.cfg.voters.len()) {
+                self.become_follower(self.term, None);
+            }
+        }
+    }
+
+    fn on_heartbeat_round(&mut self) {
+        let mut resend_snapshot = Vec::new();
+        for (id, p) in self.progress.iter_mut() {
+            if p.stalled() {
+                match p.state {
+                    FlowState::Snapshot { .. } => resend_snapshot.push(*id),
+                    _ => p.become_probe(),
+                }
+            } else if let FlowState::Probe { .. } = p.state {
+                p.state = FlowState::Probe { paused: false };
+            }
+            p.heard_since_heartbeat = false;
+        }
+        for id in resend_snapshot {
+            self.send_snapshot_chunk(id);
+        }
+        self.broadcast_pending = true;
+    }
+
+    /// Sends whatever each follower is owed: new entries within its window, else a
+    /// heartbeat when a broadcast is due.
+    pub(crate) fn flush_replication(&mut self) {
+        let broadcast = std::mem::take(&mut self.broadcast_pending);
+        for peer in self.peers() {
+            let mut sent = false;
+            while self.maybe_send_append(peer) {
+                sent = true;
+            }
+            if broadcast && !sent {
+                self.send_heartbeat(peer);
+            }
+        }
+    }
+
+    fn maybe_send_append(&mut self, peer: NodeId) -> bool {
+        let last = self.log.last_index();
+        let Some(p) = self.progress.get(&peer) else {
+            return false;
+        };
+        if !p.can_send(self.cfg.max_inflight_appends) || p.next_index > last {
+            return false;
+        }
+        let prev_index = p.next_index.prev();
+        let Some(prev_term) = self.log.term_at(prev_index) else {
+            self.start_snapshot(peer);
+            return false;
+        };
+        let entries = self.log.slice(
+            prev_index.next(),
+            self.cfg.max_append_entries,
+            self.cfg.max_append_bytes,
+        );
+        let sent_last = entries.last().map_or(prev_index, |e| e.index);
+        let read_seq = self.reads.stamp();
+        let m = Message::Append {
+            term: self.term,
+            prev_index,
+            prev_term,
+            entries,
+            leader_commit: self.commit,
+            read_seq,
+        };
+        self.send(peer, m);
+        if let Some(p) = self.progress.get_mut(&peer) {
+            p.on_sent(sent_last, sent_last > prev_index);
+        }
+        true
+    }
+
+    fn send_heartbeat(&mut self, peer: NodeId) {
+        let Some(p) = self.progress.get(&peer) else {
+            return;
+        };
+        let prev_index = p.match_index.max(self.log.snapshot_meta().index);
+        let Some(prev_term) = self.log.term_at(prev_index) else {
+            return;
+        };
+        let read_seq = self.reads.stamp();
+        let m = Message::Append {
+            term: self.term,
+            prev_index,
+            prev_term,
+            entries: Vec::new(),
+            leader_commit: self.commit,
+            read_seq,
+        };
+        self.send(peer, m);
+    }
+
+    fn start_snapshot(&mut self, peer: NodeId) {
+        let index = self.log.snapshot_meta().index;
+        if let Some(p) = self.progress.get_mut(&peer) {
+            p.become_snapshot(index);
+        }
+        self.send_snapshot_chunk(peer);
+    }
+
+    pub(crate) fn send_snapshot_chunk(&mut self, peer: NodeId) {
+        let Some(snap) = self.snapshot.clone() else {
+            return;
+        };
+        let Some(p) = self.progress.get_mut(&peer) else {
+            return;
+        };
+        let offset = match p.state {
+            FlowState::Snapshot { index, offset } if index == snap.meta.index => offset,
+            _ => {
+                p.become_snapshot(snap.meta.index);
+                0
+            }
+        };
+        let total = snap.data.len();
+        let start = (offset as usize).min(total);
+        let end = (start + self.cfg.snapshot_chunk_bytes).min(total);
+        let read_seq = self.reads.stamp();
+        let m = Message::Snapshot {
+            term: self.term,
+            meta: snap.meta,
+            offset: start as u64,
+            total_len: total as u64,
+            data: snap.data[start..end].into(),
+            read_seq,
+        };
+        self.send(peer, m);
+    }
+
+    pub(crate) fn on_follower_response(
+        &mut self,
+        from: NodeId,
+        msg: Message,
+    ) -> Result<(), StepError> {
+        let last = self.log.last_index();
+        let Some(p) = self.progress.get_mut(&from) else {
+            return Ok(());
+        };
+        p.heard_since_heartbeat = true;
+        p.recently_active = true;
+        match msg {
+            Message::AppendResponse {
+                outcome, read_seq, ..
+            } => {
+                p.read_seq_acked = p.read_seq_acked.max(read_seq);
+                match outcome {
+                    AppendOutcome::Accepted { match_index } => {
+                        if match_index > last {
+                            let reason = MalformedReason::IndexOutOfRange;
+                            return Err(StepError::Malformed { from, reason });
+                        }
+                        if p.on_accepted(match_index) {
+                            self.maybe_commit();
+                        }
+                    }
+                    AppendOutcome::Rejected {
+                        rejected_index,
+                        conflict_term,
+                        conflict_index,
+                    } => {
+                        let hint = conflict_term
+                            .and_then(|t| self.log.last_index_of_term(t))
+                            .map_or(conflict_index, |i| i.next());
+                        if let Some(p) = self.progress.get_mut(&from) {
+                            p.on_rejected(rejected_index, hint);
+                        }
+                    }
+                }
+            }
+            Message::SnapshotResponse {
+                index,
+                next_offset,
+                installed,
+                read_seq,
+                ..
+            } => {
+                p.read_seq_acked = p.read_seq_acked.max(read_seq);
+                if index > last {
+                    let reason = MalformedReason::IndexOutOfRange;
+                    return Err(StepError::Malformed { from, reason });
+                }
+                self.on_snapshot_response(from, index, next_offset, installed);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: LogIndex,
+        next_offset: u64,
+        installed: bool,
+    ) {
+        let Some(p) = self.progress.get_mut(&from) else {
+            return;
+        };
+        if installed {
+            if p.on_accepted(index) {
+                self.maybe_commit();
+            }
+            if let Some(p) = self.progress.get_mut(&from) {
+                if matches!(p.state, FlowState::Snapshot { .. }) {
+                    p.become_probe();
+                }
+            }
+            return;
+        }
+        match p.state {
+            FlowState::Snapshot { index: sending, .. } if sending == index => {
+                p.state = FlowState::Snapshot {
+                    index,
+                    offset: next_offset,
+                };
+                self.send_snapshot_chunk(from);
+            }
+            _ => {}
+        }
+    }
+
+    /// Advances the commit index to the highest entry of the current term that a
+    /// majority holds durably (Raft §5.4.2: never by counting replicas of older terms).
+    pub(crate) fn maybe_commit(&mut self) {
+        let own = self.io.persisted_last().min(self.log.last_index());
+        let mut matches: Vec<LogIndex> = self.progress.values().map(|p| p.match_index).collect();
+        matches.push(own);
+        let candidate = committed_index(&mut matches);
+        if candidate <= self.commit {
+            return;
+        }
+        let current_term = self.log.term_at(candidate) == Some(self.term);
+        #[cfg(feature = "planted-bugs")]
+        let current_term = current_term || self.bug(crate::config::PlantedBug::Figure8Commit);
+        if !current_term {
+            return;
+        }
+        self.commit = candidate;
+        self.broadcast_pending = true;
+    }
+
+    pub(crate) fn flush_reads(&mut self) {
+        if self.role != Role::Leader || self.reads.is_empty() {
+            return;
+        }
+        // A new leader learns the commit index only once an entry of its term commits.
+        if self.log.term_at(self.commit) != Some(self.term) {
+            return;
+        }
+        let acks = self.progress.values().map(|p| p.read_seq_acked).collect();
+        for ctx in self.reads.confirmed(acks, self.cfg.voters.len()) {
+            self.effects.push(Effect::ReadReady {
+                ctx,
+                index: self.commit,
+            });
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! The node: state, constructors, the driving verbs and read-only accessors.
+
+use crate::config::Config;
+use crate::durability::Durability;
+use crate::effects::{Apply, Effect};
+use crate::error::{ProposeError, RecoverError, SnapshotError, StepError, UnknownIo};
+use crate::log::RaftLog;
+use crate::message::{self, Message};
+use crate::progress::Progress;
+use crate::read::ReadQueue;
+use crate::types::{
+    Entry, EntryKind, HardState, IoId, LogIndex, NodeId, Payload, Role, Snapshot, SnapshotMeta,
+    Term,
+};
+use seedrng::Rng;
+use std::collections::BTreeMap;
+
+/// Durable state read back from storage at restart.
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    /// Last durable hard state.
+    pub hard_state: HardState,
+    /// Latest durable snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// Durable entries after the snapshot, contiguous.
+    pub entries: Vec<Entry>,
+}
+
+/// Where a proposal landed in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    /// The leader's term.
+    pub term: Term,
+    /// The entry's index.
+    pub index: LogIndex,
+}
+
+/// A read-only summary of a node, for drivers, checkers and status pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Current role.
+    pub role: Role,
+    /// Current term.
+    pub term: Term,
+    /// Vote in the current term.
+    pub vote: Option<NodeId>,
+    /// Known leader.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit: LogIndex,
+    /// Highest index handed out for apply.
+    pub applied: LogIndex,
+    /// Last log index (in memory).
+    pub last_index: LogIndex,
+    /// Last log index known durable.
+    pub persisted_index: LogIndex,
+    /// Compaction point.
+    pub snapshot: SnapshotMeta,
+}
+
+/// A snapshot being received chunk by chunk.
+#[derive(Debug)]
+pub(crate) struct IncomingSnapshot {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) total_len: u64,
+    pub(crate) buf: Vec<u8>,
+}
+
+/// A Raft node: a deterministic state machine driven by the verbs below.
+#[derive(Debug)]
+pub struct RaftNode {
+    pub(crate) cfg: Config,
+    pub(crate) rng: Rng,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) log: RaftLog,
+    pub(crate) snapshot: Option<Snapshot>,
+    pub(crate) role: Role,
+    pub(crate) leader: Option<NodeId>,
+    // Invariant: applied <= commit <= log.last_index().
+    pub(crate) commit: LogIndex,
+    pub(crate) applied: LogIndex,
+    pub(crate) election_elapsed: u64,
+    pub(crate) heartbeat_elapsed: u64,
+    pub(crate) randomized_timeout: u64,
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) io: Durability,
+    pub(crate) effects: Vec<Effect>,
+    pub(crate) reads: ReadQueue,
+    pub(crate) incoming: Option<IncomingSnapshot>,
+    pub(crate) pending_restore: Option<Snapshot>,
+    /// Every follower should hear from the leader at the next flush.
+    pub(crate) broadcast_pending: bool,
+    /// Messages released to this node itself (its own vote), processed at the next flush.
+    pub(crate) self_inbox: Vec<Message>,
+}
+
+impl RaftNode {
+    /// A brand-new node with an empty log.
+    pub fn new(cfg: Config) -> Result<RaftNode, crate::config::ConfigError> {
+        cfg.validate()?;
+        Ok(Self::build(
+            cfg,
+            HardState::default(),
+            None,
+            RaftLog::default(),
+        ))
+    }
+
+    /// A node restarting from durable state.
+    pub fn restart(cfg: Config, recovered: Recovered) -> Result<RaftNode, RecoverError> {
+        cfg.validate().map_err(RecoverError::Config)?;
+        let hs = recovered.hard_state;
+        if let Some(v) = hs.vote {
+            if !cfg.voters.contains(&v) {
+                return Err(RecoverError::UnknownVote(v));
+            }
+        }
+        let meta = recovered
+            .snapshot
+            .as_ref()
+            .map(|s| s.meta)
+            .unwrap_or_default();
+        let mut expected = meta.index.next();
+        let mut prev_term = meta.term;
+        let mut entries = Vec::with_capacity(recovered.entries.len());
+        for e in recovered.entries {
+            if e.index <= meta.index {
+                continue;
+            }
+            if e.index != expected {
+                return Err(RecoverError::LogGap {
+                    expected,
+                    found: e.index,
+                });
+            }
+            if e.term < prev_term || e.term > hs.term {
+                return Err(RecoverError::BadEntryTerm { index: e.index });
+            }
+            prev_term = e.term;
+            expected = expected.next();
+            entries.push(e);
+        }
+        let log = RaftLog::new(meta, entries);
+        Ok(Self::build(cfg, hs, recovered.snapshot, log))
+    }
+
+    fn build(cfg: Config, hs: HardState, snapshot: Option<Snapshot>, log: RaftLog) -> RaftNode {
+        let rng = Rng::new(cfg.seed);
+        let snap_index = log.snapshot_meta().index;
+        let commit = hs.commit.max(snap_index).min(log.last_index());
+        let mut node = RaftNode {
+            rng,
+            term: hs.term,
+            vote: hs.vote,
+            io: Durability::recovered(hs, log.last_index()),
+            log,
+            pending_restore: snapshot.clone(),
+            snapshot,
+            role: Role::Follower,
+            leader: None,
+            commit,
+            applied: snap_index,
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: cfg.election_timeout_ticks,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            effects: Vec::new(),
+            reads: ReadQueue::default(),
+            incoming: None,
+            broadcast_pending: false,
+            self_inbox: Vec::new(),
+            cfg,
+        };
+        node.reset_election_timer();
+        node
+    }
+
+    /// One logical time unit has passed.
+    pub fn tick(&mut self) {
+        match self.role {
+            Role::Leader => self.tick_leader(),
+            _ => {
+                self.election_elapsed += 1;
+                if self.election_elapsed >= self.randomized_timeout {
+                    self.campaign(self.cfg.pre_vote);
+                }
+            }
+        }
+    }
+
+    /// A message arrived from `from`. Refused messages leave the node unchanged.
+    pub fn step(&mut self, from: NodeId, msg: Message) -> Result<(), StepError> {
+        if from == self.cfg.id {
+            return Err(StepError::FromSelf);
+        }
+        if !self.cfg.voters.contains(&from) {
+            return Err(StepError::UnknownPeer(from));
+        }
+        message::validate(&msg).map_err(|reason| StepError::Malformed { from, reason })?;
+        let term = msg.term();
+        if term > self.term {
+            match &msg {
+                Message::VoteRequest { .. } if self.in_lease() => return Ok(()),
+                Message::VoteRequest { pre_vote: true, .. } => {}
+                Message::VoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                    ..
+                } => {}
+                Message::Append { .. } | Message::Snapshot { .. } => {
+                    self.become_follower(term, Some(from))
+                }
+                _ => self.become_follower(term, None),
+            }
+        } else if term < self.term {
+            self.on_stale_term(from, &msg);
+            return Ok(());
+        }
+        self.dispatch(from, msg)
+    }
+
+    fn dispatch(&mut self, from: NodeId, msg: Message) -> Result<(), StepError> {
+        match msg {
+            Message::VoteRequest {
+                term,
+                last_index,
+                last_term,
+                pre_vote,
+            } => {
+                self.on_vote_request(from, term, last_index, last_term, pre_vote);
+                Ok(())
+            }
+            Message::VoteResponse {
+                term,
+                granted,
+                pre_vote,
+            } => {
+                self.on_vote_response(from, term, granted, pre_vote);
+                Ok(())
+            }
+            Message::Append { .. } | Message::Snapshot { .. } => {
+                if self.role == Role::Leader {
+                    return Err(StepError::DuplicateLeader {
+                        from,
+                        term: self.term,
+                    });
+                }
+                if self.role != Role::Follower || self.leader != Some(from) {
+                    self.become_follower(self.term, Some(from));
+                }
+                self.on_leader_message(from, msg)
+            }
+            Message::AppendResponse { .. } | Message::SnapshotResponse { .. } => {
+                if self.role != Role::Leader {
+                    return Ok(());
+                }
+                self.on_follower_response(from, msg)
+            }
+        }
+    }
+
+    /// Appends a client command (leader only); many proposals between two
+    /// `take_effects` calls share one persist request and one message per follower.
+    pub fn propose(&mut self, command: Payload) -> Result<Proposal, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let index = self.append_local(EntryKind::Command(command));
+        Ok(Proposal {
+            term: self.term,
+            index,
+        })
+    }
+
+    pub(crate) fn append_local(&mut self, kind: EntryKind) -> LogIndex {
+        let index = self.log.last_index().next();
+        self.log.push(Entry {
+            term: self.term,
+            index,
+            kind,
+        });
+        self.io.mark_entries_from(index);
+        index
+    }
+
+    /// Asks for a linearizable read; an [`Effect::ReadReady`] with `ctx` follows once
+    /// leadership is confirmed by a quorum, or [`Effect::ReadAborted`] if it is lost.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        self.reads.register(ctx);
+        self.broadcast_pending = true;
+        Ok(())
+    }
+
+    /// Storage reports `io` (and all earlier ios) durable.
+    pub fn on_persisted(&mut self, io: IoId) -> Result<(), UnknownIo> {
+        let released = self.io.on_persisted(io).ok_or(UnknownIo(io))?;
+        self.route_released(released);
+        self.drain_self_inbox();
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+        Ok(())
+    }
+
+    fn route_released(&mut self, released: Vec<(NodeId, Message)>) {
+        for (to, message) in released {
+            if to == self.cfg.id {
+                self.self_inbox.push(message);
+            } else {
+                self.effects.push(Effect::Send { to, message });
+            }
+        }
+    }
+
+    fn drain_self_inbox(&mut self) -> bool {
+        let inbox = std::mem::take(&mut self.self_inbox);
+        let any = !inbox.is_empty();
+        for m in inbox {
+            if let Message::VoteResponse {
+                term,
+                granted,
+                pre_vote,
+            } = m
+            {
+                if term == self.term {
+                    self.on_vote_response(self.cfg.id, term, granted, pre_vote);
+                }
+            }
+        }
+        any
+    }
+
+    /// Everything the driver must do now, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        // A released self-vote can make this node leader, which creates more work.
+        for _ in 0..3 {
+            if self.role == Role::Leader {
+                self.flush_replication();
+            }
+            self.flush_persist();
+            if !self.drain_self_inbox() {
+                break;
+            }
+        }
+        self.flush_apply();
+        self.flush_reads();
+        std::mem::take(&mut self.effects)
+    }
+
+    fn flush_persist(&mut self) {
+        let hs = self.hard_state();
+        let log = &self.log;
+        let (request, released) = self.io.flush(
+            hs,
+            |from| {
+                let from = from.max(log.first_index());
+                (from, log.tail(from))
+            },
+            self.snapshot.as_ref(),
+            self.log.last_index(),
+        );
+        if let Some(r) = request {
+            self.effects.push(Effect::Persist(r));
+        }
+        self.route_released(released);
+    }
+
+    fn flush_apply(&mut self) {
+        if let Some(s) = self.pending_restore.take() {
+            self.effects.push(Effect::Apply(Apply::Snapshot(s)));
+        }
+        let upto = self.commit.min(self.io.persisted_last());
+        while self.applied < upto {
+            let next = self.applied.next();
+            let Some(entry) = self.log.entry(next) else {
+                break;
+            };
+            self.effects
+                .push(Effect::Apply(Apply::Entry(entry.clone())));
+            self.applied = next;
+        }
+    }
+
+    /// The state machine has applied through `index` and serialized itself as `data`:
+    /// the log is compacted through `index` and the snapshot is persisted and used for
+    /// lagging followers.
+    pub fn compact(&mut self, index: LogIndex, data: Payload) -> Result<(), SnapshotError> {
+        let compacted = self.log.snapshot_meta().index;
+        if index <= compacted {
+            return Err(SnapshotError::Stale { index, compacted });
+        }
+        if index > self.applied {
+            return Err(SnapshotError::NotApplied {
+                index,
+                applied: self.applied,
+            });
+        }
+        let Some(term) = self.log.term_at(index) else {
+            return Err(SnapshotError::Stale { index, compacted });
+        };
+        let meta = SnapshotMeta { index, term };
+        self.log.compact_to(meta);
+        self.snapshot = Some(Snapshot { meta, data });
+        self.io.mark_snapshot();
+        Ok(())
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.commit,
+        }
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let t = self.cfg.election_timeout_ticks;
+        self.randomized_timeout = self.rng.range(t, 2 * t);
+    }
+
+    pub(crate) fn in_lease(&self) -> bool {
+        self.cfg.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed < self.cfg.election_timeout_ticks
+    }
+
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        self.cfg
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != self.cfg.id)
+            .collect()
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        self.effects.push(Effect::Send { to, message });
+    }
+
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn bug(&self, bug: crate::config::PlantedBug) -> bool {
+        self.cfg.planted_bug == Some(bug)
+    }
+
+    /// A summary of this node's state.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.cfg.id,
+            role: self.role,
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader,
+            commit: self.commit,
+            applied: self.applied,
+            last_index: self.log.last_index(),
+            persisted_index: self.io.persisted_last(),
+            snapshot: self.log.snapshot_meta(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// The entry at `index`, if held in memory (not compacted).
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// The leader's view of a follower's match index (leader only).
+    pub fn peer_match(&self, peer: NodeId) -> Option<LogIndex> {
+        self.progress.get(&peer).map(|p| p.match_index)
+    }
+}

@@ -1,0 +1,122 @@
+//! Identifier newtypes, log entries, hard state and snapshots.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Opaque bytes shared cheaply between the log, messages and the driver.
+pub type Payload = Arc<[u8]>;
+
+macro_rules! id_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// A cluster member. Zero is never a valid member id.
+    NodeId
+);
+id_newtype!(
+    /// A Raft term: a logical clock that increases with each election.
+    Term
+);
+id_newtype!(
+    /// A position in the replicated log; the first entry has index 1, 0 means "none".
+    LogIndex
+);
+id_newtype!(
+    /// Names one persist request; `on_persisted(io)` reports it durable.
+    IoId
+);
+
+impl LogIndex {
+    /// The next index.
+    pub fn next(self) -> LogIndex {
+        LogIndex(self.0 + 1)
+    }
+
+    /// The previous index, saturating at zero.
+    pub fn prev(self) -> LogIndex {
+        LogIndex(self.0.saturating_sub(1))
+    }
+}
+
+/// What a log entry carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Appended by each new leader so that it can commit an entry of its own term.
+    Noop,
+    /// A client command, opaque to Raft.
+    Command(Payload),
+}
+
+/// One slot of the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The leader's term when the entry was created.
+    pub term: Term,
+    /// The entry's position.
+    pub index: LogIndex,
+    /// The payload.
+    pub kind: EntryKind,
+}
+
+impl Entry {
+    /// Approximate encoded size, used for batching limits.
+    pub fn size_bytes(&self) -> usize {
+        24 + match &self.kind {
+            EntryKind::Noop => 0,
+            EntryKind::Command(p) => p.len(),
+        }
+    }
+}
+
+/// State that must be durable before the node promises anything that depends on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HardState {
+    /// The latest term this node has seen.
+    pub term: Term,
+    /// The candidate voted for in `term`, if any.
+    pub vote: Option<NodeId>,
+    /// The commit index known when this was written (lets a restart resume applying).
+    pub commit: LogIndex,
+}
+
+/// Where a snapshot sits in the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The last log index the snapshot covers.
+    pub index: LogIndex,
+    /// The term of that entry.
+    pub term: Term,
+}
+
+/// A state-machine snapshot: everything applied up to `meta.index`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Position in the log.
+    pub meta: SnapshotMeta,
+    /// The state machine's serialized state, opaque to Raft.
+    pub data: Payload,
+}
+
+/// The role a node plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Follows a leader, or waits for one.
+    Follower,
+    /// Asking whether an election could succeed, without raising its term (pre-vote).
+    PreCandidate,
+    /// Asking for votes in a new term.
+    Candidate,
+    /// Replicates the log.
+    Leader,
+}
