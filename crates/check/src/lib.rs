@@ -27,7 +27,13 @@
 //!   or never. They have no return event, so the search is never forced to
 //!   place them; it succeeds as soon as every completed operation is placed.
 //!   Indeterminate operations that cannot change the state (see
-//!   [`Model::is_read_only`]) are dropped before the search.
+//!   [`Model::is_read_only`]) are dropped before the search. To keep the
+//!   search tractable, completed operations are tried before indeterminate
+//!   ones, a configuration is skipped if one with the same completed set and
+//!   state but *fewer* indeterminate operations used was already explored,
+//!   and symmetric choices among indeterminate operations are skipped (see
+//!   [`Model::same_input`]). Many indistinguishable indeterminate writes can
+//!   still make a failing search expensive; the [`Budget`] bounds it.
 //! * An operation with a return time but no output is treated as having taken
 //!   effect (before `ret`) with an unknown output ([`Model::step_unknown`]).
 //!

@@ -97,17 +97,7 @@ pub(crate) fn check_partition<M: Model>(
         best_depth: None,
         total_required: required_left,
     };
-    let r = search.run();
-    if std::env::var_os("CHECK_DEBUG").is_some() {
-        eprintln!(
-            "DEBUG ops {} steps {} memo {} memo_entries {}",
-            search.ops.len(),
-            search.steps,
-            search.memo.len(),
-            search.memo.values().map(|v| v.len()).sum::<usize>()
-        );
-    }
-    r
+    search.run()
 }
 
 impl<M: Model> Search<'_, '_, M> {
@@ -153,8 +143,8 @@ impl<M: Model> Search<'_, '_, M> {
     /// continue: from the start if it was placed, else `otherwise`.
     fn attempt(&mut self, node: usize, otherwise: Cursor) -> Cursor {
         let op = self.list.op[node];
-        if self.ops[op].twin.is_some_and(|t| !self.is_linearized(t)) {
-            return otherwise; // symmetric to placing its earlier twin
+        if self.ops[op].optional && self.redundant_optional(op) {
+            return otherwise;
         }
         let alternatives = self.transitions(op);
         if self.try_advance(op, alternatives, 0) {
@@ -187,6 +177,25 @@ impl<M: Model> Search<'_, '_, M> {
             out.push(s);
         }
         out
+    }
+
+    /// Whether placing optional `op` now is covered by another choice:
+    /// * its earlier-called twin is still unplaced (symmetric choice), or
+    /// * the last operation placed was optional and `op`'s effect does not
+    ///   depend on it: placing `op` instead of it (a sibling choice) reaches
+    ///   the same state with fewer indeterminate operations used.
+    fn redundant_optional(&self, op: usize) -> bool {
+        let o = &self.ops[op];
+        if o.twin.is_some_and(|t| !self.is_linearized(t)) {
+            return true;
+        }
+        match self.stack.last() {
+            Some(top) if self.ops[top.op].optional => {
+                self.model.step_unknown(&top.prev_state, o.input)
+                    == self.model.step_unknown(&self.state, o.input)
+            }
+            _ => false,
+        }
     }
 
     fn is_linearized(&self, op: usize) -> bool {

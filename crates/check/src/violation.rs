@@ -12,8 +12,9 @@ const PREFIX_SHOWN: usize = 8;
 
 /// Why a partition (one key's sub-history) is not linearizable.
 ///
-/// The search explores all orders; this reports its *deepest* dead end: the
-/// longest linearizable prefix it found and the pending operations none of
+/// The search explores all orders; this reports its *deepest* dead end (the
+/// one with the most completed operations linearized): the longest
+/// linearizable prefix it found and the pending operations none of
 /// which could be placed next. All operations are identified by their index
 /// in the history slice given to [`crate::check`].
 pub struct Violation<M: Model> {
@@ -23,8 +24,9 @@ pub struct Violation<M: Model> {
     pub linearized: Vec<usize>,
     /// Model state after `linearized`.
     pub state: M::State,
-    /// Operations that were pending (called, not yet linearized) at that
-    /// point, none of which could be linearized next, in call order.
+    /// Operations with a known outcome that were pending (called, not yet
+    /// linearized) at that point, none of which could be linearized next, in
+    /// call order. (Pending indeterminate operations are not listed.)
     pub stuck: Vec<usize>,
     /// The completed operation whose return forced the search to give up at
     /// that point (it had to be linearized before anything returning later).

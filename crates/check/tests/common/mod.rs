@@ -183,9 +183,8 @@ pub fn generate(seed: u64, cfg: GenConfig) -> Vec<Op> {
             }
             None => {}
             Some(p) if rng.chance(cfg.indeterminate_pct) => {
-                if p.output.is_none() && rng.chance(50) {
-                    zombies.push(p.op);
-                }
+                // Abandoned before taking effect: it may still do so later.
+                zombies.extend((p.output.is_none() && rng.chance(50)).then_some(p.op));
             }
             Some(Pending { op, output: None }) => {
                 let out = apply(&mut store, &history[op].input);
