@@ -39,7 +39,7 @@ impl RaftNode {
             } else if let FlowState::Probe { .. } = p.state {
                 p.state = FlowState::Probe { paused: false };
             }
-            p.heard_since_heartbeat = false;
+            p.progressed_since_heartbeat = false;
         }
         for id in resend_snapshot {
             self.send_snapshot_chunk(id);
@@ -163,7 +163,6 @@ impl RaftNode {
         let Some(p) = self.progress.get_mut(&from) else {
             return Ok(());
         };
-        p.heard_since_heartbeat = true;
         p.recently_active = true;
         match msg {
             Message::AppendResponse {
@@ -177,6 +176,7 @@ impl RaftNode {
                             return Err(StepError::Malformed { from, reason });
                         }
                         if p.on_accepted(match_index) {
+                            p.progressed_since_heartbeat = true;
                             self.maybe_commit();
                         }
                     }
@@ -189,7 +189,9 @@ impl RaftNode {
                             .and_then(|t| self.log.last_index_of_term(t))
                             .map_or(conflict_index, |i| i.next());
                         if let Some(p) = self.progress.get_mut(&from) {
-                            p.on_rejected(rejected_index, hint);
+                            if p.on_rejected(rejected_index, hint) {
+                                p.progressed_since_heartbeat = true;
+                            }
                         }
                     }
                 }
@@ -224,6 +226,7 @@ impl RaftNode {
             return;
         };
         if installed {
+            p.progressed_since_heartbeat = true;
             if p.on_accepted(index) {
                 self.maybe_commit();
             }
@@ -236,6 +239,7 @@ impl RaftNode {
         }
         match p.state {
             FlowState::Snapshot { index: sending, .. } if sending == index => {
+                p.progressed_since_heartbeat = true;
                 p.state = FlowState::Snapshot {
                     index,
                     offset: next_offset,

@@ -22,8 +22,10 @@ pub(crate) struct Progress {
     pub(crate) state: FlowState,
     /// Last index of each un-acknowledged append, oldest first (Replicate only).
     inflight: VecDeque<LogIndex>,
-    /// Whether the follower answered anything since the last heartbeat round.
-    pub(crate) heard_since_heartbeat: bool,
+    /// Whether the current flow (probe, pipeline or snapshot transfer) advanced since the
+    /// last heartbeat round. Heartbeat answers alone do not count: a follower can answer
+    /// heartbeats forever while the append or snapshot chunk it needs keeps being lost.
+    pub(crate) progressed_since_heartbeat: bool,
     /// Whether the follower answered anything since the last check-quorum round.
     pub(crate) recently_active: bool,
     /// Highest read-confirmation round the follower echoed in this term.
@@ -37,7 +39,7 @@ impl Progress {
             next_index,
             state: FlowState::Probe { paused: false },
             inflight: VecDeque::new(),
-            heard_since_heartbeat: false,
+            progressed_since_heartbeat: false,
             recently_active: false,
             read_seq_acked: 0,
         }
@@ -95,13 +97,16 @@ impl Progress {
         }
         let floor = self.match_index.next();
         self.next_index = hint.max(floor).min(rejected.max(floor));
-        self.become_probe();
+        self.state = FlowState::Probe { paused: false };
+        self.inflight.clear();
         true
     }
 
+    /// Falls back to probing from the match point: whatever was sent beyond it may
+    /// have been lost.
     pub(crate) fn become_probe(&mut self) {
         self.state = FlowState::Probe { paused: false };
-        self.next_index = self.next_index.max(self.match_index.next());
+        self.next_index = self.match_index.next();
         self.inflight.clear();
     }
 
@@ -125,7 +130,7 @@ impl Progress {
             FlowState::Replicate => !self.inflight.is_empty(),
             FlowState::Snapshot { .. } => true,
         };
-        waiting && !self.heard_since_heartbeat
+        waiting && !self.progressed_since_heartbeat
     }
 }
 
@@ -176,13 +181,25 @@ mod tests {
     }
 
     #[test]
+    fn stalled_pipeline_restarts_from_the_match_point() {
+        let mut p = Progress::new(LogIndex(1));
+        p.on_accepted(LogIndex(4));
+        p.on_sent(LogIndex(9), true);
+        assert_eq!(p.next_index, LogIndex(10));
+        assert!(p.stalled());
+        p.become_probe();
+        assert_eq!(p.next_index, LogIndex(5));
+        assert!(p.can_send(1));
+    }
+
+    #[test]
     fn stall_detection_needs_silence() {
         let mut p = Progress::new(LogIndex(1));
         p.become_replicate();
         p.on_sent(LogIndex(3), true);
-        p.heard_since_heartbeat = true;
+        p.progressed_since_heartbeat = true;
         assert!(!p.stalled());
-        p.heard_since_heartbeat = false;
+        p.progressed_since_heartbeat = false;
         assert!(p.stalled());
     }
 }

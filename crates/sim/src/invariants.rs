@@ -1,0 +1,278 @@
+//! Safety properties, checked incrementally after every simulated event.
+//!
+//! Each node's log is mirrored from the persist requests it emits (every change to a
+//! Raft log leaves the core as one) as a hash chain, so log matching is one lookup per
+//! new entry and leader completeness one lookup per election.
+
+use crate::hash::{fnv, mix};
+use raft::{Entry, EntryKind, EntryWrite, LogIndex, NodeId, Role, Snapshot, Status, Term};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A safety or liveness property that a run violated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The property's name.
+    pub property: &'static str,
+    /// What was observed.
+    pub detail: String,
+    /// Simulated time, microseconds.
+    pub at_us: u64,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} violated at t={:.6}s: {}", self.property, self.at_us as f64 / 1e6, self.detail)
+    }
+}
+
+/// Hash of one entry's identity (term, index, payload).
+pub fn entry_hash(e: &Entry) -> u64 {
+    let payload = match &e.kind {
+        EntryKind::Noop => 0,
+        EntryKind::Command(p) => fnv(p),
+    };
+    mix(mix(e.term.0, e.index.0), payload)
+}
+
+/// One node's log as (term, chain hash) from a base point.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LogMirror {
+    base_index: u64,
+    /// Chain hash at the base; `None` when the base is not anchored to a known chain.
+    base_chain: Option<u64>,
+    entries: Vec<(Term, u64)>,
+}
+
+impl LogMirror {
+    fn last_index(&self) -> u64 {
+        self.base_index + self.entries.len() as u64
+    }
+
+    fn chain_at(&self, index: u64) -> Option<(Term, u64)> {
+        if index == self.base_index {
+            return None;
+        }
+        let off = index.checked_sub(self.base_index + 1)? as usize;
+        self.entries.get(off).copied()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct NodeWatch {
+    commit: u64,
+    applied: u64,
+    durable_commit: u64,
+    was_leader_in: Option<Term>,
+}
+
+/// Incrementally checked safety properties.
+#[derive(Debug, Default)]
+pub struct Invariants {
+    leaders: BTreeMap<Term, NodeId>,
+    /// (index, term) -> chain hash: log matching.
+    chains: BTreeMap<(u64, Term), u64>,
+    /// index -> (entry term, chain, commit term) of every entry some node has counted as
+    /// committed; the commit term is the lowest term of a node that counted it, which
+    /// is the term of the leader that committed it.
+    committed: BTreeMap<u64, (Term, u64, Term)>,
+    /// index -> entry hash of what any node applied: state-machine safety.
+    applied: BTreeMap<u64, u64>,
+    /// index -> state digest after applying it, where a snapshot was taken.
+    digests: BTreeMap<u64, u64>,
+    mirrors: BTreeMap<NodeId, LogMirror>,
+    watch: BTreeMap<NodeId, NodeWatch>,
+    now_us: u64,
+}
+
+type Check = Result<(), Violation>;
+
+impl Invariants {
+    pub(crate) fn set_time(&mut self, now_us: u64) {
+        self.now_us = now_us;
+    }
+
+    fn fail(&self, property: &'static str, detail: String) -> Check {
+        Err(Violation { property, detail, at_us: self.now_us })
+    }
+
+    /// A node's log changed: mirror it and check log matching for the new entries.
+    pub(crate) fn on_log_write(&mut self, node: NodeId, snapshot: Option<&Snapshot>, write: Option<&EntryWrite>) -> Check {
+        let mut mirror = self.mirrors.remove(&node).unwrap_or_default();
+        let result = self.apply_log_write(&mut mirror, node, snapshot, write);
+        self.mirrors.insert(node, mirror);
+        result
+    }
+
+    fn apply_log_write(&mut self, m: &mut LogMirror, node: NodeId, snapshot: Option<&Snapshot>, write: Option<&EntryWrite>) -> Check {
+        if let Some(s) = snapshot {
+            let idx = s.meta.index.0;
+            let keep = m.chain_at(idx).filter(|(t, _)| *t == s.meta.term);
+            let tail_from = (idx - m.base_index.min(idx)) as usize;
+            let tail = if keep.is_some() { m.entries.split_off(tail_from.min(m.entries.len())) } else { Vec::new() };
+            m.base_chain = keep.map(|(_, c)| c).or_else(|| self.committed.get(&idx).map(|(_, c, _)| *c));
+            m.base_index = idx;
+            m.entries = tail;
+        }
+        let Some(w) = write else { return Ok(()) };
+        let from = w.from.0.max(m.base_index + 1);
+        m.entries.truncate((from - m.base_index - 1) as usize);
+        for e in w.entries.iter().filter(|e| e.index.0 >= from) {
+            if e.index.0 != m.last_index() + 1 {
+                return self.fail("log-contiguity", format!("node {node} wrote index {} after {}", e.index, m.last_index()));
+            }
+            let prev = if m.entries.is_empty() { m.base_chain } else { m.entries.last().map(|(_, c)| *c) };
+            let Some(prev) = prev else {
+                // Unanchored (snapshot point of unknown chain): record terms only.
+                m.entries.push((e.term, 0));
+                continue;
+            };
+            let chain = mix(prev, entry_hash(e));
+            m.entries.push((e.term, chain));
+            match self.chains.get(&(e.index.0, e.term)) {
+                Some(c) if *c != chain => {
+                    return self.fail("log-matching", format!("node {node} holds a different log prefix at index {} term {}", e.index, e.term));
+                }
+                Some(_) => {}
+                None => {
+                    self.chains.insert((e.index.0, e.term), chain);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After an event touched `node`: leader uniqueness, completeness, commit monotonicity.
+    pub(crate) fn on_status(&mut self, s: &Status, durable_commit: u64) -> Check {
+        let w = self.watch.entry(s.id).or_default().clone();
+        if s.role == Role::Leader && w.was_leader_in != Some(s.term) {
+            self.check_new_leader(s)?;
+        }
+        if s.commit.0 < w.commit {
+            return self.fail("commit-monotonic", format!("node {} commit went from {} to {}", s.id, w.commit, s.commit));
+        }
+        if durable_commit < w.durable_commit {
+            return self.fail("durable-commit-monotonic", format!("node {} durable commit went from {} to {durable_commit}", s.id, w.durable_commit));
+        }
+        if s.commit.0 > w.commit {
+            self.record_commits(s.id, s.term, w.commit, s.commit.0)?;
+        }
+        let w = self.watch.entry(s.id).or_default();
+        w.commit = s.commit.0;
+        w.durable_commit = durable_commit;
+        if s.role == Role::Leader {
+            w.was_leader_in = Some(s.term);
+        }
+        Ok(())
+    }
+
+    fn check_new_leader(&mut self, s: &Status) -> Check {
+        if let Some(other) = self.leaders.get(&s.term) {
+            if *other != s.id {
+                return self.fail("election-safety", format!("nodes {other} and {} are both leader of term {}", s.id, s.term));
+            }
+        }
+        self.leaders.insert(s.term, s.id);
+        // Leader completeness binds leaders of terms after the one an entry committed in.
+        let required = self.committed.iter().rev().find(|(_, (_, _, committed_in))| *committed_in < s.term);
+        let Some((&top, &(term, chain, _))) = required else {
+            return Ok(());
+        };
+        let m = self.mirrors.get(&s.id).cloned().unwrap_or_default();
+        if top <= m.base_index {
+            return Ok(());
+        }
+        match m.chain_at(top) {
+            Some((t, c)) if t == term && (c == chain || c == 0) => Ok(()),
+            _ => self.fail("leader-completeness", format!("node {} became leader of term {} without committed entry {top} (term {term})", s.id, s.term)),
+        }
+    }
+
+    fn record_commits(&mut self, node: NodeId, node_term: Term, from: u64, to: u64) -> Check {
+        let m = self.mirrors.get(&node).cloned().unwrap_or_default();
+        for idx in from.max(m.base_index) + 1..=to {
+            let Some((term, chain)) = m.chain_at(idx) else {
+                return self.fail("commit-beyond-log", format!("node {node} commits {idx} beyond its log ({})", m.last_index()));
+            };
+            match self.committed.get_mut(&idx) {
+                Some((t, c, _)) if *t != term || (*c != chain && *c != 0 && chain != 0) => {
+                    let t = *t;
+                    return self.fail("state-machine-safety", format!("node {node} committed a different entry at index {idx} (term {term} vs {t})"));
+                }
+                Some((_, _, committed_in)) => *committed_in = (*committed_in).min(node_term),
+                None => {
+                    self.committed.insert(idx, (term, chain, node_term));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A node applied an entry.
+    pub(crate) fn on_apply(&mut self, node: NodeId, e: &Entry, digest_after: impl FnOnce() -> u64) -> Check {
+        let h = entry_hash(e);
+        let w = self.watch.entry(node).or_default();
+        if e.index.0 != w.applied + 1 {
+            let prev = w.applied;
+            return self.fail("apply-order", format!("node {node} applied {} after {prev}", e.index));
+        }
+        w.applied = e.index.0;
+        match self.applied.get(&e.index.0) {
+            Some(old) if *old != h => {
+                return self.fail("state-machine-safety", format!("node {node} applied a different command at index {}", e.index));
+            }
+            Some(_) => {}
+            None => {
+                self.applied.insert(e.index.0, h);
+            }
+        }
+        if let Some(d) = self.digests.get(&e.index.0) {
+            if *d != digest_after() {
+                return self.fail("state-machine-safety", format!("node {node} state after index {} differs from a snapshot of it", e.index));
+            }
+        }
+        Ok(())
+    }
+
+    /// A node replaced its state by a snapshot, or produced one.
+    pub(crate) fn on_snapshot_state(&mut self, node: NodeId, index: LogIndex, digest: u64, restored: bool) -> Check {
+        let w = self.watch.entry(node).or_default();
+        if restored {
+            if index.0 < w.applied {
+                let prev = w.applied;
+                return self.fail("apply-monotonic", format!("node {node} restored snapshot {index} after applying {prev}"));
+            }
+            w.applied = index.0;
+        }
+        match self.digests.get(&index.0) {
+            Some(d) if *d != digest => self.fail("state-machine-safety", format!("node {node} snapshot state at {index} differs")),
+            Some(_) => Ok(()),
+            None => {
+                self.digests.insert(index.0, digest);
+                Ok(())
+            }
+        }
+    }
+
+    /// A node restarted: volatile watch state resets; durable floors stay.
+    pub(crate) fn on_restart(&mut self, node: NodeId, mirror_entries: &[Entry], snapshot: Option<&Snapshot>) -> Check {
+        let w = self.watch.entry(node).or_default();
+        w.commit = 0;
+        w.applied = 0;
+        w.was_leader_in = None;
+        self.mirrors.remove(&node);
+        let from = snapshot.map_or(LogIndex(1), |s| s.meta.index.next());
+        let write = EntryWrite { from, entries: mirror_entries.to_vec() };
+        self.on_log_write(node, snapshot, Some(&write))
+    }
+
+    /// The entry hash applied at `index` by anyone, if any.
+    pub fn applied_hash(&self, index: u64) -> Option<u64> {
+        self.applied.get(&index).copied()
+    }
+
+    /// Highest index any node has counted as committed.
+    pub fn max_committed(&self) -> u64 {
+        self.committed.keys().next_back().copied().unwrap_or(0)
+    }
+}

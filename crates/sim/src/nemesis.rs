@@ -1,0 +1,276 @@
+//! The fault schedule: during the fault phase, picks a fault of an enabled class at
+//! random intervals, applies it, and schedules its healing (transient faults),
+//! repeats it (intermittent) or leaves it until the liveness phase (permanent).
+//! Faults are bounded so that a correct cluster can always recover afterwards: at
+//! most a minority is crashed at once and at most one node is stopped for good.
+
+use crate::host::HostState;
+use crate::options::FaultKind;
+use crate::world::{Event, Simulation};
+use raft::NodeId;
+
+/// The end of a transient fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HealAction {
+    /// Loss, duplication and delay back to normal.
+    NetworkNormal,
+    /// All partitions healed.
+    Partitions,
+    /// Re-isolate a node (an intermittent, flapping link); `left` flips remain.
+    Flap { node: usize, left: u32 },
+    /// Restart a crashed node.
+    Restart(usize),
+    /// Resume a paused node.
+    Resume(usize),
+    /// Disk latency back to normal.
+    DiskNormal,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct NemesisState {
+    pub(crate) stopped_for_good: usize,
+}
+
+impl Simulation {
+    /// Starts the fault schedule (no-op when no fault class is enabled).
+    pub(crate) fn start_nemesis(&mut self) {
+        if self.opts.faults.kinds().is_empty() {
+            return;
+        }
+        let d = self.rng.range(200_000, 1_000_000);
+        self.schedule(d, Event::Nemesis);
+    }
+
+    pub(crate) fn on_nemesis(&mut self) {
+        if self.liveness.is_some() {
+            return;
+        }
+        let kinds = self.opts.faults.kinds().to_vec();
+        if let Some(kind) = self.rng.pick(&kinds).copied() {
+            self.inject(kind);
+        }
+        let d = self.rng.range(100_000, 1_500_000);
+        self.schedule(d, Event::Nemesis);
+    }
+
+    fn inject(&mut self, kind: FaultKind) {
+        match kind {
+            FaultKind::Drop => self.inject_drop(),
+            FaultKind::Delay => {
+                self.net.spike_per_mille = self.rng.range(100, 600);
+                self.net.spike_us = (2_000, self.rng.range(10_000, 200_000));
+                self.log(|| "nemesis: delay spikes".into());
+                self.heal_later(HealAction::NetworkNormal, 500_000, 4_000_000);
+            }
+            FaultKind::Duplicate => {
+                self.net.duplicate_per_mille = self.rng.range(50, 400);
+                self.log(|| "nemesis: duplication".into());
+                self.heal_later(HealAction::NetworkNormal, 500_000, 4_000_000);
+            }
+            FaultKind::Partition => self.inject_partition(),
+            FaultKind::Crash => self.inject_crash(false),
+            FaultKind::Pause => self.inject_pause(),
+            FaultKind::Disk => {
+                if self.rng.chance(1, 2) {
+                    self.disk_latency_us = (1_000, self.rng.range(5_000, 60_000));
+                    self.log(|| "nemesis: slow disk".into());
+                    self.heal_later(HealAction::DiskNormal, 500_000, 4_000_000);
+                } else {
+                    self.inject_crash(true);
+                }
+            }
+        }
+    }
+
+    fn heal_later(&mut self, action: HealAction, min_us: u64, max_us: u64) {
+        let d = self.rng.range(min_us, max_us);
+        self.schedule(d, Event::Heal(action));
+    }
+
+    fn random_node(&mut self) -> usize {
+        self.rng.range(0, self.hosts.len() as u64) as usize
+    }
+
+    fn inject_drop(&mut self) {
+        let ni = self.random_node();
+        let node = self.ids[ni];
+        match self.rng.range(0, 3) {
+            0 => {
+                self.net.drop_per_mille = self.rng.range(50, 400);
+                self.log(|| "nemesis: message loss on every link".into());
+            }
+            1 => {
+                let rate = self.rng.range(300, 1001);
+                self.net.send_omission.push((node, rate));
+                self.log(|| format!("nemesis: send omission at n{node}"));
+            }
+            _ => {
+                let rate = self.rng.range(300, 1001);
+                self.net.receive_omission.push((node, rate));
+                self.log(|| format!("nemesis: receive omission at n{node}"));
+            }
+        }
+        self.heal_later(HealAction::NetworkNormal, 300_000, 4_000_000);
+    }
+
+    fn inject_partition(&mut self) {
+        let ids = self.ids.clone();
+        let n = ids.len();
+        match self.rng.range(0, 5) {
+            0 => {
+                let mut shuffled = ids.clone();
+                for i in (1..n).rev() {
+                    let j = self.rng.range(0, i as u64 + 1) as usize;
+                    shuffled.swap(i, j);
+                }
+                let cut = self.rng.range(1, n as u64) as usize;
+                self.net.split(&shuffled[..cut], &shuffled[cut..]);
+                self.log(|| format!("nemesis: partition {:?} | {:?}", &shuffled[..cut], &shuffled[cut..]));
+            }
+            1 => {
+                let ai = self.random_node();
+                let a = ids[ai];
+                for b in ids.clone() {
+                    if self.rng.chance(1, 2) {
+                        self.net.block(a, b);
+                    }
+                }
+                self.log(|| format!("nemesis: one-way partition from n{a}"));
+            }
+            2 => {
+                if let Some(l) = self.leader() {
+                    self.net.isolate(l, &ids);
+                    self.log(|| format!("nemesis: isolate leader n{l}"));
+                }
+            }
+            3 => {
+                let bridge = self.random_node();
+                let others: Vec<NodeId> = ids.iter().enumerate().filter(|(i, _)| *i != bridge).map(|(_, id)| *id).collect();
+                let half = others.len() / 2;
+                self.net.split(&others[..half], &others[half..]);
+                self.log(|| format!("nemesis: bridge through n{}", ids[bridge]));
+            }
+            _ => {
+                let node = self.random_node();
+                let left = self.rng.range(2, 8) as u32;
+                self.log(|| format!("nemesis: flapping links at n{}", ids[node]));
+                self.on_heal(HealAction::Flap { node, left });
+                return;
+            }
+        }
+        if self.rng.chance(1, 10) {
+            self.log(|| "nemesis: partition stays until the fault phase ends".into());
+            return;
+        }
+        self.heal_later(HealAction::Partitions, 200_000, 5_000_000);
+    }
+
+    fn inject_crash(&mut self, torn: bool) {
+        let i = self.random_node();
+        if !matches!(self.hosts[i].state, HostState::Up | HostState::Paused) {
+            return;
+        }
+        let down = self.hosts.iter().filter(|h| matches!(h.state, HostState::Down | HostState::Stopped)).count();
+        let max_down = (self.hosts.len() - 1) / 2;
+        if down >= max_down {
+            return;
+        }
+        let forever = !torn && self.nemesis.stopped_for_good == 0 && self.rng.chance(1, 15);
+        self.crash_host(i, torn);
+        if forever {
+            self.nemesis.stopped_for_good += 1;
+            self.hosts[i].state = HostState::Stopped;
+            self.log(|| format!("nemesis: n{} stopped for good", i + 1));
+        } else {
+            self.heal_later(HealAction::Restart(i), 50_000, 3_000_000);
+        }
+    }
+
+    /// Crashes host `i`: volatile state lost, unsynced writes lost (or torn).
+    pub(crate) fn crash_host(&mut self, i: usize, torn: bool) {
+        let mode = if torn { crate::storage::CrashMode::TearUnsynced } else { self.crash_mode };
+        let mut rng = self.rng.fork(self.stats.events);
+        let h = &mut self.hosts[i];
+        h.storage.crash(mode, &mut rng);
+        h.lose_volatile();
+        h.state = HostState::Down;
+        self.stats.crashes += 1;
+        self.log(|| format!("nemesis: crash n{} ({mode:?})", i + 1));
+    }
+
+    fn inject_pause(&mut self) {
+        let i = self.random_node();
+        if self.hosts[i].state != HostState::Up {
+            return;
+        }
+        self.hosts[i].state = HostState::Paused;
+        self.log(|| format!("nemesis: pause n{}", i + 1));
+        self.heal_later(HealAction::Resume(i), 50_000, 3_000_000);
+    }
+
+    pub(crate) fn on_heal(&mut self, action: HealAction) {
+        match action {
+            HealAction::NetworkNormal => {
+                let blocked = std::mem::take(&mut self.net);
+                self.net.latency_us = blocked.latency_us;
+                // Keep partitions; they have their own healing.
+                self.net.restore_partitions_from(&blocked);
+                self.log(|| "heal: network loss/delay/duplication back to normal".into());
+            }
+            HealAction::Partitions => {
+                self.net.heal_partitions();
+                self.log(|| "heal: partitions".into());
+            }
+            HealAction::Flap { node, left } => {
+                let id = self.ids[node];
+                if left % 2 == 0 && self.liveness.is_none() {
+                    let ids = self.ids.clone();
+                    self.net.isolate(id, &ids);
+                } else {
+                    self.net.reconnect(id);
+                }
+                if left > 0 && self.liveness.is_none() {
+                    let d = self.rng.range(30_000, 400_000);
+                    self.schedule(d, Event::Heal(HealAction::Flap { node, left: left - 1 }));
+                }
+            }
+            HealAction::Restart(i) => self.restart_host(i),
+            HealAction::Resume(i) => self.resume_host(i),
+            HealAction::DiskNormal => {
+                self.disk_latency_us = (50, 400);
+                self.log(|| "heal: disk latency normal".into());
+            }
+        }
+    }
+
+    /// Restarts a crashed host from its durable state.
+    pub(crate) fn restart_host(&mut self, i: usize) {
+        if self.hosts[i].state != HostState::Down {
+            return;
+        }
+        let cfg = self.raft_config(self.ids[i]);
+        self.log(|| format!("restart n{}", i + 1));
+        self.with_host(i, |h, _, inv| h.restart(cfg, inv));
+        let incarnation = self.hosts[i].incarnation;
+        let offset = self.rng.range(0, self.opts.tick_us);
+        self.schedule(offset, Event::Tick { node: i, incarnation });
+    }
+
+    /// Resumes a paused host: queued messages are processed in arrival order.
+    pub(crate) fn resume_host(&mut self, i: usize) {
+        if self.hosts[i].state != HostState::Paused {
+            return;
+        }
+        self.hosts[i].state = HostState::Up;
+        self.log(|| format!("resume n{}", i + 1));
+        let inbox = std::mem::take(&mut self.hosts[i].paused_inbox);
+        for (from, msg) in inbox {
+            self.with_host(i, |h, _, _| {
+                let Some(r) = h.raft.as_mut() else { return Ok(()) };
+                r.step(from, msg).map_err(|e| crate::host::violation("protocol-error", format!("node {}: {e}", h.id)))
+            });
+        }
+        self.hosts[i].sync_scheduled = false;
+        self.schedule_sync(i);
+    }
+}

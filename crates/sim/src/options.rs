@@ -1,0 +1,174 @@
+//! Simulation settings: which fault classes are enabled, timing, workload size.
+
+use std::fmt;
+
+/// A fault class of the command-line `--faults` list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// Message loss: per-link drops, send and receive omission.
+    Drop,
+    /// Message delay spikes and the reordering they cause.
+    Delay,
+    /// Message duplication.
+    Duplicate,
+    /// Partitions: symmetric, one-way, leader isolated, bridge; flapping.
+    Partition,
+    /// Crash (losing unsynced writes) and restart; at most one permanent stop.
+    Crash,
+    /// Pause a node (timing failure) and resume it.
+    Pause,
+    /// Slow disk, and power loss that tears unsynced writes.
+    Disk,
+}
+
+impl FaultKind {
+    /// Every fault class, in command-line order.
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::Drop,
+        FaultKind::Delay,
+        FaultKind::Duplicate,
+        FaultKind::Partition,
+        FaultKind::Crash,
+        FaultKind::Pause,
+        FaultKind::Disk,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Drop => "drop",
+            FaultKind::Delay => "delay",
+            FaultKind::Duplicate => "duplicate",
+            FaultKind::Partition => "partition",
+            FaultKind::Crash => "crash",
+            FaultKind::Pause => "pause",
+            FaultKind::Disk => "disk",
+        }
+    }
+}
+
+/// A set of fault classes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultSet(Vec<FaultKind>);
+
+/// A `--faults` list that could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownFault(pub String);
+
+impl fmt::Display for UnknownFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+        write!(f, "unknown fault class '{}' (expected 'all' or a comma-separated list of {})", self.0, names.join(","))
+    }
+}
+
+impl std::error::Error for UnknownFault {}
+
+impl FaultSet {
+    /// Every fault class.
+    pub fn all() -> FaultSet {
+        FaultSet(FaultKind::ALL.to_vec())
+    }
+
+    /// No faults.
+    pub fn none() -> FaultSet {
+        FaultSet(Vec::new())
+    }
+
+    /// Parses `all`, `none` or a comma-separated list such as `drop,crash`.
+    pub fn parse(s: &str) -> Result<FaultSet, UnknownFault> {
+        let s = s.trim();
+        if s == "all" {
+            return Ok(FaultSet::all());
+        }
+        if s == "none" || s.is_empty() {
+            return Ok(FaultSet::none());
+        }
+        let mut kinds = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            let kind = FaultKind::ALL
+                .iter()
+                .find(|k| k.name() == part)
+                .ok_or_else(|| UnknownFault(part.to_string()))?;
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
+            }
+        }
+        kinds.sort();
+        Ok(FaultSet(kinds))
+    }
+
+    /// Whether `kind` is enabled.
+    pub fn has(&self, kind: FaultKind) -> bool {
+        self.0.contains(&kind)
+    }
+
+    /// The enabled classes.
+    pub fn kinds(&self) -> &[FaultKind] {
+        &self.0
+    }
+}
+
+impl fmt::Display for FaultSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|k| k.name()).collect();
+        write!(f, "{}", if names.is_empty() { "none".to_string() } else { names.join(",") })
+    }
+}
+
+/// Everything that shapes one simulated run besides the seed.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Cluster size.
+    pub nodes: usize,
+    /// Enabled fault classes.
+    pub faults: FaultSet,
+    /// Length of the fault phase, in simulated microseconds.
+    pub fault_phase_us: u64,
+    /// Bound for the liveness phase: after healing, progress must happen within it.
+    pub liveness_bound_us: u64,
+    /// Concurrent workload clients.
+    pub clients: usize,
+    /// Keys the workload touches.
+    pub keys: u8,
+    /// Mean client think time between operations.
+    pub think_us: u64,
+    /// A client gives up on an attempt after this long and retries elsewhere.
+    pub client_timeout_us: u64,
+    /// One Raft tick.
+    pub tick_us: u64,
+    /// Raft election timeout, in ticks.
+    pub election_timeout_ticks: u64,
+    /// Raft heartbeat interval, in ticks.
+    pub heartbeat_interval_ticks: u64,
+    /// Take a snapshot once this many entries are applied past the last one.
+    pub snapshot_every: u64,
+    /// Snapshot chunk size (small values exercise chunking).
+    pub snapshot_chunk_bytes: usize,
+    /// Deliberate protocol bug to plant.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<raft::PlantedBug>,
+}
+
+impl Default for SimOptions {
+    fn default() -> SimOptions {
+        SimOptions {
+            nodes: 5,
+            faults: FaultSet::all(),
+            fault_phase_us: 30_000_000,
+            liveness_bound_us: 10_000_000,
+            clients: 3,
+            keys: 3,
+            think_us: 40_000,
+            client_timeout_us: 400_000,
+            tick_us: 10_000,
+            election_timeout_ticks: 15,
+            heartbeat_interval_ticks: 4,
+            snapshot_every: 64,
+            snapshot_chunk_bytes: 128,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The storage seam the drivers write Raft state through, and an in-memory model of a
+//! disk with crash semantics for the simulator.
+//!
+//! The real write-ahead log (the `storage` crate, later) implements [`RaftStorage`]
+//! too, so the simulator can run the real code underneath.
+
+use raft::{Entry, EntryWrite, HardState, PersistRequest, Recovered, Snapshot};
+use seedrng::Rng;
+use std::fmt;
+
+/// Durable storage for one Raft node.
+///
+/// To ensure correctness:
+/// - `write` may buffer; nothing it wrote is durable until a later `sync` returns `Ok`;
+/// - after `sync` returns `Ok`, every earlier write survives any crash;
+/// - writes become durable in the order they were made (a crash keeps a prefix);
+/// - an error from `write` or `sync` is final: the caller stops the node (fail-stop)
+///   and never retries a failed sync.
+pub trait RaftStorage {
+    /// Buffers a persist request.
+    fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError>;
+    /// Makes every earlier write durable.
+    fn sync(&mut self) -> Result<(), StorageError>;
+    /// Reads back the durable state, as a restarting node sees it.
+    fn recover(&mut self) -> Result<Recovered, StorageError>;
+}
+
+/// A storage failure; the node that sees one stops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageError {
+    /// The medium reported an I/O error.
+    Io(String),
+    /// Stored data failed validation.
+    Corrupt(String),
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Io(m) => write!(f, "storage I/O error: {m}"),
+            StorageError::Corrupt(m) => write!(f, "storage corrupt: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// One buffered write, kept separately so a crash can keep a prefix and tear the rest.
+#[derive(Clone, Debug)]
+enum PendingOp {
+    Snapshot(Snapshot),
+    Entries(EntryWrite),
+    HardState(HardState),
+}
+
+/// What survives on the modelled disk.
+#[derive(Clone, Debug, Default)]
+struct DurableImage {
+    hard_state: HardState,
+    snapshot: Option<Snapshot>,
+    entries: Vec<Entry>,
+}
+
+impl DurableImage {
+    fn apply(&mut self, op: PendingOp) {
+        match op {
+            PendingOp::Snapshot(s) => {
+                self.entries.retain(|e| e.index > s.meta.index);
+                self.snapshot = Some(s);
+            }
+            PendingOp::Entries(w) => {
+                self.entries.retain(|e| e.index < w.from);
+                let next = self.entries.last().map(|e| e.index.next());
+                let snap_next = self.snapshot.as_ref().map_or(raft::LogIndex(1), |s| s.meta.index.next());
+                let expect = next.unwrap_or(snap_next);
+                // Writes below the snapshot point are dropped; a gap means corruption in a
+                // real log and cannot happen with prefix semantics.
+                self.entries.extend(w.entries.into_iter().filter(|e| e.index >= expect));
+            }
+            PendingOp::HardState(h) => self.hard_state = h,
+        }
+    }
+}
+
+/// How a crash treats writes that were never synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Every unsynced write is lost.
+    LoseUnsynced,
+    /// A random prefix of unsynced writes survives; the last surviving one may be torn.
+    TearUnsynced,
+}
+
+/// An in-memory disk: a durable image plus the writes not yet synced.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    durable: DurableImage,
+    pending: Vec<PendingOp>,
+    syncs: u64,
+}
+
+impl MemStorage {
+    /// An empty disk.
+    pub fn new() -> MemStorage {
+        MemStorage::default()
+    }
+
+    /// Power loss: drops or tears unsynced writes as `mode` says, using `rng`.
+    pub fn crash(&mut self, mode: CrashMode, rng: &mut Rng) {
+        let pending = std::mem::take(&mut self.pending);
+        if mode == CrashMode::LoseUnsynced || pending.is_empty() {
+            return;
+        }
+        let keep = rng.range(0, pending.len() as u64 + 1) as usize;
+        for (i, op) in pending.into_iter().enumerate().take(keep) {
+            let op = match op {
+                PendingOp::Entries(mut w) if i + 1 == keep && rng.chance(1, 2) => {
+                    let cut = rng.range(0, w.entries.len() as u64 + 1) as usize;
+                    w.entries.truncate(cut);
+                    PendingOp::Entries(w)
+                }
+                other => other,
+            };
+            self.durable.apply(op);
+        }
+    }
+
+    /// The durable hard state (what a restart would see).
+    pub fn durable_hard_state(&self) -> HardState {
+        self.durable.hard_state
+    }
+
+    /// Number of completed syncs.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs
+    }
+
+    /// Whether writes are waiting for a sync.
+    pub fn has_unsynced(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+impl RaftStorage for MemStorage {
+    fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError> {
+        if let Some(s) = &request.snapshot {
+            self.pending.push(PendingOp::Snapshot(s.clone()));
+        }
+        if let Some(w) = &request.entries {
+            self.pending.push(PendingOp::Entries(w.clone()));
+        }
+        if let Some(h) = request.hard_state {
+            self.pending.push(PendingOp::HardState(h));
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        for op in std::mem::take(&mut self.pending) {
+            self.durable.apply(op);
+        }
+        self.syncs += 1;
+        Ok(())
+    }
+
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        self.pending.clear();
+        Ok(Recovered {
+            hard_state: self.durable.hard_state,
+            snapshot: self.durable.snapshot.clone(),
+            entries: self.durable.entries.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::{EntryKind, IoId, LogIndex, SnapshotMeta, Term};
+
+    fn entries(from: u64, to: u64, term: u64) -> Vec<Entry> {
+        (from..=to)
+            .map(|i| Entry { term: Term(term), index: LogIndex(i), kind: EntryKind::Noop })
+            .collect()
+    }
+
+    fn write(from: u64, es: Vec<Entry>, hs: Option<HardState>) -> PersistRequest {
+        PersistRequest {
+            io: IoId(1),
+            snapshot: None,
+            entries: Some(EntryWrite { from: LogIndex(from), entries: es }),
+            hard_state: hs,
+        }
+    }
+
+    #[test]
+    fn synced_writes_survive_unsynced_are_lost() {
+        let mut s = MemStorage::new();
+        let hs = HardState { term: Term(2), vote: None, commit: LogIndex(0) };
+        s.write(&write(1, entries(1, 3, 1), Some(hs))).unwrap();
+        s.sync().unwrap();
+        s.write(&write(4, entries(4, 5, 2), None)).unwrap();
+        s.crash(CrashMode::LoseUnsynced, &mut Rng::new(1));
+        let r = s.recover().unwrap();
+        assert_eq!(r.entries.len(), 3);
+        assert_eq!(r.hard_state, hs);
+    }
+
+    #[test]
+    fn truncation_and_snapshot_compaction() {
+        let mut s = MemStorage::new();
+        s.write(&write(1, entries(1, 5, 1), None)).unwrap();
+        s.write(&write(3, entries(3, 4, 2), None)).unwrap();
+        let snap = Snapshot { meta: SnapshotMeta { index: LogIndex(2), term: Term(1) }, data: vec![1].into() };
+        s.write(&PersistRequest { io: IoId(2), snapshot: Some(snap), entries: None, hard_state: None }).unwrap();
+        s.sync().unwrap();
+        let r = s.recover().unwrap();
+        let got: Vec<(u64, u64)> = r.entries.iter().map(|e| (e.index.0, e.term.0)).collect();
+        assert_eq!(got, vec![(3, 2), (4, 2)]);
+        assert_eq!(r.snapshot.unwrap().meta.index, LogIndex(2));
+    }
+
+    #[test]
+    fn torn_crash_keeps_a_prefix_only() {
+        for seed in 0..50 {
+            let mut s = MemStorage::new();
+            s.write(&write(1, entries(1, 4, 1), None)).unwrap();
+            s.write(&write(5, entries(5, 8, 1), None)).unwrap();
+            s.crash(CrashMode::TearUnsynced, &mut Rng::new(seed));
+            let r = s.recover().unwrap();
+            // Whatever survives is contiguous from index 1.
+            for (i, e) in r.entries.iter().enumerate() {
+                assert_eq!(e.index, LogIndex(i as u64 + 1));
+            }
+        }
+    }
+}

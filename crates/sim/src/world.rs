@@ -1,0 +1,416 @@
+//! The simulated world: virtual time, an event queue, hosts, network and clients.
+//! Single-threaded; every random choice comes from the run's seed.
+
+use crate::client::Client;
+use crate::hash::mix;
+use crate::host::{ClientOutcome, Host, HostState, Outbox, Reply};
+use crate::invariants::{Invariants, Violation};
+use crate::nemesis::{HealAction, NemesisState};
+use crate::net::Network;
+use crate::options::{FaultKind, SimOptions};
+use crate::storage::CrashMode;
+use check::{KvModel, Recorder};
+use raft::{Config, Message, NodeId, RaftNode, Role};
+use seedrng::Rng;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+#[derive(Debug)]
+pub(crate) enum Event {
+    Deliver { from: NodeId, to: NodeId, msg: Message },
+    Tick { node: usize, incarnation: u64 },
+    Sync { node: usize, incarnation: u64 },
+    ClientIssue { client: usize },
+    ClientSend { client: usize, attempt: u64 },
+    ClientTimeout { client: usize, attempt: u64 },
+    Nemesis,
+    Heal(HealAction),
+    BeginLiveness,
+    LivenessCheck,
+}
+
+struct Scheduled {
+    at_us: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at_us, self.seq) == (o.at_us, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at_us, self.seq).cmp(&(o.at_us, o.seq))
+    }
+}
+
+/// Counters for reports and message-count bounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events processed.
+    pub events: u64,
+    /// Messages nodes handed to the network.
+    pub messages_sent: u64,
+    /// Messages delivered to a running node.
+    pub messages_delivered: u64,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Client operations completed.
+    pub ops_completed: u64,
+}
+
+/// A deterministic simulation of a Raft cluster under faults.
+pub struct Simulation {
+    pub(crate) opts: SimOptions,
+    pub(crate) seed: u64,
+    pub(crate) rng: Rng,
+    pub(crate) now_us: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    next_seq: u64,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) ids: Vec<NodeId>,
+    pub(crate) net: Network,
+    pub(crate) clients: Vec<Client>,
+    pub(crate) history: Recorder<KvModel>,
+    pub(crate) inv: Invariants,
+    pub(crate) violation: Option<Violation>,
+    pub(crate) trace: Option<Vec<String>>,
+    pub(crate) stats: Stats,
+    pub(crate) disk_latency_us: (u64, u64),
+    pub(crate) crash_mode: CrashMode,
+    pub(crate) nemesis: NemesisState,
+    pub(crate) liveness: Option<crate::run::LivenessState>,
+    /// Value written at each applied index (Put commands), for scenario tests.
+    pub(crate) values_at: std::collections::BTreeMap<u64, u64>,
+    /// Writes acknowledged to clients: (index, entry hash).
+    pub(crate) acked: Vec<(u64, u64)>,
+}
+
+impl Simulation {
+    /// Builds a cluster of `opts.nodes` fresh nodes; nothing runs until time advances.
+    pub fn new(seed: u64, opts: SimOptions) -> Simulation {
+        let mut rng = Rng::new(seed);
+        let ids: Vec<NodeId> = (1..=opts.nodes as u64).map(NodeId).collect();
+        let mut sim = Simulation {
+            hosts: Vec::new(),
+            ids: ids.clone(),
+            net: Network::default(),
+            clients: Vec::new(),
+            history: Recorder::new(),
+            inv: Invariants::default(),
+            violation: None,
+            trace: None,
+            stats: Stats::default(),
+            disk_latency_us: (50, 400),
+            crash_mode: if opts.faults.has(FaultKind::Disk) { CrashMode::TearUnsynced } else { CrashMode::LoseUnsynced },
+            nemesis: NemesisState::default(),
+            liveness: None,
+            values_at: Default::default(),
+            acked: Vec::new(),
+            queue: BinaryHeap::new(),
+            next_seq: 0,
+            now_us: 0,
+            rng: rng.fork(0),
+            seed,
+            opts,
+        };
+        for (i, id) in ids.iter().enumerate() {
+            let node = RaftNode::new(sim.raft_config(*id)).unwrap_or_else(|e| panic!("simulator built an invalid config: {e}"));
+            sim.hosts.push(Host::new(*id, node, sim.opts.snapshot_every));
+            let offset = rng.range(0, sim.opts.tick_us);
+            sim.schedule(offset, Event::Tick { node: i, incarnation: 0 });
+        }
+        sim
+    }
+
+    pub(crate) fn raft_config(&self, id: NodeId) -> Config {
+        let mut c = Config::new(id, self.ids.clone());
+        c.election_timeout_ticks = self.opts.election_timeout_ticks;
+        c.heartbeat_interval_ticks = self.opts.heartbeat_interval_ticks;
+        c.snapshot_chunk_bytes = self.opts.snapshot_chunk_bytes;
+        c.max_inflight_appends = 8;
+        c.max_append_entries = 64;
+        c.seed = mix(self.seed, id.0);
+        #[cfg(feature = "planted-bugs")]
+        {
+            c.planted_bug = self.opts.planted_bug;
+        }
+        c
+    }
+
+    /// Turns on trace recording (a line per event).
+    pub fn enable_trace(&mut self) {
+        self.trace = Some(Vec::new());
+    }
+
+    pub(crate) fn log(&mut self, line: impl FnOnce() -> String) {
+        if let Some(t) = self.trace.as_mut() {
+            let s = line();
+            t.push(format!("[{:>10.6}s] {s}", self.now_us as f64 / 1e6));
+        }
+    }
+
+    pub(crate) fn schedule(&mut self, delay_us: u64, event: Event) {
+        self.next_seq += 1;
+        let s = Scheduled { at_us: self.now_us + delay_us, seq: self.next_seq, event };
+        self.queue.push(Reverse(s));
+    }
+
+    /// Processes events until simulated time `until_us`, or a violation.
+    pub(crate) fn run_until_time(&mut self, until_us: u64) {
+        while self.violation.is_none() {
+            let Some(Reverse(top)) = self.queue.peek() else { break };
+            if top.at_us > until_us {
+                break;
+            }
+            let Some(Reverse(s)) = self.queue.pop() else { break };
+            self.now_us = s.at_us;
+            self.inv.set_time(self.now_us);
+            self.stats.events += 1;
+            self.handle(s.event);
+        }
+        if self.violation.is_none() {
+            self.now_us = self.now_us.max(until_us);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver { from, to, msg } => self.on_deliver(from, to, msg),
+            Event::Tick { node, incarnation } => self.on_tick(node, incarnation),
+            Event::Sync { node, incarnation } => self.on_sync(node, incarnation),
+            Event::ClientIssue { client } => self.on_client_issue(client),
+            Event::ClientSend { client, attempt } => self.on_client_send(client, attempt),
+            Event::ClientTimeout { client, attempt } => self.on_client_timeout(client, attempt),
+            Event::Nemesis => self.on_nemesis(),
+            Event::Heal(action) => self.on_heal(action),
+            Event::BeginLiveness => self.begin_liveness(),
+            Event::LivenessCheck => self.on_liveness_check(),
+        }
+    }
+
+    pub(crate) fn fail(&mut self, mut v: Violation) {
+        if self.violation.is_none() {
+            v.at_us = self.now_us;
+            self.log(|| format!("VIOLATION {v}"));
+            self.violation = Some(v);
+        }
+    }
+
+    /// Runs `f` on host `i`, drives its effects and schedules what they produced.
+    pub(crate) fn with_host(&mut self, i: usize, f: impl FnOnce(&mut Host, &mut Outbox, &mut Invariants) -> Result<(), Violation>) {
+        let mut out = Outbox::default();
+        let before = self.hosts[i].raft.as_ref().map(|r| (r.status().role, r.status().term));
+        let host = &mut self.hosts[i];
+        let result = f(host, &mut out, &mut self.inv).and_then(|()| host.drive(&mut self.inv, &mut out));
+        if let Err(v) = result {
+            self.fail(v);
+        }
+        if self.trace.is_some() {
+            let after = self.hosts[i].raft.as_ref().map(|r| (r.status().role, r.status().term));
+            if after != before {
+                if let Some((role, term)) = after {
+                    let id = self.ids[i];
+                    self.log(|| format!("n{id} is now {role:?} in term {term}"));
+                }
+            }
+        }
+        self.dispatch(i, out);
+    }
+
+    fn dispatch(&mut self, i: usize, out: Outbox) {
+        for (from, to, msg) in out.messages {
+            self.stats.messages_sent += 1;
+            let delays = self.net.route(&mut self.rng, from, to);
+            if delays.is_empty() {
+                self.log(|| format!("n{from}->n{to} {} LOST", msg.kind_name()));
+            }
+            for d in delays {
+                self.schedule(d, Event::Deliver { from, to, msg: msg.clone() });
+            }
+        }
+        if out.want_sync && !self.hosts[i].sync_scheduled {
+            self.hosts[i].sync_scheduled = true;
+            let d = self.rng.range(self.disk_latency_us.0, self.disk_latency_us.1 + 1);
+            let incarnation = self.hosts[i].incarnation;
+            self.schedule(d, Event::Sync { node: i, incarnation });
+        }
+        self.acked.extend(out.acked);
+        for (index, value) in out.values {
+            self.values_at.entry(index).or_insert(value);
+        }
+        for r in out.replies {
+            self.on_reply(r);
+        }
+    }
+
+    fn on_deliver(&mut self, from: NodeId, to: NodeId, msg: Message) {
+        let i = (to.0 - 1) as usize;
+        match self.hosts[i].state {
+            HostState::Up => {}
+            HostState::Paused => {
+                self.hosts[i].paused_inbox.push((from, msg));
+                return;
+            }
+            HostState::Down | HostState::Stopped => return,
+        }
+        self.stats.messages_delivered += 1;
+        self.log(|| format!("n{from}->n{to} {}", describe(&msg)));
+        self.with_host(i, |h, _, _| step_host(h, from, msg));
+    }
+
+    fn on_tick(&mut self, i: usize, incarnation: u64) {
+        let (inc, state) = (self.hosts[i].incarnation, self.hosts[i].state);
+        if inc != incarnation || matches!(state, HostState::Down | HostState::Stopped) {
+            return;
+        }
+        self.schedule(self.opts.tick_us, Event::Tick { node: i, incarnation });
+        if state == HostState::Paused {
+            return;
+        }
+        self.with_host(i, |h, _, _| {
+            if let Some(r) = h.raft.as_mut() {
+                r.tick();
+            }
+            Ok(())
+        });
+    }
+
+    fn on_sync(&mut self, i: usize, incarnation: u64) {
+        let h = &mut self.hosts[i];
+        if h.incarnation != incarnation || h.state != HostState::Up {
+            // Paused hosts resync on resume; crashed ones lost the write.
+            h.sync_scheduled = false;
+            return;
+        }
+        self.with_host(i, |h, _, _| h.on_sync());
+    }
+
+    pub(crate) fn schedule_sync(&mut self, i: usize) {
+        let mut out = Outbox::default();
+        out.want_sync = true;
+        self.dispatch(i, out);
+    }
+
+    fn on_reply(&mut self, r: Reply) {
+        let c = r.client as usize;
+        let Some(client) = self.clients.get_mut(c) else { return };
+        match r.outcome {
+            ClientOutcome::Redirect(hint) => {
+                let current = client.current.map(|f| f.attempt);
+                if current != Some(r.attempt) {
+                    return;
+                }
+                let n = self.hosts.len();
+                client.target = match hint {
+                    Some(id) => (id.0 - 1) as usize,
+                    None => (client.target + 1) % n,
+                };
+                let backoff = if hint.is_some() { 200 } else { 20_000 };
+                if let Some(attempt) = client.retry() {
+                    self.send_attempt(c, attempt, backoff);
+                }
+            }
+            outcome => {
+                if client.complete(r.attempt, outcome, &mut self.history, self.now_us) {
+                    self.stats.ops_completed += 1;
+                    self.log(|| format!("client {c} completed {outcome:?}"));
+                    let think = self.opts.think_us;
+                    let d = self.rng.range(think / 2, think + think / 2);
+                    self.schedule(d, Event::ClientIssue { client: c });
+                }
+            }
+        }
+    }
+
+    pub(crate) fn send_attempt(&mut self, c: usize, attempt: u64, delay_us: u64) {
+        let lat = self.rng.range(50, 300);
+        self.schedule(delay_us + lat, Event::ClientSend { client: c, attempt });
+        self.schedule(delay_us + self.opts.client_timeout_us, Event::ClientTimeout { client: c, attempt });
+    }
+
+    fn on_client_issue(&mut self, c: usize) {
+        if self.clients[c].current.is_some() {
+            return;
+        }
+        let keys = self.opts.keys;
+        let Some(req) = self.clients[c].next_request(&mut self.rng, keys) else { return };
+        let attempt = self.clients[c].begin(req, &mut self.history, self.now_us);
+        self.log(|| format!("client {c} invokes {req:?}"));
+        self.send_attempt(c, attempt, 0);
+    }
+
+    fn on_client_send(&mut self, c: usize, attempt: u64) {
+        let client = &self.clients[c];
+        let Some(cur) = client.current.filter(|f| f.attempt == attempt) else { return };
+        let i = client.target;
+        if self.hosts[i].state != HostState::Up {
+            return;
+        }
+        let id = client.id;
+        self.with_host(i, |h, out, _| {
+            h.on_client(id, attempt, cur.request, out);
+            Ok(())
+        });
+    }
+
+    fn on_client_timeout(&mut self, c: usize, attempt: u64) {
+        let n = self.hosts.len();
+        let client = &mut self.clients[c];
+        if client.current.map(|f| f.attempt) != Some(attempt) {
+            return;
+        }
+        client.target = (client.target + 1) % n;
+        if let Some(a) = client.retry() {
+            self.send_attempt(c, a, 0);
+        }
+    }
+
+    /// The running leader with the highest term, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.hosts
+            .iter()
+            .filter(|h| h.state == HostState::Up)
+            .filter_map(|h| h.raft.as_ref().map(|r| r.status()))
+            .filter(|s| s.role == Role::Leader)
+            .max_by_key(|s| s.term)
+            .map(|s| s.id)
+    }
+}
+
+fn step_host(h: &mut Host, from: NodeId, msg: Message) -> Result<(), Violation> {
+    let Some(r) = h.raft.as_mut() else { return Ok(()) };
+    r.step(from, msg).map_err(|e| crate::host::violation("protocol-error", format!("node {} refused a message from {from}: {e}", h.id)))
+}
+
+/// A one-line description of a message for traces.
+pub(crate) fn describe(m: &Message) -> String {
+    match m {
+        Message::VoteRequest { term, last_index, last_term, pre_vote } => {
+            format!("{} t{term} last={last_index}/t{last_term}", if *pre_vote { "PreVote" } else { "Vote" })
+        }
+        Message::VoteResponse { term, granted, pre_vote } => {
+            format!("{} t{term} granted={granted}", if *pre_vote { "PreVoteResp" } else { "VoteResp" })
+        }
+        Message::Append { term, prev_index, prev_term, entries, leader_commit, .. } => format!(
+            "{} t{term} prev={prev_index}/t{prev_term} n={} commit={leader_commit}",
+            m.kind_name(),
+            entries.len()
+        ),
+        Message::AppendResponse { term, outcome, .. } => format!("AppendResp t{term} {outcome:?}"),
+        Message::Snapshot { term, meta, offset, total_len, .. } => {
+            format!("Snapshot t{term} at {}/t{} bytes {offset}/{total_len}", meta.index, meta.term)
+        }
+        Message::SnapshotResponse { term, index, next_offset, installed, .. } => {
+            format!("SnapshotResp t{term} at {index} next={next_offset} installed={installed}")
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `synod sim raft`: seed sweeps and exact replays on the deterministic simulator.
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sim::{run_seed, FaultSet, SeedOutcome, SimOptions};
+use std::ops::Range;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Simulate a Raft cluster.
+    Raft(RaftArgs),
+}
+
+#[derive(Args)]
+pub struct RaftArgs {
+    /// Seeds to run, `A..B` (A inclusive, B exclusive).
+    #[arg(long, value_parser = parse_range, conflicts_with = "replay")]
+    seeds: Option<Range<u64>>,
+    /// Rerun one seed and print its outcome.
+    #[arg(long)]
+    replay: Option<u64>,
+    /// With --replay: print the event trace.
+    #[arg(long, requires = "replay")]
+    trace: bool,
+    /// Cluster size.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=15))]
+    nodes: u64,
+    /// Fault classes: `all`, `none`, or a list from drop,delay,duplicate,partition,crash,pause,disk.
+    #[arg(long, default_value = "all", value_parser = FaultSet::parse)]
+    faults: FaultSet,
+    /// Simulated seconds of faults per seed.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Worker threads (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Plant a deliberate protocol bug: figure8-commit, unpersisted-vote, no-conflict-truncate.
+    #[cfg(feature = "planted-bugs")]
+    #[arg(long, value_parser = parse_bug)]
+    planted_bug: Option<raft::PlantedBug>,
+}
+
+fn parse_range(s: &str) -> Result<Range<u64>, String> {
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("expected A..B, got '{s}'"))?;
+    let a: u64 = a.trim().parse().map_err(|_| format!("bad start seed '{a}'"))?;
+    let b: u64 = b.trim().parse().map_err(|_| format!("bad end seed '{b}'"))?;
+    if b <= a {
+        return Err(format!("empty seed range {a}..{b}"));
+    }
+    Ok(a..b)
+}
+
+#[cfg(feature = "planted-bugs")]
+fn parse_bug(s: &str) -> Result<raft::PlantedBug, String> {
+    raft::PlantedBug::from_name(s).ok_or_else(|| format!("unknown planted bug '{s}' (expected one of {})", raft::PlantedBug::NAMES.join(", ")))
+}
+
+pub fn run(cmd: SimCommand) -> ExitCode {
+    let SimCommand::Raft(args) = cmd;
+    let opts = SimOptions {
+        nodes: args.nodes as usize,
+        faults: args.faults.clone(),
+        fault_phase_us: args.seconds * 1_000_000,
+        #[cfg(feature = "planted-bugs")]
+        planted_bug: args.planted_bug,
+        ..SimOptions::default()
+    };
+    if let Some(seed) = args.replay {
+        return replay(seed, &opts, args.trace);
+    }
+    let seeds = args.seeds.clone().unwrap_or(0..100);
+    sweep(seeds, &opts, args.threads)
+}
+
+fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
+    let outcome = run_seed(seed, opts, trace);
+    if trace {
+        for line in &outcome.trace {
+            println!("{line}");
+        }
+    }
+    let s = outcome.stats;
+    println!(
+        "seed={seed} nodes={} faults={} sim_seconds={:.3} events={} messages={} crashes={} ops={}",
+        opts.nodes,
+        opts.faults,
+        outcome.sim_us as f64 / 1e6,
+        s.events,
+        s.messages_sent,
+        s.crashes,
+        outcome.ops
+    );
+    match &outcome.violation {
+        Some(v) => {
+            println!("violation: {v}");
+            ExitCode::from(1)
+        }
+        None => {
+            println!("ok: no violation");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+struct Summary {
+    violations: Vec<(u64, String)>,
+    sim_us: u64,
+    unknown: u64,
+}
+
+fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCode {
+    let total = seeds.end - seeds.start;
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {msg} [{elapsed_precise}<{eta_precise}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let next = AtomicU64::new(seeds.start);
+    let summary = Mutex::new(Summary { violations: Vec::new(), sim_us: 0, unknown: 0 });
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= seeds.end {
+                    break;
+                }
+                let outcome = run_seed(seed, opts, false);
+                record(&summary, &outcome, &bar);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    let mut s = summary.into_inner().unwrap_or_else(|e| e.into_inner());
+    s.violations.sort();
+    let sim_s = s.sim_us as f64 / 1e6;
+    println!(
+        "seeds={total} violations={} sim_seconds={sim_s:.0} wall_seconds={wall:.1} speedup={:.0}",
+        s.violations.len(),
+        sim_s / wall.max(1e-9)
+    );
+    if s.unknown > 0 {
+        println!("note: linearizability search hit its budget on {} seed(s) (undecided, not counted)", s.unknown);
+    }
+    let Some((seed, what)) = s.violations.first() else {
+        return ExitCode::SUCCESS;
+    };
+    println!("first failing seed: {seed}: {what}");
+    let outcome = run_seed(*seed, opts, true);
+    let tail = outcome.trace.len().saturating_sub(40);
+    println!("last events of seed {seed}:");
+    for line in &outcome.trace[tail..] {
+        println!("  {line}");
+    }
+    println!("replay: synod sim raft --replay {seed} --nodes {} --faults {} --trace", opts.nodes, opts.faults);
+    ExitCode::from(1)
+}
+
+fn record(summary: &Mutex<Summary>, outcome: &SeedOutcome, bar: &ProgressBar) {
+    let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+    s.sim_us += outcome.sim_us;
+    if outcome.linearizability_unknown {
+        s.unknown += 1;
+    }
+    if let Some(v) = &outcome.violation {
+        s.violations.push((outcome.seed, v.to_string()));
+        bar.set_message(format!("{} violation(s)", s.violations.len()));
+    }
+    bar.inc(1);
+}
