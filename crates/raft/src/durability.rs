@@ -18,7 +18,8 @@ pub(crate) struct Durability {
     last_written: HardState,
     /// Log last index that each issued io leaves on disk, when it touches the log.
     io_last: VecDeque<(u64, LogIndex)>,
-    /// Last log index known durable.
+    /// Last log index known durable *and* equal to the in-memory log: entries replaced
+    /// in memory (conflict truncation, snapshot reset) stop counting at once.
     persisted_last: LogIndex,
     /// Messages produced since the last flush that promise durability.
     gated: Vec<(NodeId, Message)>,
@@ -46,6 +47,12 @@ impl Durability {
 
     pub(crate) fn mark_entries_from(&mut self, index: LogIndex) {
         self.unstable_from = Some(self.unstable_from.map_or(index, |u| u.min(index)));
+        self.distrust_above(index.prev());
+    }
+
+    /// Durable entries above `index` no longer match the in-memory log.
+    pub(crate) fn distrust_above(&mut self, index: LogIndex) {
+        self.persisted_last = self.persisted_last.min(index);
     }
 
     pub(crate) fn mark_snapshot(&mut self) {
@@ -66,6 +73,14 @@ impl Durability {
         snapshot: Option<&Snapshot>,
         last_index: LogIndex,
     ) -> (Option<PersistRequest>, Vec<(NodeId, Message)>) {
+        // Persist only a commit index whose entries are already durable, so that a crash
+        // can never leave a durable commit index pointing past the surviving log (which
+        // would make the commit index move backwards across the restart).
+        let mut hard_state = hard_state;
+        hard_state.commit = hard_state
+            .commit
+            .min(self.persisted_last)
+            .max(self.last_written.commit);
         let vote_changed =
             (hard_state.term, hard_state.vote) != (self.last_written.term, self.last_written.vote);
         let request = if self.unstable_from.is_some() || self.snapshot_dirty || vote_changed {

@@ -5,9 +5,13 @@ use crate::types::{Entry, HardState, IoId, LogIndex, NodeId, Snapshot};
 
 /// A write the driver must make durable, then report with `on_persisted(io)`.
 ///
-/// Apply the parts in this order: `snapshot` (store it, drop log entries it covers),
-/// `entries` (truncate the log at `entries.from`, then append), then `hard_state`.
-/// Requests complete in `io` order: reporting `io` durable reports every earlier one too.
+/// Apply the parts in this order, so that any prefix of them that survives a crash is a
+/// state Raft can restart from: `hard_state` first (a log must never hold an entry of a
+/// term newer than the durable term, or a lost vote could be cast twice), then
+/// `snapshot` (store it, drop the log entries it covers), then `entries` (truncate the
+/// log at `entries.from`, then append). A durable commit index that outruns the
+/// surviving log is clamped at restart. Requests complete in `io` order: reporting `io`
+/// durable reports every earlier one too.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersistRequest {
     /// Names this request.

@@ -225,6 +225,8 @@ impl RaftNode {
         if self.log.term_at(meta.index) == Some(meta.term) {
             self.log.compact_to(meta);
         } else {
+            // Our durable entries past the commit index may conflict with the snapshot.
+            self.io.distrust_above(self.commit);
             self.log.reset_to(meta);
             self.io.mark_entries_from(meta.index.next());
         }

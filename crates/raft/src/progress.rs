@@ -89,8 +89,13 @@ impl Progress {
     /// The follower rejected `rejected`; moves `next_index` to `hint` unless the rejection
     /// is stale. Returns whether it was acted on.
     pub(crate) fn on_rejected(&mut self, rejected: LogIndex, hint: LogIndex) -> bool {
+        // At or below the match point the follower already acknowledged durable,
+        // matching entries: the rejection is a reordered old message (or the follower is
+        // broken) and must not move us backwards or trigger an immediate resend.
+        if rejected <= self.match_index {
+            return false;
+        }
         match self.state {
-            FlowState::Replicate if rejected <= self.match_index => return false,
             FlowState::Probe { .. } if rejected != self.next_index.prev() => return false,
             FlowState::Snapshot { .. } => return false,
             _ => {}

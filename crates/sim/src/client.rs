@@ -60,10 +60,22 @@ impl Client {
         let key = rng.range(0, u64::from(keys)) as u8;
         let r = match rng.range(0, 10) {
             0..=3 => ClientRequest::Read(key),
-            4..=7 => ClientRequest::Write(Command { client: self.id, seq: 0, op: KvOp::Put { key, value: 0 } }),
+            4..=7 => ClientRequest::Write(Command {
+                client: self.id,
+                seq: 0,
+                op: KvOp::Put { key, value: 0 },
+            }),
             _ => {
                 let expected = self.seen.get(&key).copied().flatten();
-                ClientRequest::Write(Command { client: self.id, seq: 0, op: KvOp::Cas { key, expected, new: 0 } })
+                ClientRequest::Write(Command {
+                    client: self.id,
+                    seq: 0,
+                    op: KvOp::Cas {
+                        key,
+                        expected,
+                        new: 0,
+                    },
+                })
             }
         };
         Some(self.stamp(r))
@@ -71,22 +83,37 @@ impl Client {
 
     /// Gives a write a fresh session sequence number and a unique value.
     fn stamp(&mut self, r: ClientRequest) -> ClientRequest {
-        let ClientRequest::Write(mut cmd) = r else { return r };
+        let ClientRequest::Write(mut cmd) = r else {
+            return r;
+        };
         self.seq += 1;
         cmd.seq = self.seq;
         let unique = self.id * 1_000_000 + self.seq;
         cmd.op = match cmd.op {
             KvOp::Put { key, .. } => KvOp::Put { key, value: unique },
-            KvOp::Cas { key, expected, .. } => KvOp::Cas { key, expected, new: unique },
+            KvOp::Cas { key, expected, .. } => KvOp::Cas {
+                key,
+                expected,
+                new: unique,
+            },
             KvOp::Nop => KvOp::Nop,
         };
         ClientRequest::Write(cmd)
     }
 
-    pub(crate) fn begin(&mut self, request: ClientRequest, history: &mut Recorder<KvModel>, now_us: u64) -> u64 {
+    pub(crate) fn begin(
+        &mut self,
+        request: ClientRequest,
+        history: &mut Recorder<KvModel>,
+        now_us: u64,
+    ) -> u64 {
         let op = history.invoke(self.id, to_input(&request), now_us);
         self.next_attempt += 1;
-        self.current = Some(InFlight { op, request, attempt: self.next_attempt });
+        self.current = Some(InFlight {
+            op,
+            request,
+            attempt: self.next_attempt,
+        });
         self.next_attempt
     }
 
@@ -99,8 +126,16 @@ impl Client {
     }
 
     /// Completes the current operation with `outcome`; returns false for stale replies.
-    pub(crate) fn complete(&mut self, attempt: u64, outcome: ClientOutcome, history: &mut Recorder<KvModel>, now_us: u64) -> bool {
-        let Some(cur) = self.current else { return false };
+    pub(crate) fn complete(
+        &mut self,
+        attempt: u64,
+        outcome: ClientOutcome,
+        history: &mut Recorder<KvModel>,
+        now_us: u64,
+    ) -> bool {
+        let Some(cur) = self.current else {
+            return false;
+        };
         if cur.attempt != attempt {
             return false;
         }
@@ -125,8 +160,15 @@ fn to_input(r: &ClientRequest) -> KvInput {
     match r {
         ClientRequest::Read(k) => KvInput::Get { key: key_name(*k) },
         ClientRequest::Write(cmd) => match cmd.op {
-            KvOp::Put { key, value } => KvInput::Put { key: key_name(key), value },
-            KvOp::Cas { key, expected, new } => KvInput::Cas { key: key_name(key), expected, new },
+            KvOp::Put { key, value } => KvInput::Put {
+                key: key_name(key),
+                value,
+            },
+            KvOp::Cas { key, expected, new } => KvInput::Cas {
+                key: key_name(key),
+                expected,
+                new,
+            },
             // A no-op write is modelled as a read of a key nobody writes.
             KvOp::Nop => KvInput::Get { key: "nop".into() },
         },

@@ -132,7 +132,11 @@ impl Simulation {
         if self.hosts[i].state != HostState::Up {
             return None;
         }
-        let cmd = Command { client: 1_000_000 + value, seq: 1, op: KvOp::Put { key: 0, value } };
+        let cmd = Command {
+            client: 1_000_000 + value,
+            seq: 1,
+            op: KvOp::Put { key: 0, value },
+        };
         let mut proposed = None;
         self.with_host(i, |h, _, _| {
             if let Some(r) = h.raft.as_mut() {
@@ -145,7 +149,11 @@ impl Simulation {
 
     /// How many running nodes have applied `index`, and the value written there.
     pub fn n_committed(&self, index: u64) -> (usize, Option<u64>) {
-        let n = self.hosts.iter().filter(|h| h.state == HostState::Up && h.applied.0 >= index).count();
+        let n = self
+            .hosts
+            .iter()
+            .filter(|h| h.state == HostState::Up && h.applied.0 >= index)
+            .count();
         (n, self.values_at.get(&index).copied())
     }
 
@@ -177,7 +185,9 @@ impl Simulation {
         }
         match &self.violation {
             Some(v) => Err(v.to_string()),
-            None => Err(format!("value {value} never reached agreement on {expected} nodes")),
+            None => Err(format!(
+                "value {value} never reached agreement on {expected} nodes"
+            )),
         }
     }
 

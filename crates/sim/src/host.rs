@@ -59,6 +59,8 @@ pub(crate) struct Outbox {
     pub(crate) want_sync: bool,
     /// Writes acknowledged to a client: (index, entry hash).
     pub(crate) acked: Vec<(u64, u64)>,
+    /// Trace notes (only read when tracing).
+    pub(crate) notes: Vec<String>,
     /// Put values applied: (index, value).
     pub(crate) values: Vec<(u64, u64)>,
 }
@@ -119,17 +121,29 @@ impl Host {
 
     /// Restarts from the durable image; returns the recovered entries for the checkers.
     pub(crate) fn restart(&mut self, cfg: Config, inv: &mut Invariants) -> Result<(), Violation> {
-        let recovered = self.storage.recover().map_err(|e| violation("recovery", format!("node {}: {e}", self.id)))?;
+        let recovered = self
+            .storage
+            .recover()
+            .map_err(|e| violation("recovery", format!("node {}: {e}", self.id)))?;
         inv.on_restart(self.id, &recovered.entries, recovered.snapshot.as_ref())?;
-        let node = RaftNode::restart(cfg, recovered).map_err(|e| violation("recovery", format!("node {}: {e}", self.id)))?;
+        let node = RaftNode::restart(cfg, recovered)
+            .map_err(|e| violation("recovery", format!("node {}: {e}", self.id)))?;
         self.raft = Some(node);
         self.state = HostState::Up;
         Ok(())
     }
 
     /// A client request arrived.
-    pub(crate) fn on_client(&mut self, client: u64, attempt: u64, req: ClientRequest, out: &mut Outbox) {
-        let Some(raft) = self.raft.as_mut() else { return };
+    pub(crate) fn on_client(
+        &mut self,
+        client: u64,
+        attempt: u64,
+        req: ClientRequest,
+        out: &mut Outbox,
+    ) {
+        let Some(raft) = self.raft.as_mut() else {
+            return;
+        };
         let result = match req {
             ClientRequest::Write(cmd) => raft.propose(cmd.encode().into()).map(|p| {
                 self.writes.insert(p.index, (client, attempt, cmd));
@@ -143,14 +157,24 @@ impl Host {
             }
         };
         if let Err(raft::ProposeError::NotLeader { leader }) = result {
-            out.replies.push(Reply { client, attempt, outcome: ClientOutcome::Redirect(leader) });
+            out.replies.push(Reply {
+                client,
+                attempt,
+                outcome: ClientOutcome::Redirect(leader),
+            });
         }
     }
 
     /// Runs the node's effects until it has nothing more to say.
-    pub(crate) fn drive(&mut self, inv: &mut Invariants, out: &mut Outbox) -> Result<(), Violation> {
+    pub(crate) fn drive(
+        &mut self,
+        inv: &mut Invariants,
+        out: &mut Outbox,
+    ) -> Result<(), Violation> {
         loop {
-            let Some(raft) = self.raft.as_mut() else { return Ok(()) };
+            let Some(raft) = self.raft.as_mut() else {
+                return Ok(());
+            };
             let effects = raft.take_effects();
             if effects.is_empty() {
                 break;
@@ -161,29 +185,57 @@ impl Host {
         }
         self.serve_ready_reads(out);
         self.maybe_compact(inv)?;
-        let Some(raft) = self.raft.as_ref() else { return Ok(()) };
+        let Some(raft) = self.raft.as_ref() else {
+            return Ok(());
+        };
         inv.on_status(&raft.status(), self.storage.durable_hard_state().commit.0)
     }
 
-    fn on_effect(&mut self, e: Effect, inv: &mut Invariants, out: &mut Outbox) -> Result<(), Violation> {
+    fn on_effect(
+        &mut self,
+        e: Effect,
+        inv: &mut Invariants,
+        out: &mut Outbox,
+    ) -> Result<(), Violation> {
         match e {
             Effect::Persist(req) => {
+                out.notes.push(format!(
+                    "n{} persist io={} hs={:?} snapshot={:?} entries={:?} (durable commit {})",
+                    self.id,
+                    req.io,
+                    req.hard_state
+                        .map(|h| (h.term.0, h.vote.map(|v| v.0), h.commit.0)),
+                    req.snapshot.as_ref().map(|s| s.meta.index.0),
+                    req.entries.as_ref().map(|w| (w.from.0, w.entries.len())),
+                    self.storage.durable_hard_state().commit
+                ));
                 inv.on_log_write(self.id, req.snapshot.as_ref(), req.entries.as_ref())?;
-                self.storage.write(&req).map_err(|e| violation("storage", e.to_string()))?;
+                self.storage
+                    .write(&req)
+                    .map_err(|e| violation("storage", e.to_string()))?;
                 self.last_written_io = req.io;
                 out.want_sync = true;
             }
             Effect::Send { to, message } => out.messages.push((self.id, to, message)),
             Effect::Apply(Apply::Entry(entry)) => self.apply_entry(entry, inv, out)?,
             Effect::Apply(Apply::Snapshot(s)) => {
-                let sm = KvMachine::restore(&s.data).map_err(|e| violation("snapshot-restore", format!("node {}: {e}", self.id)))?;
+                let sm = KvMachine::restore(&s.data)
+                    .map_err(|e| violation("snapshot-restore", format!("node {}: {e}", self.id)))?;
                 self.sm = sm;
                 self.applied = s.meta.index;
                 inv.on_snapshot_state(self.id, s.meta.index, self.sm.digest(), true)?;
-                let stale: Vec<LogIndex> = self.writes.range(..=s.meta.index).map(|(i, _)| *i).collect();
+                let stale: Vec<LogIndex> = self
+                    .writes
+                    .range(..=s.meta.index)
+                    .map(|(i, _)| *i)
+                    .collect();
                 for i in stale {
                     if let Some((client, attempt, _)) = self.writes.remove(&i) {
-                        out.replies.push(Reply { client, attempt, outcome: ClientOutcome::Redirect(None) });
+                        out.replies.push(Reply {
+                            client,
+                            attempt,
+                            outcome: ClientOutcome::Redirect(None),
+                        });
                     }
                 }
             }
@@ -194,23 +246,41 @@ impl Host {
             }
             Effect::ReadAborted { ctx } => {
                 if let Some((client, attempt, _)) = self.reads.remove(&ctx) {
-                    out.replies.push(Reply { client, attempt, outcome: ClientOutcome::Redirect(None) });
+                    out.replies.push(Reply {
+                        client,
+                        attempt,
+                        outcome: ClientOutcome::Redirect(None),
+                    });
                 }
             }
         }
         Ok(())
     }
 
-    fn apply_entry(&mut self, entry: Entry, inv: &mut Invariants, out: &mut Outbox) -> Result<(), Violation> {
+    fn apply_entry(
+        &mut self,
+        entry: Entry,
+        inv: &mut Invariants,
+        out: &mut Outbox,
+    ) -> Result<(), Violation> {
         let result = match &entry.kind {
             EntryKind::Noop => None,
             EntryKind::Command(p) => {
-                let cmd = Command::decode(p).map_err(|e| violation("command-decode", format!("index {}: {e}", entry.index)))?;
+                let cmd = Command::decode(p).map_err(|e| {
+                    violation("command-decode", format!("index {}: {e}", entry.index))
+                })?;
                 Some((cmd, self.sm.apply(&cmd)))
             }
         };
         self.applied = entry.index;
-        if let Some((crate::kv::Command { op: crate::kv::KvOp::Put { value, .. }, .. }, _)) = result {
+        if let Some((
+            crate::kv::Command {
+                op: crate::kv::KvOp::Put { value, .. },
+                ..
+            },
+            _,
+        )) = result
+        {
             out.values.push((entry.index.0, value));
         }
         let sm = &self.sm;
@@ -218,12 +288,17 @@ impl Host {
         if let Some((client, attempt, cmd)) = self.writes.remove(&entry.index) {
             let outcome = match result {
                 Some((applied, r)) if applied == cmd => {
-                    out.acked.push((entry.index.0, crate::invariants::entry_hash(&entry)));
+                    out.acked
+                        .push((entry.index.0, crate::invariants::entry_hash(&entry)));
                     ClientOutcome::Written(r)
                 }
                 _ => ClientOutcome::Redirect(None),
             };
-            out.replies.push(Reply { client, attempt, outcome });
+            out.replies.push(Reply {
+                client,
+                attempt,
+                outcome,
+            });
         }
         Ok(())
     }
@@ -235,13 +310,19 @@ impl Host {
             if *index > applied {
                 return true;
             }
-            out.replies.push(Reply { client: *client, attempt: *attempt, outcome: ClientOutcome::Read(sm.get(*key)) });
+            out.replies.push(Reply {
+                client: *client,
+                attempt: *attempt,
+                outcome: ClientOutcome::Read(sm.get(*key)),
+            });
             false
         });
     }
 
     fn maybe_compact(&mut self, inv: &mut Invariants) -> Result<(), Violation> {
-        let Some(raft) = self.raft.as_mut() else { return Ok(()) };
+        let Some(raft) = self.raft.as_mut() else {
+            return Ok(());
+        };
         let compacted = raft.status().snapshot.index;
         if self.applied.0 < compacted.0 + self.snapshot_every {
             return Ok(());
@@ -256,11 +337,14 @@ impl Host {
     /// The disk finished a sync: everything written so far is durable.
     pub(crate) fn on_sync(&mut self) -> Result<(), Violation> {
         self.sync_scheduled = false;
-        self.storage.sync().map_err(|e| violation("storage", e.to_string()))?;
+        self.storage
+            .sync()
+            .map_err(|e| violation("storage", e.to_string()))?;
         let io = self.last_written_io;
         if let Some(raft) = self.raft.as_mut() {
             if io.0 > 0 {
-                raft.on_persisted(io).map_err(|e| violation("io-order", format!("node {}: {e}", self.id)))?;
+                raft.on_persisted(io)
+                    .map_err(|e| violation("io-order", format!("node {}: {e}", self.id)))?;
             }
         }
         Ok(())
@@ -268,5 +352,9 @@ impl Host {
 }
 
 pub(crate) fn violation(property: &'static str, detail: String) -> Violation {
-    Violation { property, detail, at_us: 0 }
+    Violation {
+        property,
+        detail,
+        at_us: 0,
+    }
 }

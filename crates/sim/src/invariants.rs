@@ -22,7 +22,13 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} violated at t={:.6}s: {}", self.property, self.at_us as f64 / 1e6, self.detail)
+        write!(
+            f,
+            "{} violated at t={:.6}s: {}",
+            self.property,
+            self.at_us as f64 / 1e6,
+            self.detail
+        )
     }
 }
 
@@ -93,24 +99,45 @@ impl Invariants {
     }
 
     fn fail(&self, property: &'static str, detail: String) -> Check {
-        Err(Violation { property, detail, at_us: self.now_us })
+        Err(Violation {
+            property,
+            detail,
+            at_us: self.now_us,
+        })
     }
 
     /// A node's log changed: mirror it and check log matching for the new entries.
-    pub(crate) fn on_log_write(&mut self, node: NodeId, snapshot: Option<&Snapshot>, write: Option<&EntryWrite>) -> Check {
+    pub(crate) fn on_log_write(
+        &mut self,
+        node: NodeId,
+        snapshot: Option<&Snapshot>,
+        write: Option<&EntryWrite>,
+    ) -> Check {
         let mut mirror = self.mirrors.remove(&node).unwrap_or_default();
         let result = self.apply_log_write(&mut mirror, node, snapshot, write);
         self.mirrors.insert(node, mirror);
         result
     }
 
-    fn apply_log_write(&mut self, m: &mut LogMirror, node: NodeId, snapshot: Option<&Snapshot>, write: Option<&EntryWrite>) -> Check {
+    fn apply_log_write(
+        &mut self,
+        m: &mut LogMirror,
+        node: NodeId,
+        snapshot: Option<&Snapshot>,
+        write: Option<&EntryWrite>,
+    ) -> Check {
         if let Some(s) = snapshot {
             let idx = s.meta.index.0;
             let keep = m.chain_at(idx).filter(|(t, _)| *t == s.meta.term);
             let tail_from = (idx - m.base_index.min(idx)) as usize;
-            let tail = if keep.is_some() { m.entries.split_off(tail_from.min(m.entries.len())) } else { Vec::new() };
-            m.base_chain = keep.map(|(_, c)| c).or_else(|| self.committed.get(&idx).map(|(_, c, _)| *c));
+            let tail = if keep.is_some() {
+                m.entries.split_off(tail_from.min(m.entries.len()))
+            } else {
+                Vec::new()
+            };
+            m.base_chain = keep
+                .map(|(_, c)| c)
+                .or_else(|| self.committed.get(&idx).map(|(_, c, _)| *c));
             m.base_index = idx;
             m.entries = tail;
         }
@@ -119,9 +146,20 @@ impl Invariants {
         m.entries.truncate((from - m.base_index - 1) as usize);
         for e in w.entries.iter().filter(|e| e.index.0 >= from) {
             if e.index.0 != m.last_index() + 1 {
-                return self.fail("log-contiguity", format!("node {node} wrote index {} after {}", e.index, m.last_index()));
+                return self.fail(
+                    "log-contiguity",
+                    format!(
+                        "node {node} wrote index {} after {}",
+                        e.index,
+                        m.last_index()
+                    ),
+                );
             }
-            let prev = if m.entries.is_empty() { m.base_chain } else { m.entries.last().map(|(_, c)| *c) };
+            let prev = if m.entries.is_empty() {
+                m.base_chain
+            } else {
+                m.entries.last().map(|(_, c)| *c)
+            };
             let Some(prev) = prev else {
                 // Unanchored (snapshot point of unknown chain): record terms only.
                 m.entries.push((e.term, 0));
@@ -131,7 +169,13 @@ impl Invariants {
             m.entries.push((e.term, chain));
             match self.chains.get(&(e.index.0, e.term)) {
                 Some(c) if *c != chain => {
-                    return self.fail("log-matching", format!("node {node} holds a different log prefix at index {} term {}", e.index, e.term));
+                    return self.fail(
+                        "log-matching",
+                        format!(
+                            "node {node} holds a different log prefix at index {} term {}",
+                            e.index, e.term
+                        ),
+                    );
                 }
                 Some(_) => {}
                 None => {
@@ -149,10 +193,22 @@ impl Invariants {
             self.check_new_leader(s)?;
         }
         if s.commit.0 < w.commit {
-            return self.fail("commit-monotonic", format!("node {} commit went from {} to {}", s.id, w.commit, s.commit));
+            return self.fail(
+                "commit-monotonic",
+                format!(
+                    "node {} commit went from {} to {}",
+                    s.id, w.commit, s.commit
+                ),
+            );
         }
         if durable_commit < w.durable_commit {
-            return self.fail("durable-commit-monotonic", format!("node {} durable commit went from {} to {durable_commit}", s.id, w.durable_commit));
+            return self.fail(
+                "durable-commit-monotonic",
+                format!(
+                    "node {} durable commit went from {} to {durable_commit}",
+                    s.id, w.durable_commit
+                ),
+            );
         }
         if s.commit.0 > w.commit {
             self.record_commits(s.id, s.term, w.commit, s.commit.0)?;
@@ -169,12 +225,22 @@ impl Invariants {
     fn check_new_leader(&mut self, s: &Status) -> Check {
         if let Some(other) = self.leaders.get(&s.term) {
             if *other != s.id {
-                return self.fail("election-safety", format!("nodes {other} and {} are both leader of term {}", s.id, s.term));
+                return self.fail(
+                    "election-safety",
+                    format!(
+                        "nodes {other} and {} are both leader of term {}",
+                        s.id, s.term
+                    ),
+                );
             }
         }
         self.leaders.insert(s.term, s.id);
         // Leader completeness binds leaders of terms after the one an entry committed in.
-        let required = self.committed.iter().rev().find(|(_, (_, _, committed_in))| *committed_in < s.term);
+        let required = self
+            .committed
+            .iter()
+            .rev()
+            .find(|(_, (_, _, committed_in))| *committed_in < s.term);
         let Some((&top, &(term, chain, _))) = required else {
             return Ok(());
         };
@@ -184,7 +250,13 @@ impl Invariants {
         }
         match m.chain_at(top) {
             Some((t, c)) if t == term && (c == chain || c == 0) => Ok(()),
-            _ => self.fail("leader-completeness", format!("node {} became leader of term {} without committed entry {top} (term {term})", s.id, s.term)),
+            _ => self.fail(
+                "leader-completeness",
+                format!(
+                    "node {} became leader of term {} without committed entry {top} (term {term})",
+                    s.id, s.term
+                ),
+            ),
         }
     }
 
@@ -192,7 +264,13 @@ impl Invariants {
         let m = self.mirrors.get(&node).cloned().unwrap_or_default();
         for idx in from.max(m.base_index) + 1..=to {
             let Some((term, chain)) = m.chain_at(idx) else {
-                return self.fail("commit-beyond-log", format!("node {node} commits {idx} beyond its log ({})", m.last_index()));
+                return self.fail(
+                    "commit-beyond-log",
+                    format!(
+                        "node {node} commits {idx} beyond its log ({})",
+                        m.last_index()
+                    ),
+                );
             };
             match self.committed.get_mut(&idx) {
                 Some((t, c, _)) if *t != term || (*c != chain && *c != 0 && chain != 0) => {
@@ -209,17 +287,31 @@ impl Invariants {
     }
 
     /// A node applied an entry.
-    pub(crate) fn on_apply(&mut self, node: NodeId, e: &Entry, digest_after: impl FnOnce() -> u64) -> Check {
+    pub(crate) fn on_apply(
+        &mut self,
+        node: NodeId,
+        e: &Entry,
+        digest_after: impl FnOnce() -> u64,
+    ) -> Check {
         let h = entry_hash(e);
         let w = self.watch.entry(node).or_default();
         if e.index.0 != w.applied + 1 {
             let prev = w.applied;
-            return self.fail("apply-order", format!("node {node} applied {} after {prev}", e.index));
+            return self.fail(
+                "apply-order",
+                format!("node {node} applied {} after {prev}", e.index),
+            );
         }
         w.applied = e.index.0;
         match self.applied.get(&e.index.0) {
             Some(old) if *old != h => {
-                return self.fail("state-machine-safety", format!("node {node} applied a different command at index {}", e.index));
+                return self.fail(
+                    "state-machine-safety",
+                    format!(
+                        "node {node} applied a different command at index {}",
+                        e.index
+                    ),
+                );
             }
             Some(_) => {}
             None => {
@@ -228,24 +320,42 @@ impl Invariants {
         }
         if let Some(d) = self.digests.get(&e.index.0) {
             if *d != digest_after() {
-                return self.fail("state-machine-safety", format!("node {node} state after index {} differs from a snapshot of it", e.index));
+                return self.fail(
+                    "state-machine-safety",
+                    format!(
+                        "node {node} state after index {} differs from a snapshot of it",
+                        e.index
+                    ),
+                );
             }
         }
         Ok(())
     }
 
     /// A node replaced its state by a snapshot, or produced one.
-    pub(crate) fn on_snapshot_state(&mut self, node: NodeId, index: LogIndex, digest: u64, restored: bool) -> Check {
+    pub(crate) fn on_snapshot_state(
+        &mut self,
+        node: NodeId,
+        index: LogIndex,
+        digest: u64,
+        restored: bool,
+    ) -> Check {
         let w = self.watch.entry(node).or_default();
         if restored {
             if index.0 < w.applied {
                 let prev = w.applied;
-                return self.fail("apply-monotonic", format!("node {node} restored snapshot {index} after applying {prev}"));
+                return self.fail(
+                    "apply-monotonic",
+                    format!("node {node} restored snapshot {index} after applying {prev}"),
+                );
             }
             w.applied = index.0;
         }
         match self.digests.get(&index.0) {
-            Some(d) if *d != digest => self.fail("state-machine-safety", format!("node {node} snapshot state at {index} differs")),
+            Some(d) if *d != digest => self.fail(
+                "state-machine-safety",
+                format!("node {node} snapshot state at {index} differs"),
+            ),
             Some(_) => Ok(()),
             None => {
                 self.digests.insert(index.0, digest);
@@ -255,14 +365,22 @@ impl Invariants {
     }
 
     /// A node restarted: volatile watch state resets; durable floors stay.
-    pub(crate) fn on_restart(&mut self, node: NodeId, mirror_entries: &[Entry], snapshot: Option<&Snapshot>) -> Check {
+    pub(crate) fn on_restart(
+        &mut self,
+        node: NodeId,
+        mirror_entries: &[Entry],
+        snapshot: Option<&Snapshot>,
+    ) -> Check {
         let w = self.watch.entry(node).or_default();
         w.commit = 0;
         w.applied = 0;
         w.was_leader_in = None;
         self.mirrors.remove(&node);
         let from = snapshot.map_or(LogIndex(1), |s| s.meta.index.next());
-        let write = EntryWrite { from, entries: mirror_entries.to_vec() };
+        let write = EntryWrite {
+            from,
+            entries: mirror_entries.to_vec(),
+        };
         self.on_log_write(node, snapshot, Some(&write))
     }
 

@@ -86,11 +86,20 @@ impl Command {
             return Err(DecodeError);
         }
         let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
-        let (client, seq, tag, key, value, flag, exp) = (u(0), u(8), b[16], b[17], u(18), b[26], u(27));
+        let (client, seq, tag, key, value, flag, exp) =
+            (u(0), u(8), b[16], b[17], u(18), b[26], u(27));
         let op = match (tag, flag) {
             (1, 0) => KvOp::Put { key, value },
-            (2, 1) => KvOp::Cas { key, expected: None, new: value },
-            (2, 2) => KvOp::Cas { key, expected: Some(exp), new: value },
+            (2, 1) => KvOp::Cas {
+                key,
+                expected: None,
+                new: value,
+            },
+            (2, 2) => KvOp::Cas {
+                key,
+                expected: Some(exp),
+                new: value,
+            },
             (3, 0) => KvOp::Nop,
             _ => return Err(DecodeError),
         };
@@ -204,10 +213,14 @@ impl Reader<'_> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| DecodeError)?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| DecodeError)?,
+        ))
     }
     fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| DecodeError)?))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| DecodeError)?,
+        ))
     }
 }
 
@@ -219,11 +232,23 @@ mod tests {
     fn commands_round_trip_and_reject_garbage() {
         for op in [
             KvOp::Put { key: 1, value: 9 },
-            KvOp::Cas { key: 2, expected: None, new: 3 },
-            KvOp::Cas { key: 2, expected: Some(7), new: 3 },
+            KvOp::Cas {
+                key: 2,
+                expected: None,
+                new: 3,
+            },
+            KvOp::Cas {
+                key: 2,
+                expected: Some(7),
+                new: 3,
+            },
             KvOp::Nop,
         ] {
-            let c = Command { client: 4, seq: 5, op };
+            let c = Command {
+                client: 4,
+                seq: 5,
+                op,
+            };
             assert_eq!(Command::decode(&c.encode()), Ok(c));
         }
         assert_eq!(Command::decode(&[1, 2, 3]), Err(DecodeError));
@@ -232,8 +257,20 @@ mod tests {
     #[test]
     fn retries_apply_once_and_snapshots_round_trip() {
         let mut m = KvMachine::default();
-        let put = Command { client: 1, seq: 1, op: KvOp::Put { key: 0, value: 10 } };
-        let cas = Command { client: 2, seq: 1, op: KvOp::Cas { key: 0, expected: Some(10), new: 11 } };
+        let put = Command {
+            client: 1,
+            seq: 1,
+            op: KvOp::Put { key: 0, value: 10 },
+        };
+        let cas = Command {
+            client: 2,
+            seq: 1,
+            op: KvOp::Cas {
+                key: 0,
+                expected: Some(10),
+                new: 11,
+            },
+        };
         assert_eq!(m.apply(&put), KvResult::Done);
         assert_eq!(m.apply(&cas), KvResult::Cas(true));
         assert_eq!(m.apply(&put), KvResult::Done);

@@ -7,7 +7,7 @@
 use crate::host::HostState;
 use crate::options::FaultKind;
 use crate::world::{Event, Simulation};
-use raft::NodeId;
+use raft::{AppendOutcome, Message, NodeId};
 
 /// The end of a transient fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,9 +26,46 @@ pub(crate) enum HealAction {
     DiskNormal,
 }
 
+/// A moment worth crashing at: right after a node sent a promise of durability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CrashPoint {
+    /// After sending a granted vote.
+    VoteGranted,
+    /// After sending an append acknowledgement.
+    AppendAcked,
+    /// After a leader sent entries (it dies mid-replication).
+    EntriesSent,
+}
+
+impl CrashPoint {
+    pub(crate) fn matches(self, m: &Message) -> bool {
+        match (self, m) {
+            (
+                CrashPoint::VoteGranted,
+                Message::VoteResponse {
+                    granted: true,
+                    pre_vote: false,
+                    ..
+                },
+            ) => true,
+            (
+                CrashPoint::AppendAcked,
+                Message::AppendResponse {
+                    outcome: AppendOutcome::Accepted { .. },
+                    ..
+                },
+            ) => true,
+            (CrashPoint::EntriesSent, Message::Append { entries, .. }) => !entries.is_empty(),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct NemesisState {
     pub(crate) stopped_for_good: usize,
+    /// A node armed to crash right after it sends a matching message.
+    pub(crate) crash_point: Option<(usize, CrashPoint)>,
 }
 
 impl Simulation {
@@ -49,8 +86,17 @@ impl Simulation {
         if let Some(kind) = self.rng.pick(&kinds).copied() {
             self.inject(kind);
         }
-        let d = self.rng.range(100_000, 1_500_000);
+        let (lo, hi) = self.opts.fault_interval_us;
+        let d = self.rng.range(lo, hi);
         self.schedule(d, Event::Nemesis);
+    }
+
+    /// A node to hit: the leader half of the time (leaders are where the bugs are).
+    fn target_node(&mut self) -> usize {
+        match self.leader() {
+            Some(l) if self.rng.chance(1, 2) => (l.0 - 1) as usize,
+            _ => self.random_node(),
+        }
     }
 
     fn inject(&mut self, kind: FaultKind) {
@@ -68,6 +114,21 @@ impl Simulation {
                 self.heal_later(HealAction::NetworkNormal, 500_000, 4_000_000);
             }
             FaultKind::Partition => self.inject_partition(),
+            FaultKind::Crash if self.rng.chance(1, 3) => {
+                let node = self.target_node();
+                let points = [
+                    CrashPoint::VoteGranted,
+                    CrashPoint::AppendAcked,
+                    CrashPoint::EntriesSent,
+                ];
+                let point = self
+                    .rng
+                    .pick(&points)
+                    .copied()
+                    .unwrap_or(CrashPoint::VoteGranted);
+                self.nemesis.crash_point = Some((node, point));
+                self.log(|| format!("nemesis: n{} will crash right after {point:?}", node + 1));
+            }
             FaultKind::Crash => self.inject_crash(false),
             FaultKind::Pause => self.inject_pause(),
             FaultKind::Disk => {
@@ -125,7 +186,13 @@ impl Simulation {
                 }
                 let cut = self.rng.range(1, n as u64) as usize;
                 self.net.split(&shuffled[..cut], &shuffled[cut..]);
-                self.log(|| format!("nemesis: partition {:?} | {:?}", &shuffled[..cut], &shuffled[cut..]));
+                self.log(|| {
+                    format!(
+                        "nemesis: partition {:?} | {:?}",
+                        &shuffled[..cut],
+                        &shuffled[cut..]
+                    )
+                });
             }
             1 => {
                 let ai = self.random_node();
@@ -145,7 +212,12 @@ impl Simulation {
             }
             3 => {
                 let bridge = self.random_node();
-                let others: Vec<NodeId> = ids.iter().enumerate().filter(|(i, _)| *i != bridge).map(|(_, id)| *id).collect();
+                let others: Vec<NodeId> = ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != bridge)
+                    .map(|(_, id)| *id)
+                    .collect();
                 let half = others.len() / 2;
                 self.net.split(&others[..half], &others[half..]);
                 self.log(|| format!("nemesis: bridge through n{}", ids[bridge]));
@@ -166,11 +238,15 @@ impl Simulation {
     }
 
     fn inject_crash(&mut self, torn: bool) {
-        let i = self.random_node();
+        let i = self.target_node();
         if !matches!(self.hosts[i].state, HostState::Up | HostState::Paused) {
             return;
         }
-        let down = self.hosts.iter().filter(|h| matches!(h.state, HostState::Down | HostState::Stopped)).count();
+        let down = self
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.state, HostState::Down | HostState::Stopped))
+            .count();
         let max_down = (self.hosts.len() - 1) / 2;
         if down >= max_down {
             return;
@@ -186,9 +262,28 @@ impl Simulation {
         }
     }
 
+    /// Crashes an armed node right after it sent a durability promise; restarts it soon,
+    /// so that it can be asked again in the same term.
+    pub(crate) fn crash_at_point(&mut self, i: usize) {
+        let down = self
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.state, HostState::Down | HostState::Stopped))
+            .count();
+        if down >= (self.hosts.len() - 1) / 2 || self.liveness.is_some() {
+            return;
+        }
+        self.crash_host(i, false);
+        self.heal_later(HealAction::Restart(i), 1_000, 60_000);
+    }
+
     /// Crashes host `i`: volatile state lost, unsynced writes lost (or torn).
     pub(crate) fn crash_host(&mut self, i: usize, torn: bool) {
-        let mode = if torn { crate::storage::CrashMode::TearUnsynced } else { self.crash_mode };
+        let mode = if torn {
+            crate::storage::CrashMode::TearUnsynced
+        } else {
+            self.crash_mode
+        };
         let mut rng = self.rng.fork(self.stats.events);
         let h = &mut self.hosts[i];
         h.storage.crash(mode, &mut rng);
@@ -199,7 +294,7 @@ impl Simulation {
     }
 
     fn inject_pause(&mut self) {
-        let i = self.random_node();
+        let i = self.target_node();
         if self.hosts[i].state != HostState::Up {
             return;
         }
@@ -231,7 +326,13 @@ impl Simulation {
                 }
                 if left > 0 && self.liveness.is_none() {
                     let d = self.rng.range(30_000, 400_000);
-                    self.schedule(d, Event::Heal(HealAction::Flap { node, left: left - 1 }));
+                    self.schedule(
+                        d,
+                        Event::Heal(HealAction::Flap {
+                            node,
+                            left: left - 1,
+                        }),
+                    );
                 }
             }
             HealAction::Restart(i) => self.restart_host(i),
@@ -253,7 +354,13 @@ impl Simulation {
         self.with_host(i, |h, _, inv| h.restart(cfg, inv));
         let incarnation = self.hosts[i].incarnation;
         let offset = self.rng.range(0, self.opts.tick_us);
-        self.schedule(offset, Event::Tick { node: i, incarnation });
+        self.schedule(
+            offset,
+            Event::Tick {
+                node: i,
+                incarnation,
+            },
+        );
     }
 
     /// Resumes a paused host: queued messages are processed in arrival order.
@@ -266,8 +373,12 @@ impl Simulation {
         let inbox = std::mem::take(&mut self.hosts[i].paused_inbox);
         for (from, msg) in inbox {
             self.with_host(i, |h, _, _| {
-                let Some(r) = h.raft.as_mut() else { return Ok(()) };
-                r.step(from, msg).map_err(|e| crate::host::violation("protocol-error", format!("node {}: {e}", h.id)))
+                let Some(r) = h.raft.as_mut() else {
+                    return Ok(());
+                };
+                r.step(from, msg).map_err(|e| {
+                    crate::host::violation("protocol-error", format!("node {}: {e}", h.id))
+                })
             });
         }
         self.hosts[i].sync_scheduled = false;

@@ -48,8 +48,14 @@ impl Network {
             return Vec::new();
         }
         let lost = rng.chance(self.drop_per_mille, 1000)
-            || self.send_omission.iter().any(|(n, r)| *n == from && rng.chance(*r, 1000))
-            || self.receive_omission.iter().any(|(n, r)| *n == to && rng.chance(*r, 1000));
+            || self
+                .send_omission
+                .iter()
+                .any(|(n, r)| *n == from && rng.chance(*r, 1000))
+            || self
+                .receive_omission
+                .iter()
+                .any(|(n, r)| *n == to && rng.chance(*r, 1000));
         if lost {
             return Vec::new();
         }
@@ -108,7 +114,10 @@ impl Network {
     /// Back to a reliable network with normal latency.
     pub fn heal_all(&mut self) {
         let latency = self.latency_us;
-        *self = Network { latency_us: latency, ..Network::default() };
+        *self = Network {
+            latency_us: latency,
+            ..Network::default()
+        };
     }
 
     /// Number of blocked directed links (for traces).

@@ -58,7 +58,12 @@ pub struct UnknownFault(pub String);
 impl fmt::Display for UnknownFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
-        write!(f, "unknown fault class '{}' (expected 'all' or a comma-separated list of {})", self.0, names.join(","))
+        write!(
+            f,
+            "unknown fault class '{}' (expected 'all' or a comma-separated list of {})",
+            self.0,
+            names.join(",")
+        )
     }
 }
 
@@ -113,7 +118,15 @@ impl FaultSet {
 impl fmt::Display for FaultSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self.0.iter().map(|k| k.name()).collect();
-        write!(f, "{}", if names.is_empty() { "none".to_string() } else { names.join(",") })
+        write!(
+            f,
+            "{}",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(",")
+            }
+        )
     }
 }
 
@@ -146,9 +159,45 @@ pub struct SimOptions {
     pub snapshot_every: u64,
     /// Snapshot chunk size (small values exercise chunking).
     pub snapshot_chunk_bytes: usize,
+    /// Most entries in one AppendEntries.
+    pub max_append_entries: usize,
+    /// Most unacknowledged AppendEntries per follower.
+    pub max_inflight_appends: usize,
+    /// Draw batching, pipelining and snapshot knobs from the seed (swarm testing), so
+    /// that a sweep covers small batches (which expose Figure 8), no pipelining, tiny
+    /// snapshot chunks and frequent compaction.
+    pub swarm: bool,
+    /// Raft pre-vote.
+    pub pre_vote: bool,
+    /// Raft check-quorum and leader lease.
+    pub check_quorum: bool,
+    /// Range of the pause between two fault injections, microseconds.
+    pub fault_interval_us: (u64, u64),
     /// Deliberate protocol bug to plant.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<raft::PlantedBug>,
+}
+
+impl SimOptions {
+    /// These options with the swarm knobs drawn from `seed` (unchanged if `swarm` is off).
+    pub fn for_seed(&self, seed: u64) -> SimOptions {
+        let mut o = self.clone();
+        if !o.swarm {
+            return o;
+        }
+        let mut rng = seedrng::Rng::new(seed ^ 0x5357_4152_4d00_0000);
+        let pick = |rng: &mut seedrng::Rng, xs: &[u64]| rng.pick(xs).copied().unwrap_or(xs[0]);
+        o.max_append_entries = pick(&mut rng, &[1, 2, 3, 8, 64]) as usize;
+        o.max_inflight_appends = pick(&mut rng, &[1, 2, 8]) as usize;
+        o.snapshot_every = pick(&mut rng, &[16, 64, 256]);
+        o.snapshot_chunk_bytes = pick(&mut rng, &[16, 128, 4096]) as usize;
+        o.pre_vote = rng.chance(3, 4);
+        o.check_quorum = rng.chance(3, 4);
+        o.fault_interval_us = *rng
+            .pick(&[(100_000, 1_500_000), (20_000, 400_000)])
+            .unwrap_or(&o.fault_interval_us);
+        o
+    }
 }
 
 impl Default for SimOptions {
@@ -167,6 +216,12 @@ impl Default for SimOptions {
             heartbeat_interval_ticks: 4,
             snapshot_every: 64,
             snapshot_chunk_bytes: 128,
+            max_append_entries: 64,
+            max_inflight_appends: 8,
+            swarm: true,
+            pre_vote: true,
+            check_quorum: true,
+            fault_interval_us: (100_000, 1_500_000),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }

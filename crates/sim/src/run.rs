@@ -36,6 +36,7 @@ pub struct SeedOutcome {
 
 /// Runs one seed from start to verdict.
 pub fn run_seed(seed: u64, opts: &SimOptions, trace: bool) -> SeedOutcome {
+    let opts = &opts.for_seed(seed);
     let mut sim = Simulation::new(seed, opts.clone());
     if trace {
         sim.enable_trace();
@@ -45,13 +46,22 @@ pub fn run_seed(seed: u64, opts: &SimOptions, trace: bool) -> SeedOutcome {
     let fault_end = opts.fault_phase_us;
     sim.schedule(fault_end, Event::BeginLiveness);
     let hard_end = fault_end + opts.liveness_bound_us + 1;
-    while sim.violation.is_none() && !sim.liveness.as_ref().is_some_and(|l| l.done) && sim.now_us < hard_end {
+    while sim.violation.is_none()
+        && !sim.liveness.as_ref().is_some_and(|l| l.done)
+        && sim.now_us < hard_end
+    {
         let step_to = (sim.now_us + 1_000_000).min(hard_end);
         sim.run_until_time(step_to);
     }
     let mut unknown = false;
     if sim.violation.is_none() {
-        match check(&check::KvModel, sim.history.history(), Budget { max_steps: 2_000_000 }) {
+        match check(
+            &check::KvModel,
+            sim.history.history(),
+            Budget {
+                max_steps: 2_000_000,
+            },
+        ) {
             Verdict::Linearizable => {}
             Verdict::NotLinearizable(v) => {
                 let detail = format!("client history is not linearizable: {v}");
@@ -86,7 +96,10 @@ impl Simulation {
     /// final read of every key, and require convergence within the bound.
     pub(crate) fn begin_liveness(&mut self) {
         self.log(|| "liveness phase: faults stop, network heals, crashed nodes restart".into());
-        self.liveness = Some(LivenessState { deadline_us: self.now_us + self.opts.liveness_bound_us, done: false });
+        self.liveness = Some(LivenessState {
+            deadline_us: self.now_us + self.opts.liveness_bound_us,
+            done: false,
+        });
         self.net.heal_all();
         self.disk_latency_us = (50, 400);
         for i in 0..self.hosts.len() {
@@ -100,7 +113,9 @@ impl Simulation {
         for c in 0..self.clients.len() {
             self.clients[c].active = false;
             for k in 0..keys {
-                self.clients[c].queue.push_back(crate::host::ClientRequest::Read(k));
+                self.clients[c]
+                    .queue
+                    .push_back(crate::host::ClientRequest::Read(k));
             }
             self.schedule(0, Event::ClientIssue { client: c });
         }
@@ -108,7 +123,9 @@ impl Simulation {
     }
 
     pub(crate) fn on_liveness_check(&mut self) {
-        let Some(deadline) = self.liveness.as_ref().map(|l| l.deadline_us) else { return };
+        let Some(deadline) = self.liveness.as_ref().map(|l| l.deadline_us) else {
+            return;
+        };
         match self.liveness_gap() {
             None => {
                 self.log(|| "liveness: converged".into());
@@ -118,7 +135,10 @@ impl Simulation {
             }
             Some(gap) if self.now_us >= deadline => {
                 let bound = self.opts.liveness_bound_us as f64 / 1e6;
-                self.fail(violation("liveness", format!("no convergence within {bound}s after healing: {gap}")));
+                self.fail(violation(
+                    "liveness",
+                    format!("no convergence within {bound}s after healing: {gap}"),
+                ));
             }
             Some(_) => self.schedule(50_000, Event::LivenessCheck),
         }
@@ -129,7 +149,11 @@ impl Simulation {
         let Some(leader) = self.leader() else {
             return Some("no leader".into());
         };
-        if let Some(c) = self.clients.iter().find(|c| c.current.is_some() || !c.queue.is_empty()) {
+        if let Some(c) = self
+            .clients
+            .iter()
+            .find(|c| c.current.is_some() || !c.queue.is_empty())
+        {
             return Some(format!("client {} still has operations pending", c.id));
         }
         let lh = &self.hosts[(leader.0 - 1) as usize];
@@ -138,17 +162,26 @@ impl Simulation {
         };
         let target = ls.commit;
         if target.0 < self.inv.max_committed() {
-            return Some(format!("leader n{leader} commit {} below known commit {}", target, self.inv.max_committed()));
+            return Some(format!(
+                "leader n{leader} commit {} below known commit {}",
+                target,
+                self.inv.max_committed()
+            ));
         }
         for (index, hash) in &self.acked {
             if *index > target.0 || self.inv.applied_hash(*index) != Some(*hash) {
-                return Some(format!("acknowledged write at index {index} is not committed at the leader"));
+                return Some(format!(
+                    "acknowledged write at index {index} is not committed at the leader"
+                ));
             }
         }
         let digest = lh.sm.digest();
         for h in self.hosts.iter().filter(|h| h.state != HostState::Stopped) {
             if h.state != HostState::Up || h.applied != target || h.sm.digest() != digest {
-                return Some(format!("n{} applied {} (leader n{leader} commit {})", h.id, h.applied, target));
+                return Some(format!(
+                    "n{} applied {} (leader n{leader} commit {})",
+                    h.id, h.applied, target
+                ));
             }
         }
         None

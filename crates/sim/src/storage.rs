@@ -71,11 +71,15 @@ impl DurableImage {
             PendingOp::Entries(w) => {
                 self.entries.retain(|e| e.index < w.from);
                 let next = self.entries.last().map(|e| e.index.next());
-                let snap_next = self.snapshot.as_ref().map_or(raft::LogIndex(1), |s| s.meta.index.next());
+                let snap_next = self
+                    .snapshot
+                    .as_ref()
+                    .map_or(raft::LogIndex(1), |s| s.meta.index.next());
                 let expect = next.unwrap_or(snap_next);
                 // Writes below the snapshot point are dropped; a gap means corruption in a
                 // real log and cannot happen with prefix semantics.
-                self.entries.extend(w.entries.into_iter().filter(|e| e.index >= expect));
+                self.entries
+                    .extend(w.entries.into_iter().filter(|e| e.index >= expect));
             }
             PendingOp::HardState(h) => self.hard_state = h,
         }
@@ -143,14 +147,14 @@ impl MemStorage {
 
 impl RaftStorage for MemStorage {
     fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError> {
+        if let Some(h) = request.hard_state {
+            self.pending.push(PendingOp::HardState(h));
+        }
         if let Some(s) = &request.snapshot {
             self.pending.push(PendingOp::Snapshot(s.clone()));
         }
         if let Some(w) = &request.entries {
             self.pending.push(PendingOp::Entries(w.clone()));
-        }
-        if let Some(h) = request.hard_state {
-            self.pending.push(PendingOp::HardState(h));
         }
         Ok(())
     }
@@ -180,7 +184,11 @@ mod tests {
 
     fn entries(from: u64, to: u64, term: u64) -> Vec<Entry> {
         (from..=to)
-            .map(|i| Entry { term: Term(term), index: LogIndex(i), kind: EntryKind::Noop })
+            .map(|i| Entry {
+                term: Term(term),
+                index: LogIndex(i),
+                kind: EntryKind::Noop,
+            })
             .collect()
     }
 
@@ -188,7 +196,10 @@ mod tests {
         PersistRequest {
             io: IoId(1),
             snapshot: None,
-            entries: Some(EntryWrite { from: LogIndex(from), entries: es }),
+            entries: Some(EntryWrite {
+                from: LogIndex(from),
+                entries: es,
+            }),
             hard_state: hs,
         }
     }
@@ -196,7 +207,11 @@ mod tests {
     #[test]
     fn synced_writes_survive_unsynced_are_lost() {
         let mut s = MemStorage::new();
-        let hs = HardState { term: Term(2), vote: None, commit: LogIndex(0) };
+        let hs = HardState {
+            term: Term(2),
+            vote: None,
+            commit: LogIndex(0),
+        };
         s.write(&write(1, entries(1, 3, 1), Some(hs))).unwrap();
         s.sync().unwrap();
         s.write(&write(4, entries(4, 5, 2), None)).unwrap();
@@ -211,8 +226,20 @@ mod tests {
         let mut s = MemStorage::new();
         s.write(&write(1, entries(1, 5, 1), None)).unwrap();
         s.write(&write(3, entries(3, 4, 2), None)).unwrap();
-        let snap = Snapshot { meta: SnapshotMeta { index: LogIndex(2), term: Term(1) }, data: vec![1].into() };
-        s.write(&PersistRequest { io: IoId(2), snapshot: Some(snap), entries: None, hard_state: None }).unwrap();
+        let snap = Snapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(2),
+                term: Term(1),
+            },
+            data: vec![1].into(),
+        };
+        s.write(&PersistRequest {
+            io: IoId(2),
+            snapshot: Some(snap),
+            entries: None,
+            hard_state: None,
+        })
+        .unwrap();
         s.sync().unwrap();
         let r = s.recover().unwrap();
         let got: Vec<(u64, u64)> = r.entries.iter().map(|e| (e.index.0, e.term.0)).collect();

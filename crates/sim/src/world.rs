@@ -17,17 +17,39 @@ use std::collections::BinaryHeap;
 
 #[derive(Debug)]
 pub(crate) enum Event {
-    Deliver { from: NodeId, to: NodeId, msg: Message },
-    Tick { node: usize, incarnation: u64 },
-    Sync { node: usize, incarnation: u64 },
-    ClientIssue { client: usize },
-    ClientSend { client: usize, attempt: u64 },
-    ClientTimeout { client: usize, attempt: u64 },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        msg: Message,
+    },
+    Tick {
+        node: usize,
+        incarnation: u64,
+    },
+    Sync {
+        node: usize,
+        incarnation: u64,
+    },
+    ClientIssue {
+        client: usize,
+    },
+    ClientSend {
+        client: usize,
+        attempt: u64,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
     Nemesis,
     Heal(HealAction),
     BeginLiveness,
     LivenessCheck,
 }
+
+/// A healthy 5-node run under faults handles about 1,500 events per simulated second;
+/// far more means a message or timer storm, itself a bug.
+const EVENTS_PER_SIM_SECOND_MAX: u64 = 40_000;
 
 struct Scheduled {
     at_us: u64,
@@ -110,7 +132,11 @@ impl Simulation {
             trace: None,
             stats: Stats::default(),
             disk_latency_us: (50, 400),
-            crash_mode: if opts.faults.has(FaultKind::Disk) { CrashMode::TearUnsynced } else { CrashMode::LoseUnsynced },
+            crash_mode: if opts.faults.has(FaultKind::Disk) {
+                CrashMode::TearUnsynced
+            } else {
+                CrashMode::LoseUnsynced
+            },
             nemesis: NemesisState::default(),
             liveness: None,
             values_at: Default::default(),
@@ -123,10 +149,18 @@ impl Simulation {
             opts,
         };
         for (i, id) in ids.iter().enumerate() {
-            let node = RaftNode::new(sim.raft_config(*id)).unwrap_or_else(|e| panic!("simulator built an invalid config: {e}"));
-            sim.hosts.push(Host::new(*id, node, sim.opts.snapshot_every));
+            let node = RaftNode::new(sim.raft_config(*id))
+                .unwrap_or_else(|e| panic!("simulator built an invalid config: {e}"));
+            sim.hosts
+                .push(Host::new(*id, node, sim.opts.snapshot_every));
             let offset = rng.range(0, sim.opts.tick_us);
-            sim.schedule(offset, Event::Tick { node: i, incarnation: 0 });
+            sim.schedule(
+                offset,
+                Event::Tick {
+                    node: i,
+                    incarnation: 0,
+                },
+            );
         }
         sim
     }
@@ -136,9 +170,11 @@ impl Simulation {
         c.election_timeout_ticks = self.opts.election_timeout_ticks;
         c.heartbeat_interval_ticks = self.opts.heartbeat_interval_ticks;
         c.snapshot_chunk_bytes = self.opts.snapshot_chunk_bytes;
-        c.max_inflight_appends = 8;
-        c.max_append_entries = 64;
+        c.max_inflight_appends = self.opts.max_inflight_appends;
+        c.max_append_entries = self.opts.max_append_entries;
         c.seed = mix(self.seed, id.0);
+        c.pre_vote = self.opts.pre_vote;
+        c.check_quorum = self.opts.check_quorum;
         #[cfg(feature = "planted-bugs")]
         {
             c.planted_bug = self.opts.planted_bug;
@@ -160,21 +196,42 @@ impl Simulation {
 
     pub(crate) fn schedule(&mut self, delay_us: u64, event: Event) {
         self.next_seq += 1;
-        let s = Scheduled { at_us: self.now_us + delay_us, seq: self.next_seq, event };
+        let s = Scheduled {
+            at_us: self.now_us + delay_us,
+            seq: self.next_seq,
+            event,
+        };
         self.queue.push(Reverse(s));
     }
 
     /// Processes events until simulated time `until_us`, or a violation.
     pub(crate) fn run_until_time(&mut self, until_us: u64) {
         while self.violation.is_none() {
-            let Some(Reverse(top)) = self.queue.peek() else { break };
+            let Some(Reverse(top)) = self.queue.peek() else {
+                break;
+            };
             if top.at_us > until_us {
                 break;
             }
-            let Some(Reverse(s)) = self.queue.pop() else { break };
+            let Some(Reverse(s)) = self.queue.pop() else {
+                break;
+            };
             self.now_us = s.at_us;
             self.inv.set_time(self.now_us);
             self.stats.events += 1;
+            if self.stats.events > EVENTS_PER_SIM_SECOND_MAX * (self.now_us / 1_000_000 + 1) {
+                let detail = format!(
+                    "{} events in {:.3} simulated seconds: a message or timer storm",
+                    self.stats.events,
+                    self.now_us as f64 / 1e6
+                );
+                self.fail(Violation {
+                    property: "event-rate-bound",
+                    detail,
+                    at_us: self.now_us,
+                });
+                break;
+            }
             self.handle(s.event);
         }
         if self.violation.is_none() {
@@ -206,16 +263,27 @@ impl Simulation {
     }
 
     /// Runs `f` on host `i`, drives its effects and schedules what they produced.
-    pub(crate) fn with_host(&mut self, i: usize, f: impl FnOnce(&mut Host, &mut Outbox, &mut Invariants) -> Result<(), Violation>) {
+    pub(crate) fn with_host(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Host, &mut Outbox, &mut Invariants) -> Result<(), Violation>,
+    ) {
         let mut out = Outbox::default();
-        let before = self.hosts[i].raft.as_ref().map(|r| (r.status().role, r.status().term));
+        let before = self.hosts[i]
+            .raft
+            .as_ref()
+            .map(|r| (r.status().role, r.status().term));
         let host = &mut self.hosts[i];
-        let result = f(host, &mut out, &mut self.inv).and_then(|()| host.drive(&mut self.inv, &mut out));
+        let result =
+            f(host, &mut out, &mut self.inv).and_then(|()| host.drive(&mut self.inv, &mut out));
         if let Err(v) = result {
             self.fail(v);
         }
         if self.trace.is_some() {
-            let after = self.hosts[i].raft.as_ref().map(|r| (r.status().role, r.status().term));
+            let after = self.hosts[i]
+                .raft
+                .as_ref()
+                .map(|r| (r.status().role, r.status().term));
             if after != before {
                 if let Some((role, term)) = after {
                     let id = self.ids[i];
@@ -227,6 +295,9 @@ impl Simulation {
     }
 
     fn dispatch(&mut self, i: usize, out: Outbox) {
+        let crash_now = self.nemesis.crash_point.is_some_and(|(node, point)| {
+            node == i && out.messages.iter().any(|(_, _, m)| point.matches(m))
+        });
         for (from, to, msg) in out.messages {
             self.stats.messages_sent += 1;
             let delays = self.net.route(&mut self.rng, from, to);
@@ -234,14 +305,32 @@ impl Simulation {
                 self.log(|| format!("n{from}->n{to} {} LOST", msg.kind_name()));
             }
             for d in delays {
-                self.schedule(d, Event::Deliver { from, to, msg: msg.clone() });
+                self.schedule(
+                    d,
+                    Event::Deliver {
+                        from,
+                        to,
+                        msg: msg.clone(),
+                    },
+                );
             }
         }
         if out.want_sync && !self.hosts[i].sync_scheduled {
             self.hosts[i].sync_scheduled = true;
-            let d = self.rng.range(self.disk_latency_us.0, self.disk_latency_us.1 + 1);
+            let d = self
+                .rng
+                .range(self.disk_latency_us.0, self.disk_latency_us.1 + 1);
             let incarnation = self.hosts[i].incarnation;
-            self.schedule(d, Event::Sync { node: i, incarnation });
+            self.schedule(
+                d,
+                Event::Sync {
+                    node: i,
+                    incarnation,
+                },
+            );
+        }
+        for note in out.notes {
+            self.log(|| note);
         }
         self.acked.extend(out.acked);
         for (index, value) in out.values {
@@ -249,6 +338,10 @@ impl Simulation {
         }
         for r in out.replies {
             self.on_reply(r);
+        }
+        if crash_now {
+            self.nemesis.crash_point = None;
+            self.crash_at_point(i);
         }
     }
 
@@ -272,7 +365,13 @@ impl Simulation {
         if inc != incarnation || matches!(state, HostState::Down | HostState::Stopped) {
             return;
         }
-        self.schedule(self.opts.tick_us, Event::Tick { node: i, incarnation });
+        self.schedule(
+            self.opts.tick_us,
+            Event::Tick {
+                node: i,
+                incarnation,
+            },
+        );
         if state == HostState::Paused {
             return;
         }
@@ -302,7 +401,9 @@ impl Simulation {
 
     fn on_reply(&mut self, r: Reply) {
         let c = r.client as usize;
-        let Some(client) = self.clients.get_mut(c) else { return };
+        let Some(client) = self.clients.get_mut(c) else {
+            return;
+        };
         match r.outcome {
             ClientOutcome::Redirect(hint) => {
                 let current = client.current.map(|f| f.attempt);
@@ -334,7 +435,10 @@ impl Simulation {
     pub(crate) fn send_attempt(&mut self, c: usize, attempt: u64, delay_us: u64) {
         let lat = self.rng.range(50, 300);
         self.schedule(delay_us + lat, Event::ClientSend { client: c, attempt });
-        self.schedule(delay_us + self.opts.client_timeout_us, Event::ClientTimeout { client: c, attempt });
+        self.schedule(
+            delay_us + self.opts.client_timeout_us,
+            Event::ClientTimeout { client: c, attempt },
+        );
     }
 
     fn on_client_issue(&mut self, c: usize) {
@@ -342,7 +446,9 @@ impl Simulation {
             return;
         }
         let keys = self.opts.keys;
-        let Some(req) = self.clients[c].next_request(&mut self.rng, keys) else { return };
+        let Some(req) = self.clients[c].next_request(&mut self.rng, keys) else {
+            return;
+        };
         let attempt = self.clients[c].begin(req, &mut self.history, self.now_us);
         self.log(|| format!("client {c} invokes {req:?}"));
         self.send_attempt(c, attempt, 0);
@@ -350,7 +456,9 @@ impl Simulation {
 
     fn on_client_send(&mut self, c: usize, attempt: u64) {
         let client = &self.clients[c];
-        let Some(cur) = client.current.filter(|f| f.attempt == attempt) else { return };
+        let Some(cur) = client.current.filter(|f| f.attempt == attempt) else {
+            return;
+        };
         let i = client.target;
         if self.hosts[i].state != HostState::Up {
             return;
@@ -387,29 +495,73 @@ impl Simulation {
 }
 
 fn step_host(h: &mut Host, from: NodeId, msg: Message) -> Result<(), Violation> {
-    let Some(r) = h.raft.as_mut() else { return Ok(()) };
-    r.step(from, msg).map_err(|e| crate::host::violation("protocol-error", format!("node {} refused a message from {from}: {e}", h.id)))
+    let Some(r) = h.raft.as_mut() else {
+        return Ok(());
+    };
+    r.step(from, msg).map_err(|e| {
+        crate::host::violation(
+            "protocol-error",
+            format!("node {} refused a message from {from}: {e}", h.id),
+        )
+    })
 }
 
 /// A one-line description of a message for traces.
 pub(crate) fn describe(m: &Message) -> String {
     match m {
-        Message::VoteRequest { term, last_index, last_term, pre_vote } => {
-            format!("{} t{term} last={last_index}/t{last_term}", if *pre_vote { "PreVote" } else { "Vote" })
+        Message::VoteRequest {
+            term,
+            last_index,
+            last_term,
+            pre_vote,
+        } => {
+            format!(
+                "{} t{term} last={last_index}/t{last_term}",
+                if *pre_vote { "PreVote" } else { "Vote" }
+            )
         }
-        Message::VoteResponse { term, granted, pre_vote } => {
-            format!("{} t{term} granted={granted}", if *pre_vote { "PreVoteResp" } else { "VoteResp" })
+        Message::VoteResponse {
+            term,
+            granted,
+            pre_vote,
+        } => {
+            format!(
+                "{} t{term} granted={granted}",
+                if *pre_vote { "PreVoteResp" } else { "VoteResp" }
+            )
         }
-        Message::Append { term, prev_index, prev_term, entries, leader_commit, .. } => format!(
+        Message::Append {
+            term,
+            prev_index,
+            prev_term,
+            entries,
+            leader_commit,
+            ..
+        } => format!(
             "{} t{term} prev={prev_index}/t{prev_term} n={} commit={leader_commit}",
             m.kind_name(),
             entries.len()
         ),
         Message::AppendResponse { term, outcome, .. } => format!("AppendResp t{term} {outcome:?}"),
-        Message::Snapshot { term, meta, offset, total_len, .. } => {
-            format!("Snapshot t{term} at {}/t{} bytes {offset}/{total_len}", meta.index, meta.term)
+        Message::Snapshot {
+            term,
+            meta,
+            offset,
+            total_len,
+            ..
+        } => {
+            format!(
+                "Snapshot t{term} at {}/t{} bytes {offset}/{total_len}",
+                meta.index, meta.term
+            )
         }
-        Message::SnapshotResponse { term, index, next_offset, installed, .. } => {
+        Message::SnapshotResponse {
+            term,
+            index,
+            next_offset,
+            installed,
+            ..
+        } => {
             format!("SnapshotResp t{term} at {index} next={next_offset} installed={installed}")
         }
     }

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "synod", version, about = "A fault-tolerant, strongly consistent key-value service")]
+#[command(
+    name = "synod",
+    version,
+    about = "A fault-tolerant, strongly consistent key-value service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

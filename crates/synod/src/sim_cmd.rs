@@ -45,9 +45,17 @@ pub struct RaftArgs {
 }
 
 fn parse_range(s: &str) -> Result<Range<u64>, String> {
-    let (a, b) = s.split_once("..").ok_or_else(|| format!("expected A..B, got '{s}'"))?;
-    let a: u64 = a.trim().parse().map_err(|_| format!("bad start seed '{a}'"))?;
-    let b: u64 = b.trim().parse().map_err(|_| format!("bad end seed '{b}'"))?;
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("expected A..B, got '{s}'"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad start seed '{a}'"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad end seed '{b}'"))?;
     if b <= a {
         return Err(format!("empty seed range {a}..{b}"));
     }
@@ -56,7 +64,12 @@ fn parse_range(s: &str) -> Result<Range<u64>, String> {
 
 #[cfg(feature = "planted-bugs")]
 fn parse_bug(s: &str) -> Result<raft::PlantedBug, String> {
-    raft::PlantedBug::from_name(s).ok_or_else(|| format!("unknown planted bug '{s}' (expected one of {})", raft::PlantedBug::NAMES.join(", ")))
+    raft::PlantedBug::from_name(s).ok_or_else(|| {
+        format!(
+            "unknown planted bug '{s}' (expected one of {})",
+            raft::PlantedBug::NAMES.join(", ")
+        )
+    })
 }
 
 pub fn run(cmd: SimCommand) -> ExitCode {
@@ -114,14 +127,22 @@ struct Summary {
 
 fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCode {
     let total = seeds.end - seeds.start;
-    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {msg} [{elapsed_precise}<{eta_precise}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds {msg} [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let next = AtomicU64::new(seeds.start);
-    let summary = Mutex::new(Summary { violations: Vec::new(), sim_us: 0, unknown: 0 });
+    let summary = Mutex::new(Summary {
+        violations: Vec::new(),
+        sim_us: 0,
+        unknown: 0,
+    });
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -146,7 +167,10 @@ fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCo
         sim_s / wall.max(1e-9)
     );
     if s.unknown > 0 {
-        println!("note: linearizability search hit its budget on {} seed(s) (undecided, not counted)", s.unknown);
+        println!(
+            "note: linearizability search hit its budget on {} seed(s) (undecided, not counted)",
+            s.unknown
+        );
     }
     let Some((seed, what)) = s.violations.first() else {
         return ExitCode::SUCCESS;
@@ -158,7 +182,10 @@ fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCo
     for line in &outcome.trace[tail..] {
         println!("  {line}");
     }
-    println!("replay: synod sim raft --replay {seed} --nodes {} --faults {} --trace", opts.nodes, opts.faults);
+    println!(
+        "replay: synod sim raft --replay {seed} --nodes {} --faults {} --trace",
+        opts.nodes, opts.faults
+    );
     ExitCode::from(1)
 }
 
