@@ -216,7 +216,12 @@ impl Host {
                 self.last_written_io = req.io;
                 out.want_sync = true;
             }
-            Effect::Send { to, message } => out.messages.push((self.id, to, message)),
+            Effect::Send { to, message } => {
+                if let Message::VoteResponse { term, granted: true, pre_vote: false } = message {
+                    inv.on_vote(self.id, term, to)?;
+                }
+                out.messages.push((self.id, to, message));
+            }
             Effect::Apply(Apply::Entry(entry)) => self.apply_entry(entry, inv, out)?,
             Effect::Apply(Apply::Snapshot(s)) => {
                 let sm = KvMachine::restore(&s.data)

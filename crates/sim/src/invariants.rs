@@ -76,6 +76,8 @@ struct NodeWatch {
 #[derive(Debug, Default)]
 pub struct Invariants {
     leaders: BTreeMap<Term, NodeId>,
+    /// (voter, term) -> candidate of every vote a node cast (granted or for itself).
+    votes: BTreeMap<(NodeId, Term), NodeId>,
     /// (index, term) -> chain hash: log matching.
     chains: BTreeMap<(u64, Term), u64>,
     /// index -> (entry term, chain, commit term) of every entry some node has counted as
@@ -186,9 +188,39 @@ impl Invariants {
         Ok(())
     }
 
-    /// After an event touched `node`: leader uniqueness, completeness, commit monotonicity.
+    /// A node cast a vote (a granted vote message, or a candidate's vote for itself):
+    /// one vote per term, whatever crashes happen in between.
+    pub(crate) fn on_vote(&mut self, voter: NodeId, term: Term, candidate: NodeId) -> Check {
+        match self.votes.get(&(voter, term)) {
+            Some(c) if *c != candidate => {
+                let c = *c;
+                self.fail("one-vote-per-term", format!("node {voter} voted for {c} and then for {candidate} in term {term}"))
+            }
+            Some(_) => Ok(()),
+            None => {
+                self.votes.insert((voter, term), candidate);
+                Ok(())
+            }
+        }
+    }
+
+    /// After an event touched `node`: leader uniqueness, completeness, commit monotonicity,
+    /// and Raft's commit rule.
     pub(crate) fn on_status(&mut self, s: &Status, durable_commit: u64) -> Check {
         let w = self.watch.entry(s.id).or_default().clone();
+        if s.role == Role::Candidate {
+            self.on_vote(s.id, s.term, s.id)?;
+        }
+        if s.role == Role::Leader && w.was_leader_in == Some(s.term) && s.commit.0 > w.commit {
+            let m = self.mirrors.get(&s.id);
+            let term = m.and_then(|m| m.chain_at(s.commit.0)).map(|(t, _)| t);
+            if term.is_some_and(|t| t != s.term) {
+                return self.fail(
+                    "commit-rule",
+                    format!("leader {} of term {} advanced its commit index to {} whose entry is from term {:?} (Raft 5.4.2)", s.id, s.term, s.commit, term.unwrap_or_default()),
+                );
+            }
+        }
         if s.role == Role::Leader && w.was_leader_in != Some(s.term) {
             self.check_new_leader(s)?;
         }
