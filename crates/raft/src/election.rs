@@ -50,7 +50,10 @@ impl RaftNode {
         self.term = Term(self.term.0 + 1);
         self.vote = Some(self.cfg.id);
         let term = self.term;
-        // Our own vote counts only once it is durable: it is a gated message to ourselves.
+        // Term and self-vote must be durable before anyone can vote for us: otherwise a
+        // crash could bring us back in an older term after leading this one, and we
+        // could lead it twice with different entries. Requests and our own vote are
+        // gated messages (the own vote is a message to ourselves).
         let own = Message::VoteResponse {
             term,
             granted: true,
@@ -64,7 +67,7 @@ impl RaftNode {
                 last_term,
                 pre_vote: false,
             };
-            self.send(to, m);
+            self.io.gate(to, m);
         }
     }
 

@@ -113,6 +113,23 @@ impl Simulation {
         &mut self.net
     }
 
+    /// Starts the random client workload (clients, retries, history recording).
+    pub fn start_clients(&mut self) {
+        self.start_workload();
+    }
+
+    /// Checks the recorded client history for linearizability.
+    pub fn check_history(&self) -> Result<(), String> {
+        match check::check(
+            &check::KvModel,
+            self.history.history(),
+            check::Budget::default(),
+        ) {
+            check::Verdict::NotLinearizable(v) => Err(v.to_string()),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes the network unreliable (loss, long delays, reordering) or reliable again.
     pub fn set_unreliable(&mut self, unreliable: bool) {
         if unreliable {
@@ -191,7 +208,53 @@ impl Simulation {
         }
     }
 
-    /// Total bytes of snapshot data each node holds, for snapshot tests.
+    /// Starts a linearizable read of key 0 at `id` through ReadIndex; returns a probe id
+    /// to pass to [`Simulation::read_result`], or `None` if the node is down.
+    pub fn start_read(&mut self, id: NodeId) -> Option<u64> {
+        let i = self.index_of(id);
+        if self.hosts[i].state != HostState::Up {
+            return None;
+        }
+        self.next_probe += 1;
+        let probe = self.next_probe;
+        self.with_host(i, |h, out, _| {
+            h.on_client(
+                crate::world::PROBE_CLIENT,
+                probe,
+                crate::host::ClientRequest::Read(0),
+                out,
+            );
+            Ok(())
+        });
+        Some(probe)
+    }
+
+    /// The answer to a probe read so far: `Some(Ok(value))` once served,
+    /// `Some(Err(hint))` if refused or aborted (not leader), `None` while pending.
+    pub fn read_result(&self, probe: u64) -> Option<Result<Option<u64>, Option<NodeId>>> {
+        self.probe_replies
+            .iter()
+            .find(|(p, _)| *p == probe)
+            .map(|(_, o)| match o {
+                crate::host::ClientOutcome::Read(v) => Ok(*v),
+                crate::host::ClientOutcome::Redirect(hint) => Err(*hint),
+                crate::host::ClientOutcome::Written(_) => Err(None),
+            })
+    }
+
+    /// The value of key 0 in `id`'s state machine (what a local, non-linearizable read sees).
+    pub fn local_value(&self, id: NodeId) -> Option<u64> {
+        let h = &self.hosts[self.index_of(id)];
+        h.sm.get(0)
+    }
+
+    /// The trace lines recorded so far (empty unless [`Simulation::enable_trace`] was
+    /// called), for scenario tests that count particular messages.
+    pub fn trace_lines(&self) -> &[String] {
+        self.trace.as_deref().unwrap_or(&[])
+    }
+
+    /// The index of the latest snapshot `id` holds, for snapshot tests.
     pub fn snapshot_index(&self, id: NodeId) -> Option<u64> {
         self.status(id).map(|s| s.snapshot.index.0)
     }

@@ -217,7 +217,12 @@ impl Host {
                 out.want_sync = true;
             }
             Effect::Send { to, message } => {
-                if let Message::VoteResponse { term, granted: true, pre_vote: false } = message {
+                if let Message::VoteResponse {
+                    term,
+                    granted: true,
+                    pre_vote: false,
+                } = message
+                {
                     inv.on_vote(self.id, term, to)?;
                 }
                 out.messages.push((self.id, to, message));

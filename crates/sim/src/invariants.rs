@@ -194,7 +194,10 @@ impl Invariants {
         match self.votes.get(&(voter, term)) {
             Some(c) if *c != candidate => {
                 let c = *c;
-                self.fail("one-vote-per-term", format!("node {voter} voted for {c} and then for {candidate} in term {term}"))
+                self.fail(
+                    "one-vote-per-term",
+                    format!("node {voter} voted for {c} and then for {candidate} in term {term}"),
+                )
             }
             Some(_) => Ok(()),
             None => {
@@ -208,7 +211,9 @@ impl Invariants {
     /// and Raft's commit rule.
     pub(crate) fn on_status(&mut self, s: &Status, durable_commit: u64) -> Check {
         let w = self.watch.entry(s.id).or_default().clone();
-        if s.role == Role::Candidate {
+        // A candidate's vote for itself counts only once durable (a candidate that crashes
+        // first may vote for another after restart); a winner's self-vote was durable.
+        if s.role == Role::Leader {
             self.on_vote(s.id, s.term, s.id)?;
         }
         if s.role == Role::Leader && w.was_leader_in == Some(s.term) && s.commit.0 > w.commit {

@@ -114,7 +114,13 @@ pub struct Simulation {
     pub(crate) values_at: std::collections::BTreeMap<u64, u64>,
     /// Writes acknowledged to clients: (index, entry hash).
     pub(crate) acked: Vec<(u64, u64)>,
+    /// Answers to reads issued directly by scenario tests: (probe id, outcome).
+    pub(crate) probe_replies: Vec<(u64, ClientOutcome)>,
+    pub(crate) next_probe: u64,
 }
+
+/// Client id used for reads that scenario tests issue directly.
+pub(crate) const PROBE_CLIENT: u64 = u64::MAX;
 
 impl Simulation {
     /// Builds a cluster of `opts.nodes` fresh nodes; nothing runs until time advances.
@@ -141,6 +147,8 @@ impl Simulation {
             liveness: None,
             values_at: Default::default(),
             acked: Vec::new(),
+            probe_replies: Vec::new(),
+            next_probe: 0,
             queue: BinaryHeap::new(),
             next_seq: 0,
             now_us: 0,
@@ -400,6 +408,10 @@ impl Simulation {
     }
 
     fn on_reply(&mut self, r: Reply) {
+        if r.client == PROBE_CLIENT {
+            self.probe_replies.push((r.attempt, r.outcome));
+            return;
+        }
         let c = r.client as usize;
         let Some(client) = self.clients.get_mut(c) else {
             return;

@@ -1,0 +1,385 @@
+//! The sans-IO contract, driven by hand: durability gating, typed errors for bad input,
+//! configuration validation. No simulator: every message is moved explicitly.
+
+use raft::{
+    AppendOutcome, Config, ConfigError, Effect, Entry, EntryKind, HardState, IoId, LogIndex,
+    MalformedReason, Message, NodeId, ProposeError, RaftNode, RecoverError, Recovered, Role,
+    Snapshot, SnapshotMeta, StepError, Term,
+};
+
+fn ids(n: u64) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+fn node(id: u64, n: u64) -> RaftNode {
+    RaftNode::new(Config::new(NodeId(id), ids(n))).expect("valid config")
+}
+
+fn sends(effects: &[Effect]) -> Vec<(NodeId, Message)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, message } => Some((*to, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn persist_ios(effects: &[Effect]) -> Vec<IoId> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist(p) => Some(p.io),
+            _ => None,
+        })
+        .collect()
+}
+
+fn vote_request(term: u64, last_index: u64, last_term: u64) -> Message {
+    Message::VoteRequest {
+        term: Term(term),
+        last_index: LogIndex(last_index),
+        last_term: Term(last_term),
+        pre_vote: false,
+    }
+}
+
+/// A granted vote leaves the node only after the hard state recording it is durable.
+#[test]
+fn vote_is_sent_only_after_it_is_durable() {
+    let mut n = node(1, 3);
+    n.step(NodeId(2), vote_request(1, 0, 0)).unwrap();
+    let effects = n.take_effects();
+    let ios = persist_ios(&effects);
+    assert_eq!(ios.len(), 1, "the vote must be persisted");
+    assert!(
+        sends(&effects).is_empty(),
+        "vote sent before durable: {effects:?}"
+    );
+    n.on_persisted(ios[0]).unwrap();
+    let after = sends(&n.take_effects());
+    assert!(matches!(
+        after.as_slice(),
+        [(
+            NodeId(2),
+            Message::VoteResponse {
+                granted: true,
+                pre_vote: false,
+                ..
+            }
+        )]
+    ));
+    // One vote per term: a second candidate in the same term is refused.
+    n.step(NodeId(3), vote_request(1, 5, 1)).unwrap();
+    let refused = sends(&n.take_effects());
+    assert!(matches!(
+        refused.as_slice(),
+        [(NodeId(3), Message::VoteResponse { granted: false, .. })]
+    ));
+}
+
+/// An append acknowledgement waits for the entries to be durable.
+#[test]
+fn append_ack_waits_for_durability() {
+    let mut n = node(2, 3);
+    let entry = Entry {
+        term: Term(1),
+        index: LogIndex(1),
+        kind: EntryKind::Noop,
+    };
+    let append = Message::Append {
+        term: Term(1),
+        prev_index: LogIndex(0),
+        prev_term: Term(0),
+        entries: vec![entry],
+        leader_commit: LogIndex(0),
+        read_seq: 1,
+    };
+    n.step(NodeId(1), append).unwrap();
+    let effects = n.take_effects();
+    assert!(sends(&effects).is_empty());
+    let io = persist_ios(&effects)[0];
+    n.on_persisted(io).unwrap();
+    let acks = sends(&n.take_effects());
+    assert!(matches!(
+        acks.as_slice(),
+        [(
+            NodeId(1),
+            Message::AppendResponse {
+                outcome: AppendOutcome::Accepted {
+                    match_index: LogIndex(1)
+                },
+                read_seq: 1,
+                ..
+            }
+        )]
+    ));
+    assert_eq!(n.on_persisted(IoId(99)), Err(raft::UnknownIo(IoId(99))));
+}
+
+/// Messages from strangers, from ourselves, or malformed ones are typed errors that
+/// leave the node unchanged.
+#[test]
+fn bad_messages_are_rejected_with_typed_errors() {
+    let mut n = node(1, 3);
+    let before = n.status();
+    assert_eq!(
+        n.step(NodeId(9), vote_request(5, 0, 0)),
+        Err(StepError::UnknownPeer(NodeId(9)))
+    );
+    assert_eq!(
+        n.step(NodeId(1), vote_request(5, 0, 0)),
+        Err(StepError::FromSelf)
+    );
+    let gap = Message::Append {
+        term: Term(3),
+        prev_index: LogIndex(0),
+        prev_term: Term(0),
+        entries: vec![Entry {
+            term: Term(1),
+            index: LogIndex(2),
+            kind: EntryKind::Noop,
+        }],
+        leader_commit: LogIndex(0),
+        read_seq: 0,
+    };
+    assert_eq!(
+        n.step(NodeId(2), gap),
+        Err(StepError::Malformed {
+            from: NodeId(2),
+            reason: MalformedReason::NonContiguousEntries
+        })
+    );
+    let chunk = Message::Snapshot {
+        term: Term(3),
+        meta: SnapshotMeta {
+            index: LogIndex(4),
+            term: Term(1),
+        },
+        offset: 8,
+        total_len: 10,
+        data: vec![0u8; 4].into(),
+        read_seq: 0,
+    };
+    assert_eq!(
+        n.step(NodeId(2), chunk),
+        Err(StepError::Malformed {
+            from: NodeId(2),
+            reason: MalformedReason::SnapshotChunkOutOfBounds
+        })
+    );
+    let zero = Message::Snapshot {
+        term: Term(3),
+        meta: SnapshotMeta {
+            index: LogIndex(0),
+            term: Term(0),
+        },
+        offset: 0,
+        total_len: 0,
+        data: Vec::new().into(),
+        read_seq: 0,
+    };
+    assert!(n.step(NodeId(2), zero).is_err());
+    assert_eq!(n.status(), before, "refused messages must not change state");
+}
+
+/// Stale-term messages are ignored (answered with our term), not obeyed.
+#[test]
+fn stale_terms_are_ignored() {
+    let mut n = node(1, 3);
+    n.step(NodeId(2), vote_request(4, 0, 0)).unwrap();
+    let ios = persist_ios(&n.take_effects());
+    n.on_persisted(ios[0]).unwrap();
+    n.take_effects();
+    let old = Message::Append {
+        term: Term(2),
+        prev_index: LogIndex(0),
+        prev_term: Term(0),
+        entries: vec![Entry {
+            term: Term(2),
+            index: LogIndex(1),
+            kind: EntryKind::Noop,
+        }],
+        leader_commit: LogIndex(1),
+        read_seq: 0,
+    };
+    n.step(NodeId(3), old).unwrap();
+    let effects = n.take_effects();
+    assert!(
+        persist_ios(&effects).is_empty(),
+        "a stale leader's entries must not be stored"
+    );
+    assert_eq!(n.status().term, Term(4));
+    assert!(matches!(
+        sends(&effects).as_slice(),
+        [(NodeId(3), Message::AppendResponse { term: Term(4), .. })]
+    ));
+}
+
+/// A leader refuses acknowledgements for entries it never had.
+#[test]
+fn out_of_range_acknowledgements_are_rejected() {
+    let mut n = node(1, 1);
+    for _ in 0..40 {
+        n.tick();
+        for e in n.take_effects() {
+            if let Effect::Persist(p) = e {
+                n.on_persisted(p.io).unwrap();
+            }
+        }
+        if n.status().role == Role::Leader {
+            break;
+        }
+    }
+    assert_eq!(n.status().role, Role::Leader);
+    // Single-node cluster: no followers to acknowledge anything; a reply from a
+    // non-member is refused before anything else.
+    let bogus = Message::AppendResponse {
+        term: n.status().term,
+        outcome: AppendOutcome::Accepted {
+            match_index: LogIndex(1_000),
+        },
+        read_seq: 0,
+    };
+    assert!(n.step(NodeId(2), bogus).is_err());
+    assert_eq!(n.read_index(7), Ok(()));
+    let mut f = node(2, 3);
+    assert_eq!(
+        f.propose(vec![1].into()),
+        Err(ProposeError::NotLeader { leader: None })
+    );
+    assert_eq!(
+        f.read_index(1),
+        Err(ProposeError::NotLeader { leader: None })
+    );
+}
+
+#[test]
+fn configuration_errors_are_typed() {
+    let mut c = Config::new(NodeId(1), vec![]);
+    assert_eq!(c.validate(), Err(ConfigError::NoVoters));
+    c.voters = vec![NodeId(1), NodeId(2), NodeId(2)];
+    assert_eq!(c.validate(), Err(ConfigError::DuplicateVoter(NodeId(2))));
+    c.voters = vec![NodeId(2), NodeId(3)];
+    assert_eq!(c.validate(), Err(ConfigError::SelfNotVoter(NodeId(1))));
+    c.voters = ids(3);
+    c.election_timeout_ticks = 2;
+    c.heartbeat_interval_ticks = 2;
+    assert!(matches!(
+        c.validate(),
+        Err(ConfigError::ElectionTimeoutNotAboveHeartbeat { .. })
+    ));
+    c.election_timeout_ticks = 10;
+    c.heartbeat_interval_ticks = 0;
+    assert_eq!(c.validate(), Err(ConfigError::ZeroHeartbeat));
+    assert_eq!(
+        Config::new(NodeId(0), vec![NodeId(0)]).validate(),
+        Err(ConfigError::ZeroNodeId)
+    );
+    assert!(RaftNode::new(Config::new(NodeId(1), vec![])).is_err());
+}
+
+/// Inconsistent durable state is refused at restart rather than trusted.
+#[test]
+fn recovery_validates_durable_state() {
+    let cfg = Config::new(NodeId(1), ids(3));
+    let entry = |i: u64, t: u64| Entry {
+        term: Term(t),
+        index: LogIndex(i),
+        kind: EntryKind::Noop,
+    };
+    let hs = HardState {
+        term: Term(2),
+        vote: None,
+        commit: LogIndex(1),
+    };
+    let gap = Recovered {
+        hard_state: hs,
+        snapshot: None,
+        entries: vec![entry(1, 1), entry(3, 1)],
+    };
+    assert!(matches!(
+        RaftNode::restart(cfg.clone(), gap),
+        Err(RecoverError::LogGap { .. })
+    ));
+    let future = Recovered {
+        hard_state: hs,
+        snapshot: None,
+        entries: vec![entry(1, 3)],
+    };
+    assert!(matches!(
+        RaftNode::restart(cfg.clone(), future),
+        Err(RecoverError::BadEntryTerm { .. })
+    ));
+    let stranger = Recovered {
+        hard_state: HardState {
+            vote: Some(NodeId(7)),
+            ..hs
+        },
+        ..Recovered::default()
+    };
+    assert_eq!(
+        RaftNode::restart(cfg.clone(), stranger).err(),
+        Some(RecoverError::UnknownVote(NodeId(7)))
+    );
+    let snap = Snapshot {
+        meta: SnapshotMeta {
+            index: LogIndex(5),
+            term: Term(2),
+        },
+        data: vec![1, 2].into(),
+    };
+    let ok = Recovered {
+        hard_state: hs,
+        snapshot: Some(snap.clone()),
+        entries: vec![entry(6, 2)],
+    };
+    let mut n = RaftNode::restart(cfg, ok).unwrap();
+    let s = n.status();
+    assert_eq!(
+        (s.snapshot.index, s.last_index, s.commit),
+        (LogIndex(5), LogIndex(6), LogIndex(5))
+    );
+    let applied: Vec<Effect> = n.take_effects();
+    assert!(matches!(applied.first(), Some(Effect::Apply(raft::Apply::Snapshot(s))) if *s == snap));
+}
+
+/// Compaction refuses what has not been applied yet, or is already compacted.
+#[test]
+fn compaction_is_validated() {
+    let mut n = node(1, 1);
+    assert!(n.compact(LogIndex(1), vec![].into()).is_err());
+    assert!(n.compact(LogIndex(0), vec![].into()).is_err());
+}
+
+/// A candidate's vote requests leave only once its new term and self-vote are durable,
+/// so it can never lead a term it could forget in a crash.
+#[test]
+fn vote_requests_wait_for_the_candidates_durable_term() {
+    let mut c = Config::new(NodeId(1), ids(3));
+    c.pre_vote = false;
+    let mut n = RaftNode::new(c).unwrap();
+    let mut effects = Vec::new();
+    for _ in 0..40 {
+        n.tick();
+        effects = n.take_effects();
+        if !effects.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(n.status().role, Role::Candidate);
+    assert!(
+        sends(&effects).is_empty(),
+        "vote requests sent before the term is durable"
+    );
+    n.on_persisted(persist_ios(&effects)[0]).unwrap();
+    let requests = sends(&n.take_effects());
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|(_, m)| matches!(
+        m,
+        Message::VoteRequest {
+            pre_vote: false,
+            ..
+        }
+    )));
+}
