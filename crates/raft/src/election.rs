@@ -33,7 +33,7 @@ impl RaftNode {
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
         if pre_vote {
             self.role = Role::PreCandidate;
-            let term = Term(self.term.0 + 1);
+            let term = self.term.next();
             for to in self.peers() {
                 let m = Message::VoteRequest {
                     term,
@@ -47,7 +47,7 @@ impl RaftNode {
             return;
         }
         self.role = Role::Candidate;
-        self.term = Term(self.term.0 + 1);
+        self.term = self.term.next();
         self.vote = Some(self.cfg.id);
         let term = self.term;
         // Term and self-vote must be durable before anyone can vote for us: otherwise a
@@ -127,7 +127,7 @@ impl RaftNode {
         pre_vote: bool,
     ) {
         let expected = match (pre_vote, self.role) {
-            (true, Role::PreCandidate) => Term(self.term.0 + 1),
+            (true, Role::PreCandidate) => self.term.next(),
             (false, Role::Candidate) => self.term,
             _ => return,
         };

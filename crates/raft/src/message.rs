@@ -136,6 +136,9 @@ pub(crate) fn validate(msg: &Message) -> Result<(), MalformedReason> {
             entries,
             ..
         } => {
+            if prev_index.0.checked_add(entries.len() as u64 + 1).is_none() {
+                return Err(MalformedReason::IndexOutOfRange);
+            }
             let mut expected = prev_index.next();
             for e in entries {
                 if e.index != expected {

@@ -37,10 +37,17 @@ id_newtype!(
     IoId
 );
 
+impl Term {
+    /// The next term (saturating, so a hostile term can never overflow).
+    pub fn next(self) -> Term {
+        Term(self.0.saturating_add(1))
+    }
+}
+
 impl LogIndex {
-    /// The next index.
+    /// The next index (saturating: indexes near `u64::MAX` are refused at the gateway).
     pub fn next(self) -> LogIndex {
-        LogIndex(self.0 + 1)
+        LogIndex(self.0.saturating_add(1))
     }
 
     /// The previous index, saturating at zero.

@@ -383,3 +383,81 @@ fn vote_requests_wait_for_the_candidates_durable_term() {
         }
     )));
 }
+
+/// Thousands of arbitrary messages (random kinds, terms, indexes, entries, chunks, from
+/// members and strangers) never panic a node, whatever state they drive it into.
+#[test]
+fn arbitrary_messages_never_panic() {
+    let mut rng = seedrng::Rng::new(2024);
+    for round in 0..20u64 {
+        let mut n = node(1 + round % 3, 3);
+        for _ in 0..500 {
+            let from = NodeId(rng.range(0, 5));
+            let msg = arbitrary_message(&mut rng);
+            let _ = n.step(from, msg);
+            if rng.chance(1, 4) {
+                n.tick();
+            }
+            for e in n.take_effects() {
+                if let Effect::Persist(p) = e {
+                    if rng.chance(3, 4) {
+                        let _ = n.on_persisted(p.io);
+                    }
+                }
+            }
+            let _ = n.propose(vec![1, 2, 3].into());
+            let _ = n.read_index(rng.next_u64());
+            let s = n.status();
+            assert!(s.applied <= s.commit && s.commit <= s.last_index, "{s:?}");
+        }
+    }
+}
+
+fn small_or_huge(rng: &mut seedrng::Rng) -> u64 {
+    match rng.range(0, 4) {
+        0 => u64::MAX - rng.range(0, 3),
+        _ => rng.range(0, 12),
+    }
+}
+
+fn arbitrary_message(rng: &mut seedrng::Rng) -> Message {
+    let term = Term(small_or_huge(rng));
+    let idx = |rng: &mut seedrng::Rng| LogIndex(small_or_huge(rng));
+    match rng.range(0, 6) {
+        0 => Message::VoteRequest { term, last_index: idx(rng), last_term: Term(small_or_huge(rng)), pre_vote: rng.chance(1, 2) },
+        1 => Message::VoteResponse { term, granted: rng.chance(1, 2), pre_vote: rng.chance(1, 2) },
+        2 => {
+            let prev_index = idx(rng);
+            let count = rng.range(0, 4);
+            let entries = (1..=count)
+                .map(|k| Entry {
+                    term: Term(rng.range(0, term.0.min(12) + 1)),
+                    index: LogIndex(prev_index.0.wrapping_add(k)),
+                    kind: EntryKind::Command(vec![k as u8].into()),
+                })
+                .collect();
+            Message::Append { term, prev_index, prev_term: Term(rng.range(0, 12)), entries, leader_commit: idx(rng), read_seq: rng.range(0, 5) }
+        }
+        3 => {
+            let outcome = if rng.chance(1, 2) {
+                AppendOutcome::Accepted { match_index: idx(rng) }
+            } else {
+                AppendOutcome::Rejected { rejected_index: idx(rng), conflict_term: Some(Term(rng.range(0, 12))), conflict_index: idx(rng) }
+            };
+            Message::AppendResponse { term, outcome, read_seq: rng.range(0, 5) }
+        }
+        4 => {
+            let total_len = rng.range(0, 40);
+            let len = rng.range(0, 20) as usize;
+            Message::Snapshot {
+                term,
+                meta: SnapshotMeta { index: idx(rng), term: Term(rng.range(0, 12)) },
+                offset: small_or_huge(rng),
+                total_len,
+                data: vec![7u8; len].into(),
+                read_seq: 0,
+            }
+        }
+        _ => Message::SnapshotResponse { term, index: idx(rng), next_offset: small_or_huge(rng), installed: rng.chance(1, 2), read_seq: 0 },
+    }
+}

@@ -402,8 +402,7 @@ impl Simulation {
     }
 
     pub(crate) fn schedule_sync(&mut self, i: usize) {
-        let mut out = Outbox::default();
-        out.want_sync = true;
+        let out = Outbox { want_sync: true, ..Outbox::default() };
         self.dispatch(i, out);
     }
 
