@@ -118,27 +118,28 @@ impl RaftNode {
     }
 
     fn start_snapshot(&mut self, peer: NodeId) {
-        let index = self.log.snapshot_meta().index;
+        let Some(snap) = self.snapshot.clone() else {
+            return;
+        };
         if let Some(p) = self.progress.get_mut(&peer) {
-            p.become_snapshot(index);
+            p.become_snapshot(snap);
         }
         self.send_snapshot_chunk(peer);
     }
 
+    /// Sends the chunk at the current offset of the snapshot being transferred to `peer`.
     pub(crate) fn send_snapshot_chunk(&mut self, peer: NodeId) {
-        let Some(snap) = self.snapshot.clone() else {
+        let Some(p) = self.progress.get(&peer) else {
             return;
         };
-        let Some(p) = self.progress.get_mut(&peer) else {
+        let FlowState::Snapshot {
+            snapshot: snap,
+            offset,
+        } = &p.state
+        else {
             return;
         };
-        let offset = match p.state {
-            FlowState::Snapshot { index, offset } if index == snap.meta.index => offset,
-            _ => {
-                p.become_snapshot(snap.meta.index);
-                0
-            }
-        };
+        let (snap, offset) = (snap.clone(), *offset);
         let total = snap.data.len();
         let start = (offset as usize).min(total);
         let end = (start + self.cfg.snapshot_chunk_bytes).min(total);
@@ -237,16 +238,12 @@ impl RaftNode {
             }
             return;
         }
-        match p.state {
-            FlowState::Snapshot { index: sending, .. } if sending == index => {
+        if let FlowState::Snapshot { snapshot, offset } = &mut p.state {
+            if snapshot.meta.index == index {
                 p.progressed_since_heartbeat = true;
-                p.state = FlowState::Snapshot {
-                    index,
-                    offset: next_offset,
-                };
+                *offset = next_offset;
                 self.send_snapshot_chunk(from);
             }
-            _ => {}
         }
     }
 

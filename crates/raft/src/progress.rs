@@ -1,6 +1,6 @@
 //! A leader's view of one follower's replication (etcd calls this "Progress").
 
-use crate::types::LogIndex;
+use crate::types::{LogIndex, Snapshot};
 use std::collections::VecDeque;
 
 /// How the leader currently feeds a follower.
@@ -10,8 +10,10 @@ pub(crate) enum FlowState {
     Probe { paused: bool },
     /// Stream appends optimistically, up to the inflight window.
     Replicate,
-    /// Send snapshot `index`, chunk by chunk; `offset` is the next byte to send.
-    Snapshot { index: LogIndex, offset: u64 },
+    /// Send `snapshot` chunk by chunk; `offset` is the next byte to send. The transfer
+    /// keeps its own reference, so a newer compaction on the leader does not restart it
+    /// from zero (which can livelock a slow transfer under a steady write rate).
+    Snapshot { snapshot: Snapshot, offset: u64 },
 }
 
 // Invariant: match_index < next_index.
@@ -121,8 +123,11 @@ impl Progress {
         self.inflight.clear();
     }
 
-    pub(crate) fn become_snapshot(&mut self, index: LogIndex) {
-        self.state = FlowState::Snapshot { index, offset: 0 };
+    pub(crate) fn become_snapshot(&mut self, snapshot: Snapshot) {
+        self.state = FlowState::Snapshot {
+            snapshot,
+            offset: 0,
+        };
         self.inflight.clear();
     }
 

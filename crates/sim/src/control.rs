@@ -5,7 +5,7 @@ use crate::host::HostState;
 use crate::invariants::Violation;
 use crate::kv::{Command, KvOp};
 use crate::net::Network;
-use crate::world::{Simulation, Stats};
+use crate::world::{Simulation, Stats, START_CLIENT};
 use raft::{NodeId, Status};
 
 impl Simulation {
@@ -149,9 +149,12 @@ impl Simulation {
         if self.hosts[i].state != HostState::Up {
             return None;
         }
+        // One session for every direct start, with its own sequence numbers: the
+        // session table stays small, and a retried value is a new command (as in 6.5840).
+        self.next_start_seq += 1;
         let cmd = Command {
-            client: 1_000_000 + value,
-            seq: 1,
+            client: START_CLIENT,
+            seq: self.next_start_seq,
             op: KvOp::Put { key: 0, value },
         };
         let mut proposed = None;

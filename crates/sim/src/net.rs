@@ -120,6 +120,12 @@ impl Network {
         };
     }
 
+    /// Copies `other`'s blocked links into this network (keeps partitions across a reset
+    /// of loss, delay and duplication).
+    pub fn restore_partitions_from(&mut self, other: &Network) {
+        self.blocked = other.blocked.clone();
+    }
+
     /// Number of blocked directed links (for traces).
     pub fn blocked_links(&self) -> usize {
         self.blocked.len()
@@ -157,13 +163,5 @@ mod tests {
         net.drop_per_mille = 0;
         net.duplicate_per_mille = 1000;
         assert_eq!(net.route(&mut rng, b, a).len(), 2);
-    }
-}
-
-impl Network {
-    /// Copies `other`'s blocked links into this network (keeps partitions across a reset
-    /// of loss, delay and duplication).
-    pub fn restore_partitions_from(&mut self, other: &Network) {
-        self.blocked = other.blocked.clone();
     }
 }

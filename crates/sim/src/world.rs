@@ -117,7 +117,11 @@ pub struct Simulation {
     /// Answers to reads issued directly by scenario tests: (probe id, outcome).
     pub(crate) probe_replies: Vec<(u64, ClientOutcome)>,
     pub(crate) next_probe: u64,
+    pub(crate) next_start_seq: u64,
 }
+
+/// Session id of commands that scenario tests start directly.
+pub(crate) const START_CLIENT: u64 = u64::MAX - 1;
 
 /// Client id used for reads that scenario tests issue directly.
 pub(crate) const PROBE_CLIENT: u64 = u64::MAX;
@@ -149,6 +153,7 @@ impl Simulation {
             acked: Vec::new(),
             probe_replies: Vec::new(),
             next_probe: 0,
+            next_start_seq: 0,
             queue: BinaryHeap::new(),
             next_seq: 0,
             now_us: 0,
@@ -402,7 +407,10 @@ impl Simulation {
     }
 
     pub(crate) fn schedule_sync(&mut self, i: usize) {
-        let out = Outbox { want_sync: true, ..Outbox::default() };
+        let out = Outbox {
+            want_sync: true,
+            ..Outbox::default()
+        };
         self.dispatch(i, out);
     }
 
