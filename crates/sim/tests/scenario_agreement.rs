@@ -295,53 +295,38 @@ fn backup() {
         let n = 5;
         let mut h = Harness::new(seed, opts(n));
         h.sim.enable_trace();
-        let mut v = 5000u64;
-        let mut next = || {
-            v += 1;
-            v
-        };
-        h.one(next(), n, true);
+        let v = h.rand_value();
+        h.one(v, n, true);
 
-        // Put leader and one follower in a partition.
+        // Put leader and one follower in a partition; they append entries that won't commit.
         let leader1 = h.check_one_leader();
         let l1 = idx(leader1);
         for k in 2..=4 {
             h.disconnect(id((l1 + k) % n));
         }
-
-        // Submit lots of commands that won't commit.
-        for _ in 0..50 {
-            h.start(leader1, next());
-        }
+        start_many(&mut h, leader1, 50);
         h.sleep(ELECTION_TIMEOUT / 2);
         h.disconnect(id(l1));
         h.disconnect(id((l1 + 1) % n));
 
-        // Allow other partition to recover.
+        // Allow the other partition to recover and commit lots of commands.
         for k in 2..=4 {
             h.connect(id((l1 + k) % n));
         }
+        one_many(&mut h, 50, 3);
 
-        // Lots of successful commands to new group.
-        for _ in 0..50 {
-            h.one(next(), 3, true);
-        }
-
-        // Now another partitioned leader and one follower.
+        // Now another partitioned leader and one follower, with more uncommitted entries.
         let leader2 = h.check_one_leader();
         let mut other = id((l1 + 2) % n);
         if leader2 == other {
             other = id((l1 + 3) % n);
         }
         h.disconnect(other);
-
-        // Lots more commands that won't commit.
-        for _ in 0..50 {
-            h.start(leader2, next());
-        }
+        start_many(&mut h, leader2, 50);
         h.sleep(ELECTION_TIMEOUT / 2);
 
-        // Bring original leader back to life.
+        // Bring the original leader back to life: the two old nodes each hold about 50
+        // divergent entries of the first leader's term.
         for i in 0..n {
             h.disconnect(id(i));
         }
@@ -349,31 +334,43 @@ fn backup() {
         h.connect(id((l1 + 1) % n));
         h.connect(other);
         let mark = h.sim.trace_lines().len();
-
-        // Lots of successful commands to new group. The two old nodes each hold about 50
-        // divergent entries of the first leader's term.
-        for _ in 0..50 {
-            h.one(next(), 3, true);
-        }
-        let rejected = rejections_since(&h, mark);
-        assert!(
-            rejected <= 10,
-            "seed {seed}: repairing two followers with ~50 divergent entries each took {rejected} rejections"
-        );
+        one_many(&mut h, 50, 3);
+        assert_quick_repair(&h, seed, mark, "the first partition");
 
         // Now everyone: two more nodes hold ~50 divergent entries of the second leader.
         let mark = h.sim.trace_lines().len();
         for i in 0..n {
             h.connect(id(i));
         }
-        h.one(next(), n, true);
-        let rejected = rejections_since(&h, mark);
-        assert!(
-            rejected <= 10,
-            "seed {seed}: repairing the second partition took {rejected} rejections"
-        );
+        let v = h.rand_value();
+        h.one(v, n, true);
+        assert_quick_repair(&h, seed, mark, "the second partition");
         h.assert_safe();
     }
+}
+
+fn start_many(h: &mut Harness, leader: raft::NodeId, count: usize) {
+    for _ in 0..count {
+        let v = h.rand_value();
+        h.start(leader, v);
+    }
+}
+
+fn one_many(h: &mut Harness, count: usize, expected: usize) {
+    for _ in 0..count {
+        let v = h.rand_value();
+        h.one(v, expected, true);
+    }
+}
+
+/// Repairing two followers with ~50 divergent entries each takes a handful of
+/// rejections with conflict-term hints (one-at-a-time backtracking needs 100).
+fn assert_quick_repair(h: &Harness, seed: u64, mark: usize, what: &str) {
+    let rejected = rejections_since(h, mark);
+    assert!(
+        rejected <= 10,
+        "seed {seed}: repairing {what} took {rejected} rejections"
+    );
 }
 
 /// Messages sent so far.
@@ -398,60 +395,18 @@ fn count() {
             "seed {seed}: too many or few messages ({total1}) to elect initial leader"
         );
 
-        let mut success = false;
-        let mut total2 = 0;
-        'tries: for attempt in 0..5u64 {
+        let mut total2 = None;
+        for attempt in 0..5u64 {
             if attempt > 0 {
                 // Give the solution some time to settle.
                 h.sleep(3 * SEC);
             }
-            let leader = h.check_one_leader();
-            let total1 = sent(&h);
-            let iters = 10u64;
-            let base = 100_000 * (attempt + 1);
-            let Some((starti, term)) = h.start(leader, base) else {
-                continue;
-            };
-            let mut cmds = Vec::new();
-            for i in 1..=iters {
-                let x = base + i;
-                cmds.push(x);
-                match h.start(leader, x) {
-                    Some((index1, term1)) if term1 == term => {
-                        assert_eq!(index1, starti + i, "seed {seed}: Start() failed");
-                    }
-                    _ => continue 'tries,
-                }
+            total2 = counted_agreement(&mut h, seed, attempt);
+            if total2.is_some() {
+                break;
             }
-            for i in 1..=iters {
-                match h.wait(starti + i, n, Some(term)) {
-                    Some(cmd) => assert_eq!(
-                        cmd,
-                        cmds[(i - 1) as usize],
-                        "seed {seed}: wrong value committed for index {}",
-                        starti + i
-                    ),
-                    None => continue 'tries,
-                }
-            }
-            for j in 0..n {
-                if h.sim.status(id(j)).map(|s| s.term.0) != Some(term) {
-                    // Term changed -- can't expect low RPC counts.
-                    continue 'tries;
-                }
-            }
-            total2 = sent(&h);
-            let bound = (iters + 1) * 8;
-            assert!(
-                total2 - total1 <= bound,
-                "seed {seed}: too many messages ({}) for {} entries (bound {bound})",
-                total2 - total1,
-                iters + 1
-            );
-            success = true;
-            break;
         }
-        assert!(success, "seed {seed}: term changed too often");
+        let total2 = total2.unwrap_or_else(|| panic!("seed {seed}: term changed too often"));
 
         h.sleep(ELECTION_TIMEOUT);
         let total3 = sent(&h);
@@ -462,4 +417,48 @@ fn count() {
         );
         h.assert_safe();
     }
+}
+
+/// Agrees on 11 commands in one term and checks the message count; returns the message
+/// counter afterwards, or `None` when the term changed (the count proves nothing then).
+fn counted_agreement(h: &mut Harness, seed: u64, attempt: u64) -> Option<u64> {
+    let n = 3;
+    let leader = h.check_one_leader();
+    let total1 = sent(h);
+    let iters = 10u64;
+    let base = 100_000 * (attempt + 1);
+    let (starti, term) = h.start(leader, base)?;
+    let mut cmds = Vec::new();
+    for i in 1..=iters {
+        let x = base + i;
+        cmds.push(x);
+        let (index1, term1) = h.start(leader, x)?;
+        if term1 != term {
+            return None;
+        }
+        assert_eq!(index1, starti + i, "seed {seed}: Start() failed");
+    }
+    for i in 1..=iters {
+        let cmd = h.wait(starti + i, n, Some(term))?;
+        let expected = cmds[(i - 1) as usize];
+        assert_eq!(
+            cmd,
+            expected,
+            "seed {seed}: wrong value committed for index {}",
+            starti + i
+        );
+    }
+    if (0..n).any(|j| h.sim.status(id(j)).map(|s| s.term.0) != Some(term)) {
+        // Term changed -- can't expect low RPC counts.
+        return None;
+    }
+    let total2 = sent(h);
+    let bound = (iters + 1) * 8;
+    assert!(
+        total2 - total1 <= bound,
+        "seed {seed}: too many messages ({}) for {} entries (bound {bound})",
+        total2 - total1,
+        iters + 1
+    );
+    Some(total2)
 }

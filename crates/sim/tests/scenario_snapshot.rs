@@ -39,6 +39,40 @@ fn others_compacted(h: &Harness, victim: NodeId) -> u64 {
         .unwrap_or(0)
 }
 
+/// Reconnects a follower that may be behind the others' compaction point; returns
+/// whether it could only have caught up through a snapshot (and checks that it did).
+fn reconnect_victim(h: &mut Harness, seed: u64, victim: NodeId) -> bool {
+    let behind = h.sim.status(victim).expect("victim up").last_index.0;
+    let compacted = others_compacted(h, victim);
+    h.connect(victim);
+    let v = h.rand_value();
+    h.one(v, 3, true);
+    // Nobody holds the entries after `behind` anymore: the victim caught up through a
+    // snapshot covering at least `compacted`.
+    caught_up_by_snapshot(h, seed, victim, compacted, behind)
+}
+
+/// Restarts a crashed follower; returns whether it needed a snapshot (and checks it).
+fn restart_victim(h: &mut Harness, seed: u64, victim: NodeId, victim_last: u64) -> bool {
+    let compacted = others_compacted(h, victim);
+    h.restart(victim);
+    let v = h.rand_value();
+    h.one(v, 3, true);
+    caught_up_by_snapshot(h, seed, victim, compacted, victim_last)
+}
+
+fn caught_up_by_snapshot(h: &Harness, seed: u64, victim: NodeId, compacted: u64, had: u64) -> bool {
+    if compacted <= had {
+        return false;
+    }
+    let got = h.sim.snapshot_index(victim).expect("victim up");
+    assert!(
+        got >= compacted,
+        "seed {seed}: victim's snapshot {got} < {compacted}"
+    );
+    true
+}
+
 /// 6.5840's `snapcommon`: 30 rounds of pushing enough commands through to trigger
 /// compaction, optionally with a follower (or the leader) disconnected or crashed
 /// meanwhile. Returns how many times the victim came back behind every other node's
@@ -104,38 +138,11 @@ fn snapcommon(
         check_log_bounded(&h);
 
         if disconnect {
-            // Reconnect a follower, who maybe behind and needs to receive a snapshot to
-            // catch up.
-            let behind = h.sim.status(victim).expect("victim up").last_index.0;
-            let compacted = others_compacted(&h, victim);
-            h.connect(victim);
-            let v = h.rand_value();
-            h.one(v, n, true);
-            if compacted > behind {
-                // Nobody holds the entries after `behind` anymore: the victim caught up
-                // through a snapshot covering at least `compacted`.
-                let got = h.sim.snapshot_index(victim).expect("victim up");
-                assert!(
-                    got >= compacted,
-                    "seed {seed}: victim's snapshot {got} < {compacted}"
-                );
-                installs += 1;
-            }
+            installs += usize::from(reconnect_victim(&mut h, seed, victim));
             leader1 = idx(h.check_one_leader());
         }
         if crash {
-            let compacted = others_compacted(&h, victim);
-            h.restart(victim);
-            let v = h.rand_value();
-            h.one(v, n, true);
-            if compacted > victim_last {
-                let got = h.sim.snapshot_index(victim).expect("victim up");
-                assert!(
-                    got >= compacted,
-                    "seed {seed}: victim's snapshot {got} < {compacted}"
-                );
-                installs += 1;
-            }
+            installs += usize::from(restart_victim(&mut h, seed, victim, victim_last));
             leader1 = idx(h.check_one_leader());
         }
     }
