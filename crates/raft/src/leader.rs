@@ -31,13 +31,14 @@ impl RaftNode {
     fn on_heartbeat_round(&mut self) {
         let mut resend_snapshot = Vec::new();
         for (id, p) in self.progress.iter_mut() {
-            if p.stalled() {
-                match p.state {
-                    FlowState::Snapshot { .. } => resend_snapshot.push(*id),
-                    _ => p.become_probe(),
-                }
-            } else if let FlowState::Probe { .. } = p.state {
-                p.state = FlowState::Probe { paused: false };
+            match p.state {
+                // A lost snapshot chunk is resent; a lost probe is simply retried from the
+                // same point (keeping what backtracking learned); a silent pipeline may
+                // have lost anything past the match point.
+                FlowState::Snapshot { .. } if p.stalled() => resend_snapshot.push(*id),
+                FlowState::Probe { .. } => p.state = FlowState::Probe { paused: false },
+                FlowState::Replicate if p.stalled() => p.become_probe(),
+                _ => {}
             }
             p.progressed_since_heartbeat = false;
         }
