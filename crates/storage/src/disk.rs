@@ -1,0 +1,172 @@
+//! `DiskStorage`: Raft's durable state on any `Backend` — the WAL for entries and hard
+//! state, snapshot files for snapshots.
+
+use crate::backend::Backend;
+use crate::error::StorageError;
+use crate::record::Record;
+use crate::wal::Wal;
+use crate::{snapfile, RaftStorage};
+use raft::{HardState, LogIndex, PersistRequest, Recovered, SnapshotMeta};
+
+/// Tunables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// A WAL segment rotates once it reaches this size.
+    pub segment_bytes: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> StorageOptions {
+        StorageOptions {
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Durable Raft storage over a backend. After any error it stays failed: the node must
+/// stop, and a failed sync is never retried.
+#[derive(Debug)]
+pub struct DiskStorage<B: Backend> {
+    backend: B,
+    opts: StorageOptions,
+    wal: Wal,
+    snapshot: SnapshotMeta,
+    compact_after_sync: Option<LogIndex>,
+    durable_hard_state: HardState,
+    failed: Option<StorageError>,
+}
+
+impl<B: Backend> DiskStorage<B> {
+    /// Opens (recovering) the storage in `backend`; returns it and what it holds.
+    pub fn open(
+        mut backend: B,
+        opts: StorageOptions,
+    ) -> Result<(DiskStorage<B>, Recovered), StorageError> {
+        let (wal, recovered, snapshot) = load(&mut backend, opts)?;
+        let durable_hard_state = recovered.hard_state;
+        let s = DiskStorage {
+            backend,
+            opts,
+            wal,
+            snapshot,
+            compact_after_sync: None,
+            durable_hard_state,
+            failed: None,
+        };
+        Ok((s, recovered))
+    }
+
+    /// The backend (the simulator crashes and corrupts it through this).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// The hard state as of the last successful sync.
+    pub fn durable_hard_state(&self) -> HardState {
+        self.durable_hard_state
+    }
+
+    /// Number of WAL segment files.
+    pub fn segment_count(&self) -> usize {
+        self.wal.segment_count()
+    }
+
+    /// Up to `max` bytes of the current snapshot from `offset` (InstallSnapshot chunks).
+    pub fn read_snapshot_chunk(
+        &mut self,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, StorageError> {
+        snapfile::read_chunk(&mut self.backend, self.snapshot, offset, max)
+    }
+
+    fn guard<T>(&mut self, r: Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Err(e) = &r {
+            self.failed = Some(e.clone());
+        }
+        r
+    }
+
+    fn write_inner(&mut self, req: &PersistRequest) -> Result<(), StorageError> {
+        if let Some(h) = req.hard_state {
+            self.wal.push(&Record::HardState(h));
+        }
+        if let Some(s) = &req.snapshot {
+            // The hard state must be durable before the snapshot (Raft's term order).
+            self.wal.sync(&mut self.backend)?;
+            snapfile::save(&mut self.backend, s)?;
+            self.snapshot = s.meta;
+            self.compact_after_sync = Some(s.meta.index);
+        }
+        if let Some(w) = &req.entries {
+            if w.entries.is_empty() {
+                self.wal.push(&Record::Truncate(w.from));
+            }
+            for e in &w.entries {
+                self.wal.push(&Record::Entry(e.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_inner(&mut self) -> Result<(), StorageError> {
+        self.wal.sync(&mut self.backend)?;
+        if let Some(index) = self.compact_after_sync.take() {
+            self.wal.compact(&mut self.backend, index)?;
+        }
+        Ok(())
+    }
+}
+
+fn load<B: Backend>(
+    b: &mut B,
+    opts: StorageOptions,
+) -> Result<(Wal, Recovered, SnapshotMeta), StorageError> {
+    let snapshot = snapfile::load_latest(b)?;
+    let meta = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
+    let (wal, replayed) = Wal::open(b, meta.index, opts.segment_bytes)?;
+    let recovered = Recovered {
+        hard_state: replayed.hard_state,
+        snapshot,
+        entries: replayed.entries,
+    };
+    Ok((wal, recovered, meta))
+}
+
+impl<B: Backend> RaftStorage for DiskStorage<B> {
+    fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let r = self.write_inner(request);
+        self.guard(r)
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let r = self.sync_inner();
+        self.durable_hard_state = self.wal_hard_state_if_ok(&r);
+        self.guard(r)
+    }
+
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        let (wal, recovered, meta) = load(&mut self.backend, self.opts)?;
+        self.wal = wal;
+        self.snapshot = meta;
+        self.compact_after_sync = None;
+        self.durable_hard_state = recovered.hard_state;
+        self.failed = None;
+        Ok(recovered)
+    }
+}
+
+impl<B: Backend> DiskStorage<B> {
+    fn wal_hard_state_if_ok(&self, r: &Result<(), StorageError>) -> HardState {
+        match r {
+            Ok(()) => self.wal.hard_state(),
+            Err(_) => self.durable_hard_state,
+        }
+    }
+}

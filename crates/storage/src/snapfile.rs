@@ -1,0 +1,111 @@
+//! Snapshot files: `snap-<index>-<term>.snap` (16 hex digits each), holding
+//! `magic | index | term | len | crc32c | data`, the CRC covering the header fields and
+//! the data. Written to a temporary file, fsynced, renamed, then the directory is
+//! fsynced; older snapshots are removed only after that.
+
+use crate::backend::Backend;
+use crate::error::StorageError;
+use raft::{LogIndex, Snapshot, SnapshotMeta, Term};
+
+const MAGIC: &[u8; 8] = b"SYNSNAP1";
+const HEADER_BYTES: usize = 36;
+
+pub(crate) fn name(meta: SnapshotMeta) -> String {
+    format!("snap-{:016x}-{:016x}.snap", meta.index.0, meta.term.0)
+}
+
+fn parse_name(name: &str) -> Option<SnapshotMeta> {
+    let rest = name.strip_prefix("snap-")?.strip_suffix(".snap")?;
+    let (i, t) = rest.split_once('-')?;
+    Some(SnapshotMeta {
+        index: LogIndex(u64::from_str_radix(i, 16).ok()?),
+        term: Term(u64::from_str_radix(t, 16).ok()?),
+    })
+}
+
+fn encode(s: &Snapshot) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + s.data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&s.meta.index.0.to_le_bytes());
+    out.extend_from_slice(&s.meta.term.0.to_le_bytes());
+    out.extend_from_slice(&(s.data.len() as u64).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out), &s.data);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&s.data);
+    out
+}
+
+/// Writes `s` durably, then removes older snapshot files.
+pub(crate) fn save<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), StorageError> {
+    let final_name = name(s.meta);
+    let tmp = format!("{final_name}.tmp");
+    b.write(&tmp, 0, &encode(s))?;
+    b.sync(&tmp)?;
+    b.rename(&tmp, &final_name)?;
+    b.sync_dir()?;
+    let mut removed = false;
+    for n in b.list()? {
+        if parse_name(&n).is_some_and(|m| m.index < s.meta.index) {
+            b.remove(&n)?;
+            removed = true;
+        }
+    }
+    if removed {
+        b.sync_dir()?;
+    }
+    Ok(())
+}
+
+/// The newest snapshot, verified; stray temporary files are removed. A newest snapshot
+/// that fails verification refuses to start.
+pub(crate) fn load_latest<B: Backend>(b: &mut B) -> Result<Option<Snapshot>, StorageError> {
+    let names = b.list()?;
+    for n in names.iter().filter(|n| n.ends_with(".snap.tmp")) {
+        b.remove(n)?;
+    }
+    let Some((meta, file)) = names
+        .iter()
+        .filter_map(|n| parse_name(n).map(|m| (m, n)))
+        .max_by_key(|(m, _)| m.index)
+    else {
+        return Ok(None);
+    };
+    let data = b.read(file)?;
+    verify(file, meta, &data).map(Some)
+}
+
+fn verify(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Snapshot, StorageError> {
+    let bad = |offset: usize, reason: &str| StorageError::corrupt(file, offset as u64, reason);
+    if d.len() < HEADER_BYTES || &d[..8] != MAGIC {
+        return Err(bad(0, "snapshot header missing or wrong magic"));
+    }
+    let u = |at: usize| u64::from_le_bytes(d[at..at + 8].try_into().unwrap_or([0; 8]));
+    if u(8) != meta.index.0 || u(16) != meta.term.0 {
+        return Err(bad(8, "snapshot header does not match its file name"));
+    }
+    let len = u(24) as usize;
+    if d.len() != HEADER_BYTES + len {
+        return Err(bad(
+            d.len().min(HEADER_BYTES + len),
+            "snapshot length does not match its header",
+        ));
+    }
+    let crc = u32::from_le_bytes([d[32], d[33], d[34], d[35]]);
+    if crc32c::crc32c_append(crc32c::crc32c(&d[..32]), &d[HEADER_BYTES..]) != crc {
+        return Err(bad(HEADER_BYTES, "snapshot checksum mismatch"));
+    }
+    Ok(Snapshot {
+        meta,
+        data: d[HEADER_BYTES..].into(),
+    })
+}
+
+/// Up to `max` bytes of the snapshot's data from `offset` (for InstallSnapshot chunks).
+pub(crate) fn read_chunk<B: Backend>(
+    b: &mut B,
+    meta: SnapshotMeta,
+    offset: u64,
+    max: usize,
+) -> Result<Vec<u8>, StorageError> {
+    Ok(b.read_at(&name(meta), HEADER_BYTES as u64 + offset, max)?)
+}
