@@ -1,0 +1,310 @@
+//! One set of named tests, run against every backend: the real files and the
+//! fault-injecting in-memory disk. Corruption is applied through the `Backend` API so
+//! that each test means the same thing on both.
+
+use raft::{
+    Entry, EntryKind, EntryWrite, HardState, IoId, LogIndex, NodeId, PersistRequest, Recovered,
+    Snapshot, SnapshotMeta, Term,
+};
+use storage::{
+    Backend, DiskStorage, FileBackend, RaftStorage, SimDisk, StorageError, StorageOptions,
+};
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        term: Term(term),
+        index: LogIndex(index),
+        kind: EntryKind::Command(format!("cmd-{index}-{term}").into_bytes().into()),
+    }
+}
+
+fn entries(from: u64, to: u64, term: u64) -> Vec<Entry> {
+    (from..=to).map(|i| entry(i, term)).collect()
+}
+
+fn hs(term: u64, vote: Option<u64>, commit: u64) -> HardState {
+    HardState {
+        term: Term(term),
+        vote: vote.map(NodeId),
+        commit: LogIndex(commit),
+    }
+}
+
+fn req(h: Option<HardState>, from: u64, es: Vec<Entry>) -> PersistRequest {
+    PersistRequest {
+        io: IoId(1),
+        hard_state: h,
+        snapshot: None,
+        entries: Some(EntryWrite {
+            from: LogIndex(from),
+            entries: es,
+        }),
+    }
+}
+
+fn snap_req(index: u64, term: u64, data: &[u8]) -> PersistRequest {
+    let snapshot = Snapshot {
+        meta: SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(term),
+        },
+        data: data.to_vec().into(),
+    };
+    PersistRequest {
+        io: IoId(1),
+        hard_state: None,
+        snapshot: Some(snapshot),
+        entries: None,
+    }
+}
+
+fn small() -> StorageOptions {
+    StorageOptions { segment_bytes: 512 }
+}
+
+/// Names of WAL segments in a backend.
+fn segments<B: Backend>(b: &mut B) -> Vec<String> {
+    b.list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with("wal-"))
+        .collect()
+}
+
+/// Each conformance test, generic over the backend.
+mod suite {
+    use super::*;
+
+    pub fn empty_storage_recovers_nothing<B: Backend>(b: B) {
+        let (_, r) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        assert_eq!(r.hard_state, HardState::default());
+        assert!(r.snapshot.is_none() && r.entries.is_empty());
+    }
+
+    pub fn synced_entries_and_hard_state_survive_reopen<B: Backend>(b: B) {
+        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        s.write(&req(Some(hs(1, Some(2), 0)), 1, entries(1, 3, 1)))
+            .unwrap();
+        s.write(&req(Some(hs(2, None, 3)), 4, entries(4, 5, 2)))
+            .unwrap();
+        s.sync().unwrap();
+        let r = s.recover().unwrap();
+        assert_eq!(r.hard_state, hs(2, None, 3));
+        assert_eq!(r.entries, [entries(1, 3, 1), entries(4, 5, 2)].concat());
+    }
+
+    pub fn conflicting_suffix_is_replaced<B: Backend>(b: B) {
+        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        s.write(&req(None, 1, entries(1, 10, 1))).unwrap();
+        s.sync().unwrap();
+        s.write(&req(Some(hs(3, None, 5)), 6, entries(6, 7, 3)))
+            .unwrap();
+        s.sync().unwrap();
+        let r = s.recover().unwrap();
+        assert_eq!(r.entries, [entries(1, 5, 1), entries(6, 7, 3)].concat());
+    }
+
+    pub fn empty_write_truncates<B: Backend>(b: B) {
+        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        s.write(&req(None, 1, entries(1, 6, 1))).unwrap();
+        s.write(&req(None, 4, vec![])).unwrap();
+        s.sync().unwrap();
+        assert_eq!(s.recover().unwrap().entries, entries(1, 3, 1));
+    }
+
+    pub fn snapshot_compacts_the_log<B: Backend>(b: B) {
+        let (mut s, _) = DiskStorage::open(b, small()).unwrap();
+        for i in 1..=60 {
+            s.write(&req(Some(hs(1, None, i - 1)), i, vec![entry(i, 1)]))
+                .unwrap();
+            s.sync().unwrap();
+        }
+        let before = segments(s.backend_mut()).len();
+        assert!(before > 3, "small segments rotate: {before}");
+        s.write(&snap_req(50, 1, b"state at 50")).unwrap();
+        s.sync().unwrap();
+        let after = segments(s.backend_mut()).len();
+        assert!(
+            after < before,
+            "segments covered by the snapshot are removed ({before} -> {after})"
+        );
+        let r = s.recover().unwrap();
+        assert_eq!(r.snapshot.map(|x| x.meta.index), Some(LogIndex(50)));
+        assert_eq!(r.entries, entries(51, 60, 1));
+        assert_eq!(
+            r.hard_state,
+            hs(1, None, 59),
+            "hard state survives segment removal"
+        );
+        assert_eq!(s.read_snapshot_chunk(6, 5).unwrap(), b"at 50".to_vec());
+    }
+
+    pub fn newer_snapshot_replaces_older<B: Backend>(b: B) {
+        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        s.write(&req(None, 1, entries(1, 20, 1))).unwrap();
+        s.write(&snap_req(10, 1, b"ten")).unwrap();
+        s.write(&snap_req(20, 1, b"twenty")).unwrap();
+        s.sync().unwrap();
+        let snaps: Vec<String> = s
+            .backend_mut()
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.contains("snap"))
+            .collect();
+        assert_eq!(snaps.len(), 1, "{snaps:?}");
+        let r = s.recover().unwrap();
+        assert_eq!(r.snapshot.unwrap().data.to_vec(), b"twenty".to_vec());
+        assert!(r.entries.is_empty());
+    }
+
+    fn last_segment<B: Backend>(b: &mut B) -> String {
+        segments(b).pop().expect("a segment")
+    }
+
+    fn three_synced<B: Backend>(b: B) -> DiskStorage<B> {
+        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        for i in 1..=3 {
+            s.write(&req(Some(hs(1, None, i - 1)), i, vec![entry(i, 1)]))
+                .unwrap();
+            s.sync().unwrap();
+        }
+        s
+    }
+
+    pub fn torn_tail_is_cut_off<B: Backend>(b: B) {
+        let mut s = three_synced(b);
+        let seg = last_segment(s.backend_mut());
+        let len = s.backend_mut().len(&seg).unwrap();
+        s.backend_mut().truncate(&seg, len - 7).unwrap();
+        s.backend_mut().sync(&seg).unwrap();
+        let r = s.recover().unwrap();
+        assert_eq!(r.entries, entries(1, 2, 1));
+        // And the log keeps working after the cut.
+        s.write(&req(None, 3, vec![entry(3, 2)])).unwrap();
+        s.sync().unwrap();
+        assert_eq!(
+            s.recover().unwrap().entries,
+            [entries(1, 2, 1), vec![entry(3, 2)]].concat()
+        );
+    }
+
+    pub fn zeroed_tail_is_cut_off<B: Backend>(b: B) {
+        let mut s = three_synced(b);
+        let seg = last_segment(s.backend_mut());
+        let len = s.backend_mut().len(&seg).unwrap();
+        s.backend_mut().write(&seg, len, &[0u8; 4096]).unwrap();
+        s.backend_mut().sync(&seg).unwrap();
+        assert_eq!(s.recover().unwrap().entries, entries(1, 3, 1));
+        assert_eq!(s.backend_mut().len(&seg).unwrap(), len);
+    }
+
+    pub fn bit_flip_in_synced_log_refuses_to_start<B: Backend>(b: B) {
+        let mut s = three_synced(b);
+        let seg = last_segment(s.backend_mut());
+        let mut data = s.backend_mut().read(&seg).unwrap();
+        let at = 20; // inside the first records, followed by more valid records
+        data[at] ^= 0x10;
+        s.backend_mut().write(&seg, 0, &data).unwrap();
+        s.backend_mut().sync(&seg).unwrap();
+        match s.recover() {
+            Err(StorageError::Corrupt { file, offset, .. }) => {
+                assert_eq!(file, seg);
+                assert!(offset <= at as u64, "offset {offset} names the bad record");
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    pub fn bit_flip_in_snapshot_refuses_to_start<B: Backend>(b: B) {
+        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        s.write(&req(None, 1, entries(1, 5, 1))).unwrap();
+        s.write(&snap_req(5, 1, b"snapshot body")).unwrap();
+        s.sync().unwrap();
+        let name = s
+            .backend_mut()
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.ends_with(".snap"))
+            .unwrap();
+        let mut data = s.backend_mut().read(&name).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 1;
+        s.backend_mut().write(&name, 0, &data).unwrap();
+        s.backend_mut().sync(&name).unwrap();
+        let err = s.recover().unwrap_err();
+        assert!(
+            matches!(&err, StorageError::Corrupt { file, .. } if *file == name),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&name) && err.to_string().contains("offset"),
+            "{err}"
+        );
+    }
+
+    pub fn truncated_or_garbage_files_never_panic<B: Backend>(b: B) {
+        let mut s = three_synced(b);
+        let seg = last_segment(s.backend_mut());
+        let data = s.backend_mut().read(&seg).unwrap();
+        for cut in 0..data.len() {
+            s.backend_mut().truncate(&seg, 0).unwrap();
+            s.backend_mut().write(&seg, 0, &data[..cut]).unwrap();
+            let r: Result<Recovered, StorageError> = s.recover();
+            assert!(
+                r.is_ok(),
+                "a torn prefix of {cut} bytes must recover: {r:?}"
+            );
+        }
+        for (i, junk) in [vec![0xff; 40], vec![1; 3], b"wal garbage".to_vec()]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("wal-{:016x}-{:016x}.log", 100 + i, 1);
+            s.backend_mut().write(&name, 0, &junk).unwrap();
+            let _ = s.recover(); // an error or a truncation, never a panic
+            s.backend_mut().remove(&name).unwrap();
+        }
+    }
+}
+
+/// A fresh temporary directory backend.
+fn file_backend() -> FileBackend {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "synod-storage-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    FileBackend::open(dir).unwrap()
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod file_backend {
+            use super::*;
+            $(#[test] fn $name() { suite::$name(file_backend()); })*
+        }
+        mod sim_disk {
+            use super::*;
+            $(#[test] fn $name() { suite::$name(SimDisk::new(7)); })*
+        }
+    };
+}
+
+conformance!(
+    empty_storage_recovers_nothing,
+    synced_entries_and_hard_state_survive_reopen,
+    conflicting_suffix_is_replaced,
+    empty_write_truncates,
+    snapshot_compacts_the_log,
+    newer_snapshot_replaces_older,
+    torn_tail_is_cut_off,
+    zeroed_tail_is_cut_off,
+    bit_flip_in_synced_log_refuses_to_start,
+    bit_flip_in_snapshot_refuses_to_start,
+    truncated_or_garbage_files_never_panic,
+);
