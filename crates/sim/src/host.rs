@@ -3,7 +3,8 @@
 
 use crate::invariants::{Invariants, Violation};
 use crate::kv::{Command, KvMachine, KvResult};
-use crate::storage::{MemStorage, RaftStorage};
+use crate::node_disk::NodeDisk;
+use crate::storage::RaftStorage;
 use raft::{Apply, Config, Effect, Entry, EntryKind, IoId, LogIndex, Message, NodeId, RaftNode};
 use std::collections::BTreeMap;
 
@@ -73,7 +74,13 @@ pub(crate) struct Host {
     pub(crate) raft: Option<RaftNode>,
     pub(crate) sm: KvMachine,
     pub(crate) applied: LogIndex,
-    pub(crate) storage: MemStorage,
+    pub(crate) storage: NodeDisk,
+    /// Corruption was injected into this node's disk: refusing to start is expected.
+    pub(crate) corrupted: bool,
+    /// Why the node refused to start, if it did.
+    pub(crate) refusal: Option<String>,
+    /// What a restart recovered (for traces).
+    pub(crate) restart_note: Option<String>,
     pub(crate) last_written_io: IoId,
     pub(crate) sync_scheduled: bool,
     writes: BTreeMap<LogIndex, (u64, u64, Command)>,
@@ -85,7 +92,7 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    pub(crate) fn new(id: NodeId, raft: RaftNode, snapshot_every: u64) -> Host {
+    pub(crate) fn new(id: NodeId, raft: RaftNode, snapshot_every: u64, disk: NodeDisk) -> Host {
         Host {
             id,
             state: HostState::Up,
@@ -93,7 +100,10 @@ impl Host {
             raft: Some(raft),
             sm: KvMachine::default(),
             applied: LogIndex(0),
-            storage: MemStorage::new(),
+            storage: disk,
+            corrupted: false,
+            refusal: None,
+            restart_note: None,
             last_written_io: IoId(0),
             sync_scheduled: false,
             writes: BTreeMap::new(),
@@ -121,10 +131,28 @@ impl Host {
 
     /// Restarts from the durable image; returns the recovered entries for the checkers.
     pub(crate) fn restart(&mut self, cfg: Config, inv: &mut Invariants) -> Result<(), Violation> {
-        let recovered = self
-            .storage
-            .recover()
-            .map_err(|e| violation("recovery", format!("node {}: {e}", self.id)))?;
+        let recovered = match self.storage.recover() {
+            Ok(r) => r,
+            Err(e) if self.corrupted => {
+                // Detected corruption: the node refuses to start (repair is a later issue).
+                self.state = HostState::Stopped;
+                self.refusal = Some(e.to_string());
+                return Ok(());
+            }
+            // The disk failed while recovering: the node fails to start; retried later.
+            Err(e @ storage::StorageError::Io(_)) => {
+                return Err(violation(STORAGE_FAILURE, e.to_string()))
+            }
+            Err(e) => return Err(violation("recovery", format!("node {}: {e}", self.id))),
+        };
+        self.refusal = None;
+        self.restart_note = Some(format!(
+            "recovered hard state {:?}, snapshot {:?}, {} entries, files {:?}",
+            recovered.hard_state,
+            recovered.snapshot.as_ref().map(|s| s.meta),
+            recovered.entries.len(),
+            self.storage.files()
+        ));
         inv.on_restart(self.id, &recovered.entries, recovered.snapshot.as_ref())?;
         let node = RaftNode::restart(cfg, recovered)
             .map_err(|e| violation("recovery", format!("node {}: {e}", self.id)))?;
@@ -212,7 +240,7 @@ impl Host {
                 inv.on_log_write(self.id, req.snapshot.as_ref(), req.entries.as_ref())?;
                 self.storage
                     .write(&req)
-                    .map_err(|e| violation("storage", e.to_string()))?;
+                    .map_err(|e| violation(STORAGE_FAILURE, e.to_string()))?;
                 self.last_written_io = req.io;
                 out.want_sync = true;
             }
@@ -349,7 +377,7 @@ impl Host {
         self.sync_scheduled = false;
         self.storage
             .sync()
-            .map_err(|e| violation("storage", e.to_string()))?;
+            .map_err(|e| violation(STORAGE_FAILURE, e.to_string()))?;
         let io = self.last_written_io;
         if let Some(raft) = self.raft.as_mut() {
             if io.0 > 0 {
@@ -360,6 +388,9 @@ impl Host {
         Ok(())
     }
 }
+
+/// Not a protocol violation: the disk failed and the node must stop (fail-stop).
+pub(crate) const STORAGE_FAILURE: &str = "storage-failure";
 
 pub(crate) fn violation(property: &'static str, detail: String) -> Violation {
     Violation {

@@ -32,6 +32,7 @@ mod invariants;
 pub mod kv;
 mod nemesis;
 pub mod net;
+mod node_disk;
 mod options;
 mod run;
 pub mod storage;

@@ -24,6 +24,8 @@ pub(crate) enum HealAction {
     Resume(usize),
     /// Disk latency back to normal.
     DiskNormal,
+    /// I/O error injection on a node's disk stops.
+    DiskFaultsOff(usize),
 }
 
 /// A moment worth crashing at: right after a node sent a promise of durability.
@@ -131,7 +133,15 @@ impl Simulation {
             }
             FaultKind::Crash => self.inject_crash(false),
             FaultKind::Pause => self.inject_pause(),
-            FaultKind::Disk => {
+            FaultKind::Disk => self.inject_disk(),
+        }
+    }
+
+    fn inject_disk(&mut self) {
+        match self.rng.range(0, 6) {
+            0 | 1 => self.inject_io_errors(),
+            2 => self.inject_corruption(),
+            _ => {
                 if self.rng.chance(1, 2) {
                     self.disk_latency_us = (1_000, self.rng.range(5_000, 60_000));
                     self.log(|| "nemesis: slow disk".into());
@@ -141,6 +151,68 @@ impl Simulation {
                 }
             }
         }
+    }
+
+    /// EIO or ENOSPC on a node's writes and syncs for a while: the node must stop
+    /// (fail-stop, never retrying a failed sync) and is restarted later.
+    fn inject_io_errors(&mut self) {
+        let i = self.target_node();
+        if self.hosts[i].state != HostState::Up {
+            return;
+        }
+        let faults = match self.rng.range(0, 3) {
+            0 => storage::DiskFaults {
+                sync_eio: 300,
+                ..Default::default()
+            },
+            1 => storage::DiskFaults {
+                write_eio: 300,
+                ..Default::default()
+            },
+            _ => storage::DiskFaults {
+                write_nospace: 300,
+                ..Default::default()
+            },
+        };
+        if self.hosts[i].storage.set_faults(faults) {
+            self.log(|| format!("nemesis: I/O errors on n{}'s disk ({faults:?})", i + 1));
+            self.heal_later(HealAction::DiskFaultsOff(i), 20_000, 500_000);
+        }
+    }
+
+    /// Silent corruption of stored data (a bit flip, or a misdirected write), found by
+    /// checksums at the next restart: the node refuses to start. Counts as the run's one
+    /// permanently failed node.
+    fn inject_corruption(&mut self) {
+        let down = self
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.state, HostState::Down | HostState::Stopped))
+            .count();
+        if self.nemesis.stopped_for_good > 0 || down >= (self.hosts.len() - 1) / 2 {
+            return;
+        }
+        let i = self.random_node();
+        if self.hosts[i].state != HostState::Up {
+            return;
+        }
+        self.crash_host(i, false);
+        let mut rng = self.rng.fork(self.stats.events ^ 0xc0);
+        let Some(file) = self.hosts[i].storage.flip_random_bit(&mut rng) else {
+            self.heal_later(HealAction::Restart(i), 50_000, 1_000_000);
+            return;
+        };
+        self.nemesis.stopped_for_good += 1;
+        self.hosts[i].corrupted = true;
+        self.log(|| format!("nemesis: bit flip in n{}'s {file}", i + 1));
+        self.heal_later(HealAction::Restart(i), 50_000, 1_000_000);
+    }
+
+    /// A node whose disk failed stops at once (fail-stop) and is restarted later.
+    pub(crate) fn fail_stop(&mut self, i: usize, why: &str) {
+        self.log(|| format!("n{} stops: {why}", i + 1));
+        self.crash_host(i, true);
+        self.heal_later(HealAction::Restart(i), 100_000, 2_000_000);
     }
 
     fn heal_later(&mut self, action: HealAction, min_us: u64, max_us: u64) {
@@ -337,6 +409,11 @@ impl Simulation {
             }
             HealAction::Restart(i) => self.restart_host(i),
             HealAction::Resume(i) => self.resume_host(i),
+            HealAction::DiskFaultsOff(i) => {
+                self.hosts[i]
+                    .storage
+                    .set_faults(storage::DiskFaults::default());
+            }
             HealAction::DiskNormal => {
                 self.disk_latency_us = (50, 400);
                 self.log(|| "heal: disk latency normal".into());

@@ -167,6 +167,8 @@ pub struct SimOptions {
     /// that a sweep covers small batches (which expose Figure 8), no pipelining, tiny
     /// snapshot chunks and frequent compaction.
     pub swarm: bool,
+    /// WAL segment size when nodes run the real write-ahead log (`disk` faults).
+    pub wal_segment_bytes: u64,
     /// Raft pre-vote.
     pub pre_vote: bool,
     /// Raft check-quorum and leader lease.
@@ -191,6 +193,7 @@ impl SimOptions {
         o.max_inflight_appends = pick(&mut rng, &[1, 2, 8]) as usize;
         o.snapshot_every = pick(&mut rng, &[16, 64, 256]);
         o.snapshot_chunk_bytes = pick(&mut rng, &[16, 128, 4096]) as usize;
+        o.wal_segment_bytes = pick(&mut rng, &[1 << 10, 16 << 10, 64 << 20]);
         o.pre_vote = rng.chance(3, 4);
         o.check_quorum = rng.chance(3, 4);
         o.fault_interval_us = *rng
@@ -219,6 +222,7 @@ impl Default for SimOptions {
             max_append_entries: 64,
             max_inflight_appends: 8,
             swarm: true,
+            wal_segment_bytes: 16 << 10,
             pre_vote: true,
             check_quorum: true,
             fault_interval_us: (100_000, 1_500_000),

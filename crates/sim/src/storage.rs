@@ -1,49 +1,11 @@
-//! The storage seam the drivers write Raft state through, and an in-memory model of a
-//! disk with crash semantics for the simulator.
-//!
-//! The real write-ahead log (the `storage` crate, later) implements [`RaftStorage`]
-//! too, so the simulator can run the real code underneath.
+//! The storage seam (re-exported from the `storage` crate) and a fast in-memory model of
+//! a disk with crash semantics, used when the `disk` fault class is off. With `disk`
+//! on, nodes run the real write-ahead log on the fault-injecting `storage::SimDisk`.
 
 use raft::{Entry, EntryWrite, HardState, PersistRequest, Recovered, Snapshot};
 use seedrng::Rng;
-use std::fmt;
 
-/// Durable storage for one Raft node.
-///
-/// To ensure correctness:
-/// - `write` may buffer; nothing it wrote is durable until a later `sync` returns `Ok`;
-/// - after `sync` returns `Ok`, every earlier write survives any crash;
-/// - writes become durable in the order they were made (a crash keeps a prefix);
-/// - an error from `write` or `sync` is final: the caller stops the node (fail-stop)
-///   and never retries a failed sync.
-pub trait RaftStorage {
-    /// Buffers a persist request.
-    fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError>;
-    /// Makes every earlier write durable.
-    fn sync(&mut self) -> Result<(), StorageError>;
-    /// Reads back the durable state, as a restarting node sees it.
-    fn recover(&mut self) -> Result<Recovered, StorageError>;
-}
-
-/// A storage failure; the node that sees one stops.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StorageError {
-    /// The medium reported an I/O error.
-    Io(String),
-    /// Stored data failed validation.
-    Corrupt(String),
-}
-
-impl fmt::Display for StorageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StorageError::Io(m) => write!(f, "storage I/O error: {m}"),
-            StorageError::Corrupt(m) => write!(f, "storage corrupt: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for StorageError {}
+pub use storage::{RaftStorage, StorageError};
 
 /// One buffered write, kept separately so a crash can keep a prefix and tear the rest.
 #[derive(Clone, Debug)]

@@ -3,10 +3,11 @@
 
 use crate::client::Client;
 use crate::hash::mix;
-use crate::host::{ClientOutcome, Host, HostState, Outbox, Reply};
+use crate::host::{ClientOutcome, Host, HostState, Outbox, Reply, STORAGE_FAILURE};
 use crate::invariants::{Invariants, Violation};
 use crate::nemesis::{HealAction, NemesisState};
 use crate::net::Network;
+use crate::node_disk::NodeDisk;
 use crate::options::{FaultKind, SimOptions};
 use crate::storage::CrashMode;
 use check::{KvModel, Recorder};
@@ -164,8 +165,13 @@ impl Simulation {
         for (i, id) in ids.iter().enumerate() {
             let node = RaftNode::new(sim.raft_config(*id))
                 .unwrap_or_else(|e| panic!("simulator built an invalid config: {e}"));
+            let disk = if sim.opts.faults.has(FaultKind::Disk) {
+                NodeDisk::wal(mix(seed, id.0 + 1000), sim.opts.wal_segment_bytes)
+            } else {
+                NodeDisk::model()
+            };
             sim.hosts
-                .push(Host::new(*id, node, sim.opts.snapshot_every));
+                .push(Host::new(*id, node, sim.opts.snapshot_every, disk));
             let offset = rng.range(0, sim.opts.tick_us);
             sim.schedule(
                 offset,
@@ -289,8 +295,19 @@ impl Simulation {
         let host = &mut self.hosts[i];
         let result =
             f(host, &mut out, &mut self.inv).and_then(|()| host.drive(&mut self.inv, &mut out));
-        if let Err(v) = result {
-            self.fail(v);
+        let mut disk_failed = None;
+        match result {
+            Err(v) if v.property == STORAGE_FAILURE => disk_failed = Some(v.detail),
+            Err(v) => self.fail(v),
+            Ok(()) => {}
+        }
+        if let Some(note) = self.hosts[i].restart_note.take() {
+            let id = self.ids[i];
+            self.log(|| format!("n{id} {note}"));
+        }
+        if let Some(why) = self.hosts[i].refusal.take() {
+            let id = self.ids[i];
+            self.log(|| format!("n{id} refuses to start: {why}"));
         }
         if self.trace.is_some() {
             let after = self.hosts[i]
@@ -305,6 +322,9 @@ impl Simulation {
             }
         }
         self.dispatch(i, out);
+        if let Some(why) = disk_failed {
+            self.fail_stop(i, &why);
+        }
     }
 
     fn dispatch(&mut self, i: usize, out: Outbox) {

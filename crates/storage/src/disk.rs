@@ -92,6 +92,16 @@ impl<B: Backend> DiskStorage<B> {
             self.wal.push(&Record::HardState(h));
         }
         if let Some(s) = &req.snapshot {
+            // A snapshot that replaces the log: the replaced suffix is cut durably
+            // *before* the snapshot is durable, so no crash can recover the new snapshot
+            // followed by stale entries of another history.
+            if let Some(w) = req
+                .entries
+                .as_ref()
+                .filter(|w| w.from <= s.meta.index.next())
+            {
+                self.wal.push(&Record::Truncate(w.from));
+            }
             // The hard state must be durable before the snapshot (Raft's term order).
             self.wal.sync(&mut self.backend)?;
             snapfile::save(&mut self.backend, s)?;

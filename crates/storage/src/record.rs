@@ -1,10 +1,15 @@
-//! The WAL record format: `crc32c u32 | len u32 | type u8 | payload[len]`, little
-//! endian, the CRC covering `len`, `type` and the payload.
+//! The WAL record format, little endian:
+//! `crc u32 | len u32 | type u8 | header_crc u16 | payload[len]`.
+//! `crc` is CRC32C over `len`, `type` and the payload; `header_crc` is the low 16 bits
+//! of CRC32C over `len` and `type`. The header checksum is what lets recovery tell a
+//! torn write (header incomplete, or payload cut short) from a damaged length field,
+//! which would otherwise look like a record running past the end of the file and get
+//! a synced suffix of the log silently cut off.
 
 use raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
 
 /// Header size in bytes.
-pub const HEADER_BYTES: usize = 9;
+pub const HEADER_BYTES: usize = 11;
 /// Largest payload accepted (a larger length field is corruption, not a huge record).
 pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
 
@@ -54,7 +59,9 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) {
     let len = (out.len() - start - HEADER_BYTES) as u32;
     out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
     out[start + 8] = kind;
-    let crc = crc32c::crc32c(&out[start + 4..]);
+    let head_crc = crc32c::crc32c(&out[start + 4..start + 9]);
+    out[start + 9..start + 11].copy_from_slice(&(head_crc as u16).to_le_bytes());
+    let crc = crc32c::crc32c_append(head_crc, &out[start + HEADER_BYTES..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -89,17 +96,21 @@ pub fn decode(b: &[u8]) -> Decoded {
         };
     }
     let crc = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let head_crc = crc32c::crc32c(&b[4..9]);
+    if head_crc as u16 != u16::from_le_bytes([b[9], b[10]]) {
+        return Decoded::Corrupt("record header checksum mismatch");
+    }
     let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
     if len > MAX_PAYLOAD_BYTES {
         return Decoded::Corrupt("record length out of range");
     }
-    let Some(body) = b.get(4..HEADER_BYTES + len) else {
+    let Some(payload) = b.get(HEADER_BYTES..HEADER_BYTES + len) else {
+        // A valid header whose payload was cut short: a torn write.
         return Decoded::TornTail;
     };
-    if crc32c::crc32c(body) != crc {
+    if crc32c::crc32c_append(head_crc, payload) != crc {
         return Decoded::Corrupt("checksum mismatch");
     }
-    let payload = &body[5..];
     let record = match b[8] {
         TYPE_ENTRY => decode_entry(payload),
         TYPE_HARD_STATE => decode_hard_state(payload),
@@ -189,8 +200,8 @@ mod tests {
                     let mut c = b.clone();
                     c[byte] ^= 1 << bit;
                     assert!(
-                        !matches!(decode(&c), Decoded::Record(..)),
-                        "flip {byte}:{bit} went unnoticed"
+                        matches!(decode(&c), Decoded::Corrupt(_)),
+                        "flip {byte}:{bit} not reported as corruption"
                     );
                 }
             }

@@ -64,14 +64,12 @@ impl Wal {
         let mut segments: Vec<Segment> =
             b.list()?.iter().filter_map(|n| Segment::parse(n)).collect();
         segments.sort_by_key(|s| s.seq);
-        // Start at the last segment that begins at or before the first needed entry.
-        let start = segments
-            .iter()
-            .rposition(|s| s.first <= snapshot_index.next())
-            .unwrap_or(0);
+        // Every segment still present is replayed: compaction deletes the ones a
+        // snapshot made useless, and starting later could skip the only durable copy of
+        // the hard state when the newest segment's first sync never completed.
         let mut out = Replayed::default();
         let mut len = 0;
-        for (i, seg) in segments.iter().enumerate().skip(start) {
+        for (i, seg) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
             len = replay_segment(b, seg, last, snapshot_index, &mut out)?;
         }
@@ -213,10 +211,12 @@ fn apply(r: Record, snapshot_index: LogIndex, out: &mut Replayed) -> Result<(), 
         Record::HardState(h) => out.hard_state = h,
         Record::Truncate(i) => out.entries.retain(|e| e.index < i),
         Record::Entry(e) => {
+            // Writing index i replaces the log from i on, even when i is covered by the
+            // snapshot (then only the truncation matters: the entry itself is not kept).
+            out.entries.retain(|x| x.index < e.index);
             if e.index <= snapshot_index {
                 return Ok(());
             }
-            out.entries.retain(|x| x.index < e.index);
             let expected = out
                 .entries
                 .last()

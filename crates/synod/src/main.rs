@@ -1,5 +1,7 @@
 //! `synod`: the command-line entry point.
 
+mod bench_cmd;
+mod bench_wal;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -21,11 +23,15 @@ enum Command {
     /// Deterministic simulation of a protocol under injected faults.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
+    /// Benchmarks of the real storage path.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(cmd) => sim_cmd::run(cmd),
+        Command::Bench(cmd) => bench_cmd::run(cmd),
     }
 }
