@@ -196,6 +196,21 @@ impl Simulation {
         if self.hosts[i].state != HostState::Up {
             return;
         }
+        if self.rng.chance(1, 2) {
+            // Misdirected writes for a moment: the data lands elsewhere, the sync succeeds.
+            let faults = storage::DiskFaults {
+                misdirect: 1000,
+                ..Default::default()
+            };
+            if !self.hosts[i].storage.set_faults(faults) {
+                return;
+            }
+            self.nemesis.stopped_for_good += 1;
+            self.hosts[i].corrupted = true;
+            self.log(|| format!("nemesis: misdirected writes on n{}'s disk", i + 1));
+            self.heal_later(HealAction::DiskFaultsOff(i), 1_000, 30_000);
+            return;
+        }
         self.crash_host(i, false);
         let mut rng = self.rng.fork(self.stats.events ^ 0xc0);
         let Some(file) = self.hosts[i].storage.flip_random_bit(&mut rng) else {

@@ -92,8 +92,13 @@ pub fn run(cmd: SimCommand) -> ExitCode {
 fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
     let outcome = run_seed(seed, opts, trace);
     if trace {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
         for line in &outcome.trace {
-            println!("{line}");
+            // A reader that stopped early (`| head`) is not an error worth a panic.
+            if writeln!(out, "{line}").is_err() {
+                return ExitCode::SUCCESS;
+            }
         }
     }
     let s = outcome.stats;
