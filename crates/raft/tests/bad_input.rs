@@ -23,67 +23,7 @@ fn follower_of_2() -> (RaftNode, raft::Status) {
 #[test]
 fn follower_refuses_bad_messages() {
     let (mut f, before) = follower_of_2();
-    let refused: Vec<(NodeId, Message, StepError)> = vec![
-        (
-            NodeId(9),
-            heartbeat(5, vec![]),
-            StepError::UnknownPeer(NodeId(9)),
-        ),
-        (
-            NodeId(0),
-            heartbeat(5, vec![]),
-            StepError::UnknownPeer(NodeId(0)),
-        ),
-        (NodeId(1), heartbeat(5, vec![]), StepError::FromSelf),
-        (
-            NodeId(2),
-            heartbeat(5, vec![noop(5, 1), noop(5, 3)]),
-            StepError::Malformed {
-                from: NodeId(2),
-                reason: MalformedReason::NonContiguousEntries,
-            },
-        ),
-        (
-            NodeId(2),
-            heartbeat(5, vec![noop(6, 1)]),
-            StepError::Malformed {
-                from: NodeId(2),
-                reason: MalformedReason::EntryTermAboveMessageTerm,
-            },
-        ),
-        (
-            NodeId(2),
-            heartbeat(5, vec![noop(4, 1), noop(3, 2)]),
-            StepError::Malformed {
-                from: NodeId(2),
-                reason: MalformedReason::DecreasingEntryTerms,
-            },
-        ),
-        (
-            NodeId(2),
-            chunk(0, 0, 10, 10),
-            StepError::Malformed {
-                from: NodeId(2),
-                reason: MalformedReason::SnapshotAtIndexZero,
-            },
-        ),
-        (
-            NodeId(2),
-            chunk(10, 8, 10, 4),
-            StepError::Malformed {
-                from: NodeId(2),
-                reason: MalformedReason::SnapshotChunkOutOfBounds,
-            },
-        ),
-        (
-            NodeId(2),
-            chunk(10, u64::MAX, u64::MAX, 4),
-            StepError::Malformed {
-                from: NodeId(2),
-                reason: MalformedReason::SnapshotChunkOutOfBounds,
-            },
-        ),
-    ];
+    let refused = refused_messages();
     for (from, msg, want) in refused {
         assert_eq!(f.step(from, msg.clone()), Err(want), "{msg:?}");
         assert_eq!(
@@ -378,4 +318,69 @@ fn chunk(index: u64, offset: u64, total_len: u64, len: usize) -> Message {
         data: vec![7u8; len].into(),
         read_seq: 0,
     }
+}
+
+/// Messages a follower of node 2 in term 5 must refuse, with the error each gets.
+fn refused_messages() -> Vec<(NodeId, Message, StepError)> {
+    vec![
+        (
+            NodeId(9),
+            heartbeat(5, vec![]),
+            StepError::UnknownPeer(NodeId(9)),
+        ),
+        (
+            NodeId(0),
+            heartbeat(5, vec![]),
+            StepError::UnknownPeer(NodeId(0)),
+        ),
+        (NodeId(1), heartbeat(5, vec![]), StepError::FromSelf),
+        (
+            NodeId(2),
+            heartbeat(5, vec![noop(5, 1), noop(5, 3)]),
+            StepError::Malformed {
+                from: NodeId(2),
+                reason: MalformedReason::NonContiguousEntries,
+            },
+        ),
+        (
+            NodeId(2),
+            heartbeat(5, vec![noop(6, 1)]),
+            StepError::Malformed {
+                from: NodeId(2),
+                reason: MalformedReason::EntryTermAboveMessageTerm,
+            },
+        ),
+        (
+            NodeId(2),
+            heartbeat(5, vec![noop(4, 1), noop(3, 2)]),
+            StepError::Malformed {
+                from: NodeId(2),
+                reason: MalformedReason::DecreasingEntryTerms,
+            },
+        ),
+        (
+            NodeId(2),
+            chunk(0, 0, 10, 10),
+            StepError::Malformed {
+                from: NodeId(2),
+                reason: MalformedReason::SnapshotAtIndexZero,
+            },
+        ),
+        (
+            NodeId(2),
+            chunk(10, 8, 10, 4),
+            StepError::Malformed {
+                from: NodeId(2),
+                reason: MalformedReason::SnapshotChunkOutOfBounds,
+            },
+        ),
+        (
+            NodeId(2),
+            chunk(10, u64::MAX, u64::MAX, 4),
+            StepError::Malformed {
+                from: NodeId(2),
+                reason: MalformedReason::SnapshotChunkOutOfBounds,
+            },
+        ),
+    ]
 }
