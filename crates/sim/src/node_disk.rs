@@ -20,7 +20,10 @@ impl NodeDisk {
     }
 
     pub(crate) fn wal(seed: u64, segment_bytes: u64) -> NodeDisk {
-        let opts = StorageOptions { segment_bytes };
+        let opts = StorageOptions {
+            segment_bytes,
+            preallocate: segment_bytes <= 64 << 10,
+        };
         match DiskStorage::open(SimDisk::new(seed), opts) {
             Ok((s, _)) => NodeDisk::Wal(Box::new(s)),
             Err(e) => panic!("an empty simulated disk must open: {e}"),

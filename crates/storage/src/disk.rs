@@ -13,12 +13,17 @@ use raft::{HardState, LogIndex, PersistRequest, Recovered, SnapshotMeta};
 pub struct StorageOptions {
     /// A WAL segment rotates once it reaches this size.
     pub segment_bytes: u64,
+    /// Fill each new segment with zeros up to `segment_bytes` (made durable with the
+    /// segment's first fdatasync), so appends never change the file size and each
+    /// fdatasync commits data only.
+    pub preallocate: bool,
 }
 
 impl Default for StorageOptions {
     fn default() -> StorageOptions {
         StorageOptions {
             segment_bytes: 64 << 20,
+            preallocate: true,
         }
     }
 }
@@ -134,7 +139,7 @@ fn load<B: Backend>(
 ) -> Result<(Wal, Recovered, SnapshotMeta), StorageError> {
     let snapshot = snapfile::load_latest(b)?;
     let meta = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
-    let (wal, replayed) = Wal::open(b, meta.index, opts.segment_bytes)?;
+    let (wal, replayed) = Wal::open(b, meta.index, opts.segment_bytes, opts.preallocate)?;
     let recovered = Recovered {
         hard_state: replayed.hard_state,
         snapshot,

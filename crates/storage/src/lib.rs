@@ -8,7 +8,7 @@
 //! use raft::{Entry, EntryKind, EntryWrite, HardState, IoId, LogIndex, PersistRequest, Term};
 //! use storage::{DiskStorage, RaftStorage, SimDisk, StorageOptions};
 //!
-//! let (mut s, recovered) = DiskStorage::open(SimDisk::new(1), StorageOptions::default()).unwrap();
+//! let (mut s, recovered) = DiskStorage::open(SimDisk::new(1), StorageOptions { segment_bytes: 4096, preallocate: true }).unwrap();
 //! assert!(recovered.entries.is_empty());
 //! let entry = Entry { term: Term(1), index: LogIndex(1), kind: EntryKind::Command(b"x".to_vec().into()) };
 //! s.write(&PersistRequest {

@@ -1,5 +1,5 @@
 //! The WAL record format, little endian:
-//! `crc u32 | len u32 | type u8 | header_crc u16 | payload[len]`.
+//! `crc u32 | len u32 | type u8 | header_crc u16 | payload[len] | 0xA5`.
 //! `crc` is CRC32C over `len`, `type` and the payload; `header_crc` is the low 16 bits
 //! of CRC32C over `len` and `type`. The header checksum is what lets recovery tell a
 //! torn write (header incomplete, or payload cut short) from a damaged length field,
@@ -10,6 +10,10 @@ use raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
 
 /// Header size in bytes.
 pub const HEADER_BYTES: usize = 11;
+/// Every record ends with this byte. A complete record therefore never ends in a zero,
+/// so a record that runs into the zeros at the end of a file is a torn write, while a
+/// complete record with a bad checksum is damage (see [`decode`]).
+pub const TRAILER: u8 = 0xA5;
 /// Largest payload accepted (a larger length field is corruption, not a huge record).
 pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
 
@@ -63,6 +67,7 @@ pub fn encode(r: &Record, out: &mut Vec<u8>) {
     out[start + 9..start + 11].copy_from_slice(&(head_crc as u16).to_le_bytes());
     let crc = crc32c::crc32c_append(head_crc, &out[start + HEADER_BYTES..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    out.push(TRAILER);
 }
 
 /// What lies at an offset of a segment.
@@ -84,32 +89,35 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 /// Decodes the record at the start of `b`.
 pub fn decode(b: &[u8]) -> Decoded {
-    if b.len() < HEADER_BYTES {
-        return Decoded::TornTail;
-    }
-    if b[..HEADER_BYTES].iter().all(|x| *x == 0) {
-        // A zeroed region: torn only if nothing but zeros follows.
-        return if b.iter().all(|x| *x == 0) {
+    // Where the trailing run of zeros starts: a write that was cut short (torn) leaves
+    // zeros (preallocated space) or the end of the file right after what it wrote.
+    let zeros_from = || b.iter().rposition(|x| *x != 0).map_or(0, |p| p + 1);
+    let torn_or = |end: usize, reason| {
+        if zeros_from() < end {
             Decoded::TornTail
         } else {
-            Decoded::Corrupt("zeroed record header before more data")
-        };
+            Decoded::Corrupt(reason)
+        }
+    };
+    if b.len() < HEADER_BYTES {
+        return Decoded::TornTail;
     }
     let crc = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let head_crc = crc32c::crc32c(&b[4..9]);
     if head_crc as u16 != u16::from_le_bytes([b[9], b[10]]) {
-        return Decoded::Corrupt("record header checksum mismatch");
+        return torn_or(HEADER_BYTES, "record header checksum mismatch");
     }
     let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
     if len > MAX_PAYLOAD_BYTES {
         return Decoded::Corrupt("record length out of range");
     }
-    let Some(payload) = b.get(HEADER_BYTES..HEADER_BYTES + len) else {
-        // A valid header whose payload was cut short: a torn write.
+    let end = HEADER_BYTES + len + 1;
+    let Some(payload) = b.get(HEADER_BYTES..end - 1) else {
+        // A valid header whose payload was cut short by the end of the file.
         return Decoded::TornTail;
     };
-    if crc32c::crc32c_append(head_crc, payload) != crc {
-        return Decoded::Corrupt("checksum mismatch");
+    if b.get(end - 1) != Some(&TRAILER) || crc32c::crc32c_append(head_crc, payload) != crc {
+        return torn_or(end, "checksum mismatch");
     }
     let record = match b[8] {
         TYPE_ENTRY => decode_entry(payload),
@@ -120,7 +128,7 @@ pub fn decode(b: &[u8]) -> Decoded {
         _ => None,
     };
     match record {
-        Some(r) => Decoded::Record(r, HEADER_BYTES + len),
+        Some(r) => Decoded::Record(r, end),
         None => Decoded::Corrupt("malformed record payload"),
     }
 }
@@ -207,6 +215,21 @@ mod tests {
             }
         }
         assert_eq!(decode(&[0u8; 64]), Decoded::TornTail);
+        // Torn inside preallocated (zero-filled) space: a prefix, then zeros.
+        for r in samples() {
+            let mut b = Vec::new();
+            encode(&r, &mut b);
+            for cut in 0..b.len() {
+                let mut t = b[..cut].to_vec();
+                t.resize(b.len() + 100, 0);
+                assert_eq!(decode(&t), Decoded::TornTail, "zero-filled cut at {cut}");
+            }
+            // A bit flip in a complete record followed by zeros is damage, not a tear.
+            let mut c = b.clone();
+            c[b.len() / 2] ^= 0x04;
+            c.resize(b.len() + 100, 0);
+            assert!(matches!(decode(&c), Decoded::Corrupt(_)));
+        }
         let mut z = vec![0u8; 32];
         z.push(1);
         assert!(matches!(decode(&z), Decoded::Corrupt(_)));

@@ -48,6 +48,9 @@ pub(crate) struct Wal {
     hard_state: HardState,
     last_index: LogIndex,
     segment_bytes: u64,
+    /// New segments are filled with zeros up to `segment_bytes` before use, so appends
+    /// overwrite allocated space and fdatasync need not commit a file-size change.
+    preallocate: bool,
     /// The current segment was created and its directory entry is not yet durable.
     new_segment: bool,
 }
@@ -60,6 +63,7 @@ impl Wal {
         b: &mut B,
         snapshot_index: LogIndex,
         segment_bytes: u64,
+        preallocate: bool,
     ) -> Result<(Wal, Replayed), StorageError> {
         let mut segments: Vec<Segment> =
             b.list()?.iter().filter_map(|n| Segment::parse(n)).collect();
@@ -71,7 +75,7 @@ impl Wal {
         let mut len = 0;
         for (i, seg) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
-            len = replay_segment(b, seg, last, snapshot_index, &mut out)?;
+            len = replay_segment(b, seg, last, snapshot_index, preallocate, &mut out)?;
         }
         let last_index = out.entries.last().map_or(snapshot_index, |e| e.index);
         let wal = Wal {
@@ -81,6 +85,7 @@ impl Wal {
             hard_state: out.hard_state,
             last_index,
             segment_bytes,
+            preallocate,
             new_segment: false,
         };
         Ok((wal, out))
@@ -109,6 +114,9 @@ impl Wal {
             return Err(StorageError::Io("no WAL segment".into()));
         };
         let name = seg.name();
+        if self.new_segment && self.preallocate {
+            preallocate(b, &name, self.segment_bytes)?;
+        }
         b.write(&name, self.len, &self.buf)?;
         b.sync(&name)?;
         if self.new_segment {
@@ -167,11 +175,24 @@ impl Wal {
 }
 
 /// Replays one segment into `out`; returns the valid length.
+/// Fills a new segment with zeros (one fdatasync later covers it with the first batch).
+fn preallocate<B: Backend>(b: &mut B, name: &str, bytes: u64) -> Result<(), StorageError> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        let n = (bytes - at).min(zeros.len() as u64) as usize;
+        b.write(name, at, &zeros[..n])?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 fn replay_segment<B: Backend>(
     b: &mut B,
     seg: &Segment,
     last: bool,
     snapshot_index: LogIndex,
+    preallocate: bool,
     out: &mut Replayed,
 ) -> Result<u64, StorageError> {
     let name = seg.name();
@@ -184,11 +205,12 @@ fn replay_segment<B: Backend>(
                     .map_err(|reason| StorageError::corrupt(&name, at as u64, reason))?;
                 at += size;
             }
+            // Zeros to the end: unused preallocated space, or a zeroed tail.
+            Decoded::TornTail if data[at..].iter().all(|x| *x == 0) => break,
             Decoded::TornTail if last => {
-                // An incomplete or zeroed tail after the last complete record: a write
-                // that never finished. Cut it off and continue.
-                b.truncate(&name, at as u64)?;
-                b.sync(&name)?;
+                // A write that never finished: remove it, so that later appends cannot
+                // be read as its continuation.
+                cut_torn_tail(b, &name, at as u64, &data[at..], preallocate)?;
                 break;
             }
             Decoded::TornTail => {
@@ -204,6 +226,24 @@ fn replay_segment<B: Backend>(
         }
     }
     Ok(at as u64)
+}
+
+/// Truncates a torn tail, or zeroes it in a preallocated segment (keeping the space).
+fn cut_torn_tail<B: Backend>(
+    b: &mut B,
+    name: &str,
+    at: u64,
+    tail: &[u8],
+    preallocate: bool,
+) -> Result<(), StorageError> {
+    if preallocate {
+        let dirty = tail.iter().rposition(|x| *x != 0).map_or(0, |p| p + 1);
+        b.write(name, at, &vec![0u8; dirty])?;
+    } else {
+        b.truncate(name, at)?;
+    }
+    b.sync(name)?;
+    Ok(())
 }
 
 fn apply(r: Record, snapshot_index: LogIndex, out: &mut Replayed) -> Result<(), &'static str> {

@@ -59,7 +59,18 @@ fn snap_req(index: u64, term: u64, data: &[u8]) -> PersistRequest {
 }
 
 fn small() -> StorageOptions {
-    StorageOptions { segment_bytes: 512 }
+    StorageOptions {
+        segment_bytes: 512,
+        preallocate: true,
+    }
+}
+
+/// Test-sized segments, preallocated as in production.
+fn opts() -> StorageOptions {
+    StorageOptions {
+        segment_bytes: 64 << 10,
+        preallocate: true,
+    }
 }
 
 /// Names of WAL segments in a backend.
@@ -76,13 +87,13 @@ mod suite {
     use super::*;
 
     pub fn empty_storage_recovers_nothing<B: Backend>(b: B) {
-        let (_, r) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        let (_, r) = DiskStorage::open(b, opts()).unwrap();
         assert_eq!(r.hard_state, HardState::default());
         assert!(r.snapshot.is_none() && r.entries.is_empty());
     }
 
     pub fn synced_entries_and_hard_state_survive_reopen<B: Backend>(b: B) {
-        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
         s.write(&req(Some(hs(1, Some(2), 0)), 1, entries(1, 3, 1)))
             .unwrap();
         s.write(&req(Some(hs(2, None, 3)), 4, entries(4, 5, 2)))
@@ -94,7 +105,7 @@ mod suite {
     }
 
     pub fn conflicting_suffix_is_replaced<B: Backend>(b: B) {
-        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
         s.write(&req(None, 1, entries(1, 10, 1))).unwrap();
         s.sync().unwrap();
         s.write(&req(Some(hs(3, None, 5)), 6, entries(6, 7, 3)))
@@ -105,7 +116,7 @@ mod suite {
     }
 
     pub fn empty_write_truncates<B: Backend>(b: B) {
-        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
         s.write(&req(None, 1, entries(1, 6, 1))).unwrap();
         s.write(&req(None, 4, vec![])).unwrap();
         s.sync().unwrap();
@@ -140,7 +151,7 @@ mod suite {
     }
 
     pub fn newer_snapshot_replaces_older<B: Backend>(b: B) {
-        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
         s.write(&req(None, 1, entries(1, 20, 1))).unwrap();
         s.write(&snap_req(10, 1, b"ten")).unwrap();
         s.write(&snap_req(20, 1, b"twenty")).unwrap();
@@ -163,7 +174,7 @@ mod suite {
     }
 
     fn three_synced<B: Backend>(b: B) -> DiskStorage<B> {
-        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
         for i in 1..=3 {
             s.write(&req(Some(hs(1, None, i - 1)), i, vec![entry(i, 1)]))
                 .unwrap();
@@ -172,11 +183,20 @@ mod suite {
         s
     }
 
+    /// End of the written data in a (possibly preallocated, zero-filled) segment.
+    fn written_end<B: Backend>(b: &mut B, seg: &str) -> u64 {
+        let data = b.read(seg).unwrap();
+        data.iter()
+            .rposition(|x| *x != 0)
+            .map_or(0, |p| p as u64 + 1)
+    }
+
     pub fn torn_tail_is_cut_off<B: Backend>(b: B) {
         let mut s = three_synced(b);
         let seg = last_segment(s.backend_mut());
-        let len = s.backend_mut().len(&seg).unwrap();
-        s.backend_mut().truncate(&seg, len - 7).unwrap();
+        // The last 7 bytes of the final write never reached the disk.
+        let end = written_end(s.backend_mut(), &seg);
+        s.backend_mut().write(&seg, end - 7, &[0u8; 7]).unwrap();
         s.backend_mut().sync(&seg).unwrap();
         let r = s.recover().unwrap();
         assert_eq!(r.entries, entries(1, 2, 1));
@@ -196,7 +216,13 @@ mod suite {
         s.backend_mut().write(&seg, len, &[0u8; 4096]).unwrap();
         s.backend_mut().sync(&seg).unwrap();
         assert_eq!(s.recover().unwrap().entries, entries(1, 3, 1));
-        assert_eq!(s.backend_mut().len(&seg).unwrap(), len);
+        s.write(&req(None, 4, vec![entry(4, 1)])).unwrap();
+        s.sync().unwrap();
+        assert_eq!(
+            s.recover().unwrap().entries,
+            entries(1, 4, 1),
+            "appends after a zeroed tail are found"
+        );
     }
 
     pub fn bit_flip_in_synced_log_refuses_to_start<B: Backend>(b: B) {
@@ -217,7 +243,7 @@ mod suite {
     }
 
     pub fn bit_flip_in_snapshot_refuses_to_start<B: Backend>(b: B) {
-        let (mut s, _) = DiskStorage::open(b, StorageOptions::default()).unwrap();
+        let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
         s.write(&req(None, 1, entries(1, 5, 1))).unwrap();
         s.write(&snap_req(5, 1, b"snapshot body")).unwrap();
         s.sync().unwrap();
@@ -247,7 +273,8 @@ mod suite {
     pub fn truncated_or_garbage_files_never_panic<B: Backend>(b: B) {
         let mut s = three_synced(b);
         let seg = last_segment(s.backend_mut());
-        let data = s.backend_mut().read(&seg).unwrap();
+        let mut data = s.backend_mut().read(&seg).unwrap();
+        data.truncate(written_end(s.backend_mut(), &seg) as usize + 8);
         for cut in 0..data.len() {
             s.backend_mut().truncate(&seg, 0).unwrap();
             s.backend_mut().write(&seg, 0, &data[..cut]).unwrap();
@@ -320,13 +347,12 @@ fn overwrite_below_snapshot_still_truncates() {
             s(&snap_req(32, 5, b"at 32"));
         };
         let r = if backend == 0 {
-            let (mut st, _) =
-                DiskStorage::open(SimDisk::new(1), StorageOptions::default()).unwrap();
+            let (mut st, _) = DiskStorage::open(SimDisk::new(1), opts()).unwrap();
             run(&mut |q| st.write(q).unwrap());
             st.sync().unwrap();
             st.recover().unwrap()
         } else {
-            let (mut st, _) = DiskStorage::open(file_backend(), StorageOptions::default()).unwrap();
+            let (mut st, _) = DiskStorage::open(file_backend(), opts()).unwrap();
             run(&mut |q| st.write(q).unwrap());
             st.sync().unwrap();
             st.recover().unwrap()

@@ -153,7 +153,10 @@ fn every_crash_point_keeps_what_was_synced_and_nothing_torn() {
     let steps = script();
     for k in 0..=steps.len() {
         for seed in 0..40 {
-            let opts = StorageOptions { segment_bytes: 700 };
+            let opts = StorageOptions {
+                segment_bytes: 700,
+                preallocate: seed % 2 == 0,
+            };
             let (mut s, _) = DiskStorage::open(SimDisk::new(seed), opts).unwrap();
             let b = run_until(&steps[..k], &mut s);
             s.backend_mut().crash();
@@ -203,7 +206,14 @@ fn every_crash_point_keeps_what_was_synced_and_nothing_torn() {
 
 #[test]
 fn a_failed_sync_stops_the_storage_for_good() {
-    let (mut s, _) = DiskStorage::open(SimDisk::new(3), StorageOptions::default()).unwrap();
+    let (mut s, _) = DiskStorage::open(
+        SimDisk::new(3),
+        StorageOptions {
+            segment_bytes: 64 << 10,
+            preallocate: true,
+        },
+    )
+    .unwrap();
     let step = Step::Write {
         term: 1,
         from: 1,
@@ -248,7 +258,14 @@ fn a_failed_sync_stops_the_storage_for_good() {
 
 #[test]
 fn no_space_is_a_clear_error() {
-    let (mut s, _) = DiskStorage::open(SimDisk::new(4), StorageOptions::default()).unwrap();
+    let (mut s, _) = DiskStorage::open(
+        SimDisk::new(4),
+        StorageOptions {
+            segment_bytes: 64 << 10,
+            preallocate: true,
+        },
+    )
+    .unwrap();
     s.backend_mut().faults = DiskFaults {
         write_nospace: 1000,
         ..DiskFaults::default()
@@ -268,7 +285,14 @@ fn no_space_is_a_clear_error() {
 
 #[test]
 fn a_misdirected_write_is_detected_not_returned() {
-    let (mut s, _) = DiskStorage::open(SimDisk::new(5), StorageOptions::default()).unwrap();
+    let (mut s, _) = DiskStorage::open(
+        SimDisk::new(5),
+        StorageOptions {
+            segment_bytes: 64 << 10,
+            preallocate: true,
+        },
+    )
+    .unwrap();
     s.write(
         &request(&Step::Write {
             term: 1,

@@ -38,6 +38,9 @@ pub struct WalArgs {
     /// Microseconds a waiter spins before blocking (0: block at once).
     #[arg(long, default_value_t = 0, hide = true)]
     spin_us: u64,
+    /// Do not zero-fill WAL segments up front (appends then grow the file).
+    #[arg(long)]
+    no_preallocate: bool,
 }
 
 /// A directory removed when dropped.
@@ -88,6 +91,7 @@ fn wal(args: &WalArgs) -> Result<(), String> {
         entry_size: args.entry_size as usize,
         duration: Duration::from_secs(args.seconds),
         spin: Duration::from_micros(args.spin_us),
+        preallocate: !args.no_preallocate,
     };
     let total = cfg.duration + RAW_TOTAL;
     let bar = progress_bar(total);

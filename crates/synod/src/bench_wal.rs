@@ -90,6 +90,8 @@ pub struct WalConfig {
     pub duration: Duration,
     /// How long a waiter spins on the watermark or the queue before it blocks.
     pub spin: Duration,
+    /// Preallocate WAL segments.
+    pub preallocate: bool,
 }
 
 /// Runs the configured appenders into a fresh WAL in `dir`.
@@ -99,10 +101,17 @@ pub fn run(dir: &Path, cfg: &WalConfig, live: &Live) -> Result<WalResult, String
         entry_size,
         duration,
         spin,
+        preallocate,
     } = *cfg;
     let backend = FileBackend::open(dir).map_err(|e| e.to_string())?;
-    let (storage, _) =
-        DiskStorage::open(backend, StorageOptions::default()).map_err(|e| e.to_string())?;
+    let (storage, _) = DiskStorage::open(
+        backend,
+        StorageOptions {
+            preallocate,
+            ..StorageOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let shared = Shared {
         queue: Mutex::new(Queue {
             next_index: 1,
@@ -217,7 +226,8 @@ fn writer_loop(
     };
     let mut entries: Vec<Entry> = Vec::new();
     let (mut sync_ns, mut max_batch) = (Vec::with_capacity(1 << 14), 0u64);
-    while let Some(first) = take_batch(shared, &mut batch) {
+    let mut gather = 1;
+    while let Some(first) = take_batch(shared, &mut batch, gather) {
         entries.clear();
         entries.extend(batch.drain(..).enumerate().map(|(i, p)| Entry {
             term: Term(1),
@@ -226,6 +236,7 @@ fn writer_loop(
         }));
         let n = entries.len() as u64;
         max_batch = max_batch.max(n);
+        gather = n as usize;
         request.io = IoId(sync_ns.len() as u64 + 1);
         request.entries = Some(EntryWrite {
             from: LogIndex(first),
@@ -260,22 +271,43 @@ fn publish(shared: &Shared) {
 
 /// Waits for at least one queued entry and takes the whole queue into `batch`
 /// (which must be empty); returns the first entry's index, or None once closed.
-fn take_batch(shared: &Shared, batch: &mut Vec<Payload>) -> Option<u64> {
+/// Longest the writer waits for a batch to fill up to the previous batch's size.
+const GATHER_MAX: Duration = Duration::from_micros(200);
+
+/// Takes the queued entries. When the previous batch had `gather` entries, waits (at
+/// most `GATHER_MAX`) for as many to queue up, so that appenders still being woken
+/// after the last fsync share the next one (adaptive group commit, like PostgreSQL's
+/// `commit_delay`); a lone appender (`gather` = 1) never waits.
+fn take_batch(shared: &Shared, batch: &mut Vec<Payload>, gather: usize) -> Option<u64> {
     let durable = shared.durable.load(Ordering::Relaxed);
     let spin_until = Instant::now() + shared.writer_spin;
     while shared.submitted.load(Ordering::Acquire) <= durable && Instant::now() < spin_until {
         std::hint::spin_loop();
     }
     let mut q = lock(&shared.queue);
+    let mut deadline = None;
     loop {
-        if !q.pending.is_empty() {
+        let n = q.pending.len();
+        let now = Instant::now();
+        let gathered = n >= gather || q.closed || deadline.is_some_and(|d| now >= d);
+        if n > 0 && gathered {
             std::mem::swap(&mut q.pending, batch);
             return Some(q.next_index - batch.len() as u64);
         }
-        if q.closed {
+        if n == 0 && q.closed {
             return None;
         }
         q.waiting_writer = true;
-        q = shared.queued.wait(q).unwrap_or_else(|e| e.into_inner());
+        q = if n == 0 {
+            shared.queued.wait(q).unwrap_or_else(|e| e.into_inner())
+        } else {
+            let d = *deadline.get_or_insert(now + GATHER_MAX);
+            let left = d.saturating_duration_since(now);
+            shared
+                .queued
+                .wait_timeout(q, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0)
+        };
     }
 }
