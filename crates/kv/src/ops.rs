@@ -1,0 +1,370 @@
+//! Range, Put, DeleteRange, Txn and Compact with etcd's semantics. Every write request
+//! runs through an executor that writes at `revision + 1` and rolls back on error, so a
+//! failed request changes nothing; the revision advances only if something changed.
+
+use crate::store::{at, bounds, Store, Version};
+use crate::types::*;
+use std::collections::BTreeSet;
+
+/// etcd's default `--max-txn-ops`.
+pub const MAX_TXN_OPS: usize = 128;
+
+struct Exec<'a> {
+    store: &'a mut Store,
+    rev: i64,
+    journal: Vec<Vec<u8>>,
+}
+
+impl Exec<'_> {
+    fn new(store: &mut Store) -> Exec<'_> {
+        let rev = store.revision + 1;
+        Exec {
+            store,
+            rev,
+            journal: Vec::new(),
+        }
+    }
+
+    fn append(&mut self, key: &[u8], v: Version) {
+        self.store.keys.entry(key.to_vec()).or_default().push(v);
+        self.journal.push(key.to_vec());
+    }
+
+    fn current(&self, key: &[u8]) -> Option<KeyValue> {
+        self.store.keys.get(key).and_then(|h| at(key, h, self.rev))
+    }
+
+    /// Commits (bumping the revision if anything changed) or rolls back.
+    fn finish<T>(self, r: Result<T, KvError>) -> Result<T, KvError> {
+        match r {
+            Ok(v) => {
+                if !self.journal.is_empty() {
+                    self.store.revision = self.rev;
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                for key in self.journal.iter().rev() {
+                    let empty = self.store.keys.get_mut(key).map(|h| {
+                        h.pop();
+                        h.is_empty()
+                    });
+                    if empty == Some(true) {
+                        self.store.keys.remove(key);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn put(&mut self, r: &PutRequest) -> Result<PutResponse, KvError> {
+        check_put(r)?;
+        let prev = self.current(&r.key);
+        if (r.ignore_value || r.ignore_lease) && prev.is_none() {
+            return Err(KvError::KeyNotFound);
+        }
+        let lease = if r.ignore_lease {
+            prev.as_ref().map_or(0, |p| p.lease)
+        } else {
+            r.lease
+        };
+        if lease != 0 && !self.store.leases.contains(&lease) {
+            return Err(KvError::LeaseNotFound);
+        }
+        let value = if r.ignore_value {
+            prev.as_ref().map(|p| p.value.clone()).unwrap_or_default()
+        } else {
+            r.value.clone()
+        };
+        let (create, version) = prev
+            .as_ref()
+            .map_or((self.rev, 1), |p| (p.create_revision, p.version + 1));
+        self.append(
+            &r.key,
+            Version {
+                rev: self.rev,
+                create,
+                version,
+                value: Some(value),
+                lease,
+            },
+        );
+        Ok(PutResponse {
+            prev_kv: if r.prev_kv { prev } else { None },
+            revision: 0,
+        })
+    }
+
+    fn delete(&mut self, r: &DeleteRangeRequest) -> Result<DeleteRangeResponse, KvError> {
+        if r.key.is_empty() {
+            return Err(KvError::KeyNotProvided);
+        }
+        let doomed = self.store.live(&r.key, &r.range_end, self.rev);
+        for kv in &doomed {
+            self.append(
+                &kv.key,
+                Version {
+                    rev: self.rev,
+                    create: 0,
+                    version: 0,
+                    value: None,
+                    lease: 0,
+                },
+            );
+        }
+        let deleted = doomed.len() as i64;
+        Ok(DeleteRangeResponse {
+            deleted,
+            prev_kvs: if r.prev_kv { doomed } else { Vec::new() },
+            revision: 0,
+        })
+    }
+
+    fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse, KvError> {
+        let succeeded = t.compare.iter().all(|c| self.compare(c));
+        let branch = if succeeded { &t.success } else { &t.failure };
+        let mut responses = Vec::with_capacity(branch.len());
+        for op in branch {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(range_at(self.store, r, self.rev)?),
+                RequestOp::Put(p) => ResponseOp::Put(self.put(p)?),
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete(d)?),
+                RequestOp::Txn(n) => ResponseOp::Txn(self.txn(n)?),
+            });
+        }
+        Ok(TxnResponse {
+            succeeded,
+            responses,
+            revision: 0,
+        })
+    }
+
+    fn compare(&self, c: &Compare) -> bool {
+        let kvs = self.store.live(&c.key, &c.range_end, self.rev);
+        if kvs.is_empty() {
+            // A value compare on a missing key is false; others compare against zero.
+            return !matches!(c.target, CompareTarget::Value(_))
+                && compare_one(c, &KeyValue::default());
+        }
+        kvs.iter().all(|kv| compare_one(c, kv))
+    }
+}
+
+fn compare_one(c: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ord = match &c.target {
+        CompareTarget::Version(v) => kv.version.cmp(v),
+        CompareTarget::Create(v) => kv.create_revision.cmp(v),
+        CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
+        CompareTarget::Lease(v) => kv.lease.cmp(v),
+        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+    };
+    match c.result {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+    }
+}
+
+fn check_put(r: &PutRequest) -> Result<(), KvError> {
+    if r.key.is_empty() {
+        return Err(KvError::KeyNotProvided);
+    }
+    if r.ignore_value && !r.value.is_empty() {
+        return Err(KvError::ValueProvided);
+    }
+    if r.ignore_lease && r.lease != 0 {
+        return Err(KvError::LeaseProvided);
+    }
+    Ok(())
+}
+
+/// Validates a transaction before anything runs: sizes, and no key written twice in a
+/// branch (a put inside another put's key or a delete's range).
+fn check_txn(t: &TxnRequest) -> Result<(), KvError> {
+    if t.compare.len() > MAX_TXN_OPS
+        || t.success.len() > MAX_TXN_OPS
+        || t.failure.len() > MAX_TXN_OPS
+    {
+        return Err(KvError::TooManyOps);
+    }
+    for branch in [&t.success, &t.failure] {
+        writes(branch)?;
+    }
+    Ok(())
+}
+
+/// The keys a branch puts, and the `(key, range_end)` ranges it deletes.
+type BranchWrites = (BTreeSet<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// The keys a branch puts and the ranges it deletes, checking for overlaps.
+fn writes(ops: &[RequestOp]) -> Result<BranchWrites, KvError> {
+    let (mut puts, mut dels) = (BTreeSet::new(), Vec::new());
+    for op in ops {
+        match op {
+            RequestOp::Put(p) => {
+                check_put(p)?;
+                if !puts.insert(p.key.clone()) {
+                    return Err(KvError::DuplicateKey);
+                }
+            }
+            RequestOp::DeleteRange(d) => dels.push((d.key.clone(), d.range_end.clone())),
+            RequestOp::Range(_) => {}
+            RequestOp::Txn(n) => {
+                check_txn(n)?;
+                let (a, da) = writes(&n.success)?;
+                let (b, db) = writes(&n.failure)?;
+                for k in a.union(&b) {
+                    if !puts.insert(k.clone()) {
+                        return Err(KvError::DuplicateKey);
+                    }
+                }
+                dels.extend(da.into_iter().chain(db));
+            }
+        }
+    }
+    let in_range = |k: &Vec<u8>, (key, end): &(Vec<u8>, Vec<u8>)| {
+        use std::ops::RangeBounds;
+        bounds(key, end).contains(k)
+    };
+    if puts.iter().any(|k| dels.iter().any(|d| in_range(k, d))) {
+        return Err(KvError::DuplicateKey);
+    }
+    Ok((puts, dels))
+}
+
+/// A range read at `latest` (the store's revision, or the pending one inside a txn).
+fn range_at(s: &Store, r: &RangeRequest, latest: i64) -> Result<RangeResponse, KvError> {
+    if r.key.is_empty() {
+        return Err(KvError::KeyNotProvided);
+    }
+    let rev = if r.revision <= 0 { latest } else { r.revision };
+    if rev > latest {
+        return Err(KvError::FutureRevision);
+    }
+    if rev < s.compact_revision {
+        return Err(KvError::Compacted);
+    }
+    let mut kvs = s.live(&r.key, &r.range_end, rev);
+    let count = kvs.len() as i64;
+    kvs.retain(|kv| passes_filters(r, kv));
+    sort(&mut kvs, r.sort_target, r.sort_order);
+    let more = r.limit > 0 && kvs.len() as i64 > r.limit;
+    if r.limit > 0 {
+        kvs.truncate(r.limit as usize);
+    }
+    if r.count_only {
+        kvs.clear();
+    } else if r.keys_only {
+        kvs.iter_mut().for_each(|kv| kv.value.clear());
+    }
+    Ok(RangeResponse {
+        kvs,
+        more,
+        count,
+        revision: 0,
+    })
+}
+
+fn passes_filters(r: &RangeRequest, kv: &KeyValue) -> bool {
+    let min = |bound: i64, v: i64| bound == 0 || v >= bound;
+    let max = |bound: i64, v: i64| bound == 0 || v <= bound;
+    min(r.min_mod_revision, kv.mod_revision)
+        && max(r.max_mod_revision, kv.mod_revision)
+        && min(r.min_create_revision, kv.create_revision)
+        && max(r.max_create_revision, kv.create_revision)
+}
+
+fn sort(kvs: &mut [KeyValue], target: SortTarget, order: SortOrder) {
+    let order = match (target, order) {
+        (SortTarget::Key, SortOrder::None) => return,
+        (_, SortOrder::None) => SortOrder::Ascend,
+        (_, o) => o,
+    };
+    kvs.sort_by(|a, b| {
+        let o = match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        };
+        // Ties keep key order, as etcd's stable sort over key-ordered input does.
+        if order == SortOrder::Descend {
+            o.reverse()
+        } else {
+            o
+        }
+    });
+}
+
+fn stamp(responses: &mut [ResponseOp], rev: i64) {
+    for r in responses {
+        match r {
+            ResponseOp::Range(x) => x.revision = rev,
+            ResponseOp::Put(x) => x.revision = rev,
+            ResponseOp::DeleteRange(x) => x.revision = rev,
+            ResponseOp::Txn(x) => {
+                x.revision = rev;
+                stamp(&mut x.responses, rev);
+            }
+        }
+    }
+}
+
+impl Store {
+    /// A read (linearizable or serializable is the caller's concern).
+    pub fn range(&self, r: &RangeRequest) -> Result<RangeResponse, KvError> {
+        let mut resp = range_at(self, r, self.revision)?;
+        resp.revision = self.revision;
+        Ok(resp)
+    }
+
+    /// A put; the revision advances by one.
+    pub fn put(&mut self, r: &PutRequest) -> Result<PutResponse, KvError> {
+        let mut e = Exec::new(self);
+        let out = e.put(r);
+        let mut resp = e.finish(out)?;
+        resp.revision = self.revision;
+        Ok(resp)
+    }
+
+    /// A delete; the revision advances only if a key was deleted.
+    pub fn delete_range(&mut self, r: &DeleteRangeRequest) -> Result<DeleteRangeResponse, KvError> {
+        let mut e = Exec::new(self);
+        let out = e.delete(r);
+        let mut resp = e.finish(out)?;
+        resp.revision = self.revision;
+        Ok(resp)
+    }
+
+    /// A transaction: one revision for all its changes, none if it changes nothing.
+    pub fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse, KvError> {
+        check_txn(t)?;
+        let mut e = Exec::new(self);
+        let out = e.txn(t);
+        let mut resp = e.finish(out)?;
+        resp.revision = self.revision;
+        stamp(&mut resp.responses, self.revision);
+        Ok(resp)
+    }
+
+    /// Drops history below `rev`; reads below it fail afterwards.
+    pub fn compact(&mut self, rev: i64) -> Result<(), KvError> {
+        if rev <= self.compact_revision {
+            return Err(KvError::Compacted);
+        }
+        if rev > self.revision {
+            return Err(KvError::FutureRevision);
+        }
+        self.compact_to(rev);
+        Ok(())
+    }
+
+    /// Makes a lease known (the lease service arrives later; Put checks against these).
+    pub fn grant_lease(&mut self, id: i64) {
+        self.leases.insert(id);
+    }
+}

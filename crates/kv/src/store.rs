@@ -1,0 +1,259 @@
+//! The multi-version store: per key, its history of versions and tombstones.
+
+use crate::types::KeyValue;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+/// One version of a key; `value == None` is a deletion (tombstone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Version {
+    pub(crate) rev: i64,
+    pub(crate) create: i64,
+    pub(crate) version: i64,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) lease: i64,
+}
+
+/// The replicated key-value state.
+// Invariant: each history is sorted by `rev`; compact_revision <= revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Store {
+    pub(crate) keys: BTreeMap<Vec<u8>, Vec<Version>>,
+    pub(crate) revision: i64,
+    pub(crate) compact_revision: i64,
+    pub(crate) leases: BTreeSet<i64>,
+    pub(crate) applied_index: u64,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            keys: BTreeMap::new(),
+            revision: 1,
+            compact_revision: 0,
+            leases: BTreeSet::new(),
+            applied_index: 0,
+        }
+    }
+}
+
+/// The key bounds etcd's `key`/`range_end` pair denotes.
+pub(crate) fn bounds(key: &[u8], end: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    if end.is_empty() {
+        return (Bound::Included(key.to_vec()), Bound::Included(key.to_vec()));
+    }
+    if end == [0] {
+        return (Bound::Included(key.to_vec()), Bound::Unbounded);
+    }
+    if end <= key {
+        // An empty range; BTreeMap::range panics on inverted bounds.
+        return (Bound::Included(key.to_vec()), Bound::Excluded(key.to_vec()));
+    }
+    (Bound::Included(key.to_vec()), Bound::Excluded(end.to_vec()))
+}
+
+/// The key's state at `rev`, if it exists then.
+pub(crate) fn at(key: &[u8], hist: &[Version], rev: i64) -> Option<KeyValue> {
+    let v = hist.iter().rev().find(|v| v.rev <= rev)?;
+    let value = v.value.as_ref()?;
+    Some(KeyValue {
+        key: key.to_vec(),
+        create_revision: v.create,
+        mod_revision: v.rev,
+        version: v.version,
+        value: value.clone(),
+        lease: v.lease,
+    })
+}
+
+impl Store {
+    /// A fresh store at revision 1.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// The compaction point (0: never compacted).
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+
+    /// The last log index applied.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Keys with any history held, live or deleted (memory use; compaction shrinks it).
+    pub fn stored_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Live keys in the range at `rev`.
+    pub(crate) fn live(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<KeyValue> {
+        self.keys
+            .range(bounds(key, end))
+            .filter_map(|(k, h)| at(k, h, rev))
+            .collect()
+    }
+
+    /// Drops history below `rev`, keeping each key's latest version at or below it.
+    pub(crate) fn compact_to(&mut self, rev: i64) {
+        self.keys.retain(|_, hist| {
+            let keep_from = hist.iter().rposition(|v| v.rev <= rev).unwrap_or(0);
+            hist.drain(..keep_from);
+            if hist
+                .first()
+                .is_some_and(|v| v.rev <= rev && v.value.is_none())
+            {
+                hist.remove(0);
+            }
+            !hist.is_empty()
+        });
+        self.compact_revision = rev;
+    }
+
+    /// CRC32C over every version at or below `rev` (etcd's HashKV): equal on members
+    /// with the same history.
+    pub fn hash(&self, rev: i64) -> u32 {
+        let mut crc = 0u32;
+        for (k, hist) in &self.keys {
+            for v in hist.iter().filter(|v| v.rev <= rev) {
+                crc = crc32c::crc32c_append(crc, &(k.len() as u64).to_le_bytes());
+                crc = crc32c::crc32c_append(crc, k);
+                crc = crc32c::crc32c_append(crc, &v.rev.to_le_bytes());
+                match &v.value {
+                    Some(val) => crc = crc32c::crc32c_append(crc, val),
+                    None => crc = crc32c::crc32c_append(crc, b"\xfftombstone"),
+                }
+            }
+        }
+        crc
+    }
+
+    /// Whole-state serialization for Raft snapshots.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut w = Vec::new();
+        w.extend_from_slice(b"SYNKV001");
+        for n in [self.revision, self.compact_revision] {
+            w.extend_from_slice(&n.to_le_bytes());
+        }
+        w.extend_from_slice(&self.applied_index.to_le_bytes());
+        w.extend_from_slice(&(self.leases.len() as u64).to_le_bytes());
+        for l in &self.leases {
+            w.extend_from_slice(&l.to_le_bytes());
+        }
+        w.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
+        for (k, hist) in &self.keys {
+            put_bytes(&mut w, k);
+            w.extend_from_slice(&(hist.len() as u64).to_le_bytes());
+            for v in hist {
+                for n in [v.rev, v.create, v.version, v.lease] {
+                    w.extend_from_slice(&n.to_le_bytes());
+                }
+                match &v.value {
+                    Some(val) => {
+                        w.push(1);
+                        put_bytes(&mut w, val);
+                    }
+                    None => w.push(0),
+                }
+            }
+        }
+        let crc = crc32c::crc32c(&w);
+        w.extend_from_slice(&crc.to_le_bytes());
+        w
+    }
+
+    /// Inverse of [`Store::snapshot`]; refuses anything malformed.
+    pub fn restore(b: &[u8]) -> Result<Store, SnapshotError> {
+        let (body, crc) = b.split_at(b.len().checked_sub(4).ok_or(SnapshotError)?);
+        if crc32c::crc32c(body).to_le_bytes() != crc || !body.starts_with(b"SYNKV001") {
+            return Err(SnapshotError);
+        }
+        let mut r = Reader { b: body, at: 8 };
+        let mut s = Store {
+            revision: r.i64()?,
+            compact_revision: r.i64()?,
+            applied_index: r.u64()?,
+            ..Store::default()
+        };
+        for _ in 0..r.u64()? {
+            s.leases.insert(r.i64()?);
+        }
+        for _ in 0..r.u64()? {
+            let k = r.bytes()?;
+            let n = r.u64()?;
+            let mut hist = Vec::new();
+            for _ in 0..n {
+                let (rev, create, version, lease) = (r.i64()?, r.i64()?, r.i64()?, r.i64()?);
+                let value = match r.u8()? {
+                    1 => Some(r.bytes()?),
+                    0 => None,
+                    _ => return Err(SnapshotError),
+                };
+                hist.push(Version {
+                    rev,
+                    create,
+                    version,
+                    value,
+                    lease,
+                });
+            }
+            s.keys.insert(k, hist);
+        }
+        if r.at != body.len() || s.compact_revision > s.revision {
+            return Err(SnapshotError);
+        }
+        Ok(s)
+    }
+}
+
+/// A snapshot that failed validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotError;
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("malformed key-value snapshot")
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
+    w.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    w.extend_from_slice(b);
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], SnapshotError> {
+        let end = self.at.checked_add(n).ok_or(SnapshotError)?;
+        let s = self.b.get(self.at..end).ok_or(SnapshotError)?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| SnapshotError)?,
+        ))
+    }
+    fn i64(&mut self) -> Result<i64, SnapshotError> {
+        Ok(self.u64()? as i64)
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, SnapshotError> {
+        let n = usize::try_from(self.u64()?).map_err(|_| SnapshotError)?;
+        Ok(self.take(n)?.to_vec())
+    }
+}
