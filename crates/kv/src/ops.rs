@@ -315,6 +315,16 @@ fn stamp(responses: &mut [ResponseOp], rev: i64) {
 }
 
 impl Store {
+    /// Runs a write at the next revision; commits it, or rolls everything back.
+    fn execute<T>(
+        &mut self,
+        run: impl FnOnce(&mut Exec<'_>) -> Result<T, KvError>,
+    ) -> Result<T, KvError> {
+        let mut e = Exec::new(self);
+        let out = run(&mut e);
+        e.finish(out)
+    }
+
     /// A read (linearizable or serializable is the caller's concern).
     pub fn range(&self, r: &RangeRequest) -> Result<RangeResponse, KvError> {
         let mut resp = range_at(self, r, self.revision)?;
@@ -324,18 +334,14 @@ impl Store {
 
     /// A put; the revision advances by one.
     pub fn put(&mut self, r: &PutRequest) -> Result<PutResponse, KvError> {
-        let mut e = Exec::new(self);
-        let out = e.put(r);
-        let mut resp = e.finish(out)?;
+        let mut resp = self.execute(|e| e.put(r))?;
         resp.revision = self.revision;
         Ok(resp)
     }
 
     /// A delete; the revision advances only if a key was deleted.
     pub fn delete_range(&mut self, r: &DeleteRangeRequest) -> Result<DeleteRangeResponse, KvError> {
-        let mut e = Exec::new(self);
-        let out = e.delete(r);
-        let mut resp = e.finish(out)?;
+        let mut resp = self.execute(|e| e.delete(r))?;
         resp.revision = self.revision;
         Ok(resp)
     }
@@ -343,9 +349,7 @@ impl Store {
     /// A transaction: one revision for all its changes, none if it changes nothing.
     pub fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse, KvError> {
         check_txn(t)?;
-        let mut e = Exec::new(self);
-        let out = e.txn(t);
-        let mut resp = e.finish(out)?;
+        let mut resp = self.execute(|e| e.txn(t))?;
         resp.revision = self.revision;
         stamp(&mut resp.responses, self.revision);
         Ok(resp)

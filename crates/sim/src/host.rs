@@ -60,7 +60,9 @@ pub(crate) struct Outbox {
     pub(crate) want_sync: bool,
     /// Writes acknowledged to a client: (index, entry hash).
     pub(crate) acked: Vec<(u64, u64)>,
-    /// Trace notes (only read when tracing).
+    /// Whether a trace is being recorded (notes are only built then).
+    pub(crate) tracing: bool,
+    /// Trace notes.
     pub(crate) notes: Vec<String>,
     /// Put values applied: (index, value).
     pub(crate) values: Vec<(u64, u64)>,
@@ -227,16 +229,18 @@ impl Host {
     ) -> Result<(), Violation> {
         match e {
             Effect::Persist(req) => {
-                out.notes.push(format!(
-                    "n{} persist io={} hs={:?} snapshot={:?} entries={:?} (durable commit {})",
-                    self.id,
-                    req.io,
-                    req.hard_state
-                        .map(|h| (h.term.0, h.vote.map(|v| v.0), h.commit.0)),
-                    req.snapshot.as_ref().map(|s| s.meta.index.0),
-                    req.entries.as_ref().map(|w| (w.from.0, w.entries.len())),
-                    self.storage.durable_hard_state().commit
-                ));
+                if out.tracing {
+                    out.notes.push(format!(
+                        "n{} persist io={} hs={:?} snapshot={:?} entries={:?} (durable commit {})",
+                        self.id,
+                        req.io,
+                        req.hard_state
+                            .map(|h| (h.term.0, h.vote.map(|v| v.0), h.commit.0)),
+                        req.snapshot.as_ref().map(|s| s.meta.index.0),
+                        req.entries.as_ref().map(|w| (w.from.0, w.entries.len())),
+                        self.storage.durable_hard_state().commit
+                    ));
+                }
                 inv.on_log_write(self.id, req.snapshot.as_ref(), req.entries.as_ref())?;
                 self.storage
                     .write(&req)

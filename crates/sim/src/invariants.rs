@@ -281,11 +281,14 @@ impl Invariants {
         let Some((&top, &(term, chain, _))) = required else {
             return Ok(());
         };
-        let m = self.mirrors.get(&s.id).cloned().unwrap_or_default();
-        if top <= m.base_index {
+        let (base, held) = self
+            .mirrors
+            .get(&s.id)
+            .map_or((0, None), |m| (m.base_index, m.chain_at(top)));
+        if top <= base {
             return Ok(());
         }
-        match m.chain_at(top) {
+        match held {
             Some((t, c)) if t == term && (c == chain || c == 0) => Ok(()),
             _ => self.fail(
                 "leader-completeness",
@@ -298,7 +301,21 @@ impl Invariants {
     }
 
     fn record_commits(&mut self, node: NodeId, node_term: Term, from: u64, to: u64) -> Check {
-        let m = self.mirrors.get(&node).cloned().unwrap_or_default();
+        // The mirror is moved out (not cloned) while `committed` is updated.
+        let m = self.mirrors.remove(&node).unwrap_or_default();
+        let result = self.record_commits_from(&m, node, node_term, from, to);
+        self.mirrors.insert(node, m);
+        result
+    }
+
+    fn record_commits_from(
+        &mut self,
+        m: &LogMirror,
+        node: NodeId,
+        node_term: Term,
+        from: u64,
+        to: u64,
+    ) -> Check {
         for idx in from.max(m.base_index) + 1..=to {
             let Some((term, chain)) = m.chain_at(idx) else {
                 return self.fail(

@@ -93,6 +93,17 @@ impl Simulation {
         self.schedule(d, Event::Nemesis);
     }
 
+    /// Whether one more node may go down: faults stay bounded so that a majority can
+    /// always recover (at most a minority is down or stopped at once).
+    fn may_take_down(&self) -> bool {
+        let down = self
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.state, HostState::Down | HostState::Stopped))
+            .count();
+        down < (self.hosts.len() - 1) / 2
+    }
+
     /// A node to hit: the leader half of the time (leaders are where the bugs are).
     fn target_node(&mut self) -> usize {
         match self.leader() {
@@ -184,12 +195,7 @@ impl Simulation {
     /// checksums at the next restart: the node refuses to start. Counts as the run's one
     /// permanently failed node.
     fn inject_corruption(&mut self) {
-        let down = self
-            .hosts
-            .iter()
-            .filter(|h| matches!(h.state, HostState::Down | HostState::Stopped))
-            .count();
-        if self.nemesis.stopped_for_good > 0 || down >= (self.hosts.len() - 1) / 2 {
+        if self.nemesis.stopped_for_good > 0 || !self.may_take_down() {
             return;
         }
         let i = self.random_node();
@@ -329,13 +335,7 @@ impl Simulation {
         if !matches!(self.hosts[i].state, HostState::Up | HostState::Paused) {
             return;
         }
-        let down = self
-            .hosts
-            .iter()
-            .filter(|h| matches!(h.state, HostState::Down | HostState::Stopped))
-            .count();
-        let max_down = (self.hosts.len() - 1) / 2;
-        if down >= max_down {
+        if !self.may_take_down() {
             return;
         }
         let forever = !torn && self.nemesis.stopped_for_good == 0 && self.rng.chance(1, 15);
@@ -352,12 +352,7 @@ impl Simulation {
     /// Crashes an armed node right after it sent a durability promise; restarts it soon,
     /// so that it can be asked again in the same term.
     pub(crate) fn crash_at_point(&mut self, i: usize) {
-        let down = self
-            .hosts
-            .iter()
-            .filter(|h| matches!(h.state, HostState::Down | HostState::Stopped))
-            .count();
-        if down >= (self.hosts.len() - 1) / 2 || self.liveness.is_some() {
+        if !self.may_take_down() || self.liveness.is_some() {
             return;
         }
         self.crash_host(i, false);

@@ -287,11 +287,17 @@ impl Simulation {
         i: usize,
         f: impl FnOnce(&mut Host, &mut Outbox, &mut Invariants) -> Result<(), Violation>,
     ) {
-        let mut out = Outbox::default();
-        let before = self.hosts[i]
-            .raft
-            .as_ref()
-            .map(|r| (r.status().role, r.status().term));
+        let tracing = self.trace.is_some();
+        let mut out = Outbox {
+            tracing,
+            ..Outbox::default()
+        };
+        let role_term = |h: &Host| h.raft.as_ref().map(|r| (r.status().role, r.status().term));
+        let before = if tracing {
+            role_term(&self.hosts[i])
+        } else {
+            None
+        };
         let host = &mut self.hosts[i];
         let result =
             f(host, &mut out, &mut self.inv).and_then(|()| host.drive(&mut self.inv, &mut out));
@@ -309,11 +315,8 @@ impl Simulation {
             let id = self.ids[i];
             self.log(|| format!("n{id} refuses to start: {why}"));
         }
-        if self.trace.is_some() {
-            let after = self.hosts[i]
-                .raft
-                .as_ref()
-                .map(|r| (r.status().role, r.status().term));
+        if tracing {
+            let after = role_term(&self.hosts[i]);
             if after != before {
                 if let Some((role, term)) = after {
                     let id = self.ids[i];

@@ -162,7 +162,9 @@ impl<B: Backend> RaftStorage for DiskStorage<B> {
             return Err(e.clone());
         }
         let r = self.sync_inner();
-        self.durable_hard_state = self.wal_hard_state_if_ok(&r);
+        if r.is_ok() {
+            self.durable_hard_state = self.wal.hard_state();
+        }
         self.guard(r)
     }
 
@@ -174,14 +176,5 @@ impl<B: Backend> RaftStorage for DiskStorage<B> {
         self.durable_hard_state = recovered.hard_state;
         self.failed = None;
         Ok(recovered)
-    }
-}
-
-impl<B: Backend> DiskStorage<B> {
-    fn wal_hard_state_if_ok(&self, r: &Result<(), StorageError>) -> HardState {
-        match r {
-            Ok(()) => self.wal.hard_state(),
-            Err(_) => self.durable_hard_state,
-        }
     }
 }
