@@ -116,6 +116,20 @@ impl Store {
         self.compact_revision = rev;
     }
 
+    /// Approximate bytes held: keys, values and per-version bookkeeping (Status's db size).
+    pub fn approx_bytes(&self) -> u64 {
+        self.keys
+            .iter()
+            .map(|(k, hist)| {
+                let values: usize = hist
+                    .iter()
+                    .map(|v| 32 + v.value.as_ref().map_or(0, |x| x.len()))
+                    .sum();
+                (k.len() + 48 + values) as u64
+            })
+            .sum()
+    }
+
     /// CRC32C over every version at or below `rev` (etcd's HashKV): equal on members
     /// with the same history.
     pub fn hash(&self, rev: i64) -> u32 {

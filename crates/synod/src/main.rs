@@ -2,6 +2,8 @@
 
 mod bench_cmd;
 mod bench_wal;
+mod dev_cmd;
+mod node_cmd;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,10 @@ enum Command {
     /// Benchmarks of the real storage path.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
+    /// Run one cluster member (etcd's flag names).
+    Node(Box<node_cmd::NodeArgs>),
+    /// Run a local cluster of member processes on loopback.
+    Dev(dev_cmd::DevArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,5 +39,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sim(cmd) => sim_cmd::run(cmd),
         Command::Bench(cmd) => bench_cmd::run(cmd),
+        Command::Node(args) => node_cmd::run(*args),
+        Command::Dev(args) => dev_cmd::run(args),
     }
 }

@@ -1,0 +1,306 @@
+//! Admin HTTP on `--listen-metrics-urls`: `/health`, `/metrics` (Prometheus text),
+//! `/status` (JSON) and `/version`. A deliberately small HTTP/1.1 responder: one
+//! request per connection, GET only.
+
+use crate::api::{Api, Route};
+use crate::state::Metrics;
+use etcdpb::etcdserverpb as pb;
+use raft::Role;
+use std::fmt::Write as _;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Serves admin requests until the listener fails.
+pub async fn serve(listener: TcpListener, api: Api) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let api = api.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle(stream, api)).await;
+        });
+    }
+}
+
+async fn handle(mut stream: TcpStream, api: Api) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || buf.len() > 8192 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (code, ctype, body) = if method != "GET" {
+        (405, "text/plain", "method not allowed\n".to_string())
+    } else {
+        match path.split('?').next().unwrap_or("") {
+            "/health" => health(&api).await,
+            "/metrics" => (200, "text/plain; version=0.0.4", metrics(&api)),
+            "/status" => (200, "application/json", status_json(&api)),
+            "/version" => (
+                200,
+                "application/json",
+                format!(
+                    "{{\"etcdserver\":\"{v}\",\"etcdcluster\":\"{v}\",\"synod\":\"{}\"}}",
+                    env!("CARGO_PKG_VERSION"),
+                    v = crate::maint_svc::API_VERSION
+                ),
+            ),
+            _ => (404, "text/plain", "404 page not found\n".to_string()),
+        }
+    };
+    let reason = match code {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Healthy only when a leader is known and a linearizable read succeeds.
+async fn health(api: &Api) -> (u16, &'static str, String) {
+    let probe = tonic::Request::new(pb::RangeRequest {
+        key: b"health".to_vec(),
+        ..Default::default()
+    });
+    let result = match api.route(&probe).await {
+        Err(s) => Err(s.message().to_string()),
+        Ok(Route::Local) => api
+            .read_barrier()
+            .await
+            .map_err(|s| s.message().to_string()),
+        Ok(Route::Leader(id)) => match api.channel_to(id) {
+            Err(s) => Err(s.message().to_string()),
+            Ok(ch) => pb::kv_client::KvClient::new(ch)
+                .range(api.forwarded(probe.into_inner()))
+                .await
+                .map(|_| ())
+                .map_err(|s| s.message().to_string()),
+        },
+    };
+    match result {
+        Ok(()) => (
+            200,
+            "application/json",
+            r#"{"health":"true","reason":""}"#.into(),
+        ),
+        Err(why) => (
+            503,
+            "application/json",
+            format!(r#"{{"health":"false","reason":{}}}"#, json_str(&why)),
+        ),
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Leader => "leader",
+        Role::Candidate => "candidate",
+        Role::PreCandidate => "pre-candidate",
+        Role::Follower => "follower",
+    }
+}
+
+fn status_json(api: &Api) -> String {
+    let st = api.shared.status();
+    let peers: Vec<String> = st
+        .peer_match
+        .iter()
+        .map(|(id, m)| format!("{{\"id\":\"{id:x}\",\"match_index\":{m}}}"))
+        .collect();
+    let rev = api.shared.store.read().unwrap().revision();
+    format!(
+        "{{\"member_id\":\"{:x}\",\"name\":{},\"role\":\"{}\",\"term\":{},\"leader\":\"{}\",\"commit_index\":{},\"applied_index\":{},\"last_index\":{},\"snapshot_index\":{},\"revision\":{rev},\"peers\":[{}]}}\n",
+        api.shared.member_id.0,
+        json_str(&api.shared.name),
+        role_name(st.role),
+        st.term,
+        st.leader.map_or(String::new(), |l| format!("{:x}", l.0)),
+        st.commit,
+        st.applied,
+        st.last_index,
+        st.snapshot_index,
+        peers.join(",")
+    )
+}
+
+/// Resident set size from /proc (0 where unavailable).
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn metrics(api: &Api) -> String {
+    let st = api.shared.status();
+    let m = &api.shared.metrics;
+    let (keys, bytes, rev) = {
+        let s = api.shared.store.read().unwrap();
+        (s.stored_keys(), s.approx_bytes(), s.revision())
+    };
+    let g = Metrics::get;
+    let rows: Vec<(&str, &str, &str, String)> = vec![
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            resident_bytes().to_string(),
+        ),
+        (
+            "etcd_server_has_leader",
+            "gauge",
+            "Whether a leader is known.",
+            (st.leader.is_some() as u8).to_string(),
+        ),
+        (
+            "etcd_server_is_leader",
+            "gauge",
+            "Whether this member leads.",
+            ((st.role == Role::Leader) as u8).to_string(),
+        ),
+        (
+            "etcd_server_leader_changes_seen_total",
+            "counter",
+            "Leader changes seen.",
+            g(&m.leader_changes).to_string(),
+        ),
+        (
+            "etcd_server_proposals_committed_total",
+            "gauge",
+            "Commit index.",
+            st.commit.to_string(),
+        ),
+        (
+            "etcd_server_proposals_applied_total",
+            "gauge",
+            "Applied index.",
+            st.applied.to_string(),
+        ),
+        (
+            "etcd_server_proposals_failed_total",
+            "counter",
+            "Failed proposals.",
+            g(&m.proposals_failed).to_string(),
+        ),
+        (
+            "synod_raft_term",
+            "gauge",
+            "Current Raft term.",
+            st.term.to_string(),
+        ),
+        (
+            "synod_raft_last_index",
+            "gauge",
+            "Last log index.",
+            st.last_index.to_string(),
+        ),
+        (
+            "synod_raft_snapshot_index",
+            "gauge",
+            "Log compaction point.",
+            st.snapshot_index.to_string(),
+        ),
+        (
+            "synod_raft_proposals_total",
+            "counter",
+            "Proposals accepted as leader.",
+            g(&m.proposals).to_string(),
+        ),
+        (
+            "synod_raft_snapshots_total",
+            "counter",
+            "Snapshots taken.",
+            g(&m.snapshots).to_string(),
+        ),
+        (
+            "synod_peer_messages_sent_total",
+            "counter",
+            "Raft messages sent.",
+            g(&m.peer_sent).to_string(),
+        ),
+        (
+            "synod_peer_messages_received_total",
+            "counter",
+            "Raft messages received.",
+            g(&m.peer_received).to_string(),
+        ),
+        (
+            "synod_wal_writes_total",
+            "counter",
+            "Persist requests written to the WAL.",
+            g(&m.wal_writes).to_string(),
+        ),
+        (
+            "etcd_disk_wal_fsync_duration_seconds_count",
+            "counter",
+            "WAL fdatasyncs.",
+            g(&m.wal_fsyncs).to_string(),
+        ),
+        (
+            "etcd_disk_wal_fsync_duration_seconds_sum",
+            "counter",
+            "Seconds spent in WAL fdatasyncs.",
+            format!("{:.6}", g(&m.wal_fsync_micros) as f64 / 1e6),
+        ),
+        (
+            "etcd_mvcc_db_total_size_in_bytes",
+            "gauge",
+            "Approximate store size.",
+            bytes.to_string(),
+        ),
+        (
+            "synod_mvcc_keys",
+            "gauge",
+            "Keys with history in the store.",
+            keys.to_string(),
+        ),
+        (
+            "synod_mvcc_revision",
+            "gauge",
+            "Store revision.",
+            rev.to_string(),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, value) in rows {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    }
+    out
+}

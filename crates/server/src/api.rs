@@ -1,0 +1,193 @@
+//! What the client-facing services share: routing to the leader, proposals, read
+//! barriers, response headers and etcd's error statuses.
+
+use crate::cmd::Write;
+use crate::driver::{DriverError, Input};
+use crate::state::Shared;
+use etcdpb::etcdserverpb as pb;
+use raft::NodeId;
+use std::collections::HashMap;
+use std::sync::mpsc::Sender as StdSender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// Metadata marking a request a follower forwarded (forwarded requests are never
+/// forwarded again, so two members with different leader hints cannot loop).
+pub const FORWARDED: &str = "synod-forwarded";
+
+/// etcd's error statuses.
+pub mod errors {
+    use tonic::{Code, Status};
+
+    /// `etcdserver: no leader`.
+    pub fn no_leader() -> Status {
+        Status::new(Code::Unavailable, "etcdserver: no leader")
+    }
+    /// `etcdserver: leader changed`.
+    pub fn leader_changed() -> Status {
+        Status::new(Code::Unavailable, "etcdserver: leader changed")
+    }
+    /// `etcdserver: request timed out`.
+    pub fn timeout() -> Status {
+        Status::new(Code::Unavailable, "etcdserver: request timed out")
+    }
+    /// `etcdserver: request is too large`.
+    pub fn too_large() -> Status {
+        Status::new(Code::InvalidArgument, "etcdserver: request is too large")
+    }
+    /// `etcdserver: too many operations in txn request`.
+    pub fn too_many_ops() -> Status {
+        Status::new(
+            Code::InvalidArgument,
+            "etcdserver: too many operations in txn request",
+        )
+    }
+    /// `etcdserver: server stopped`.
+    pub fn stopped() -> Status {
+        Status::new(Code::Unavailable, "etcdserver: server stopped")
+    }
+}
+
+/// Where a request must go.
+pub enum Route {
+    /// This member leads: serve here.
+    Local,
+    /// Forward to the leader's client URL.
+    Leader(NodeId),
+}
+
+/// Shared by the gRPC services and the admin endpoints.
+#[derive(Clone)]
+pub struct Api {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    driver: StdSender<Input>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+/// A state machine error as etcd's status.
+pub fn kv_status(e: kv::KvError) -> Status {
+    Status::new(Code::from(e.grpc_code()), e.to_string())
+}
+
+fn driver_status(e: DriverError) -> Status {
+    match e {
+        DriverError::NotLeader(_) => errors::no_leader(),
+        DriverError::LeaderChanged => errors::leader_changed(),
+        DriverError::Kv(e) => kv_status(e),
+        DriverError::Stopped => errors::stopped(),
+    }
+}
+
+impl Api {
+    /// A handle for services.
+    pub fn new(shared: Arc<Shared>, driver: StdSender<Input>) -> Api {
+        Api {
+            shared,
+            driver,
+            channels: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A full response header at `revision`.
+    pub fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader {
+            cluster_id: self.shared.cluster_id,
+            member_id: self.shared.member_id.0,
+            revision,
+            raft_term: self.shared.status.borrow().term,
+        })
+    }
+
+    /// Rewrites a forwarded response's header as this member's.
+    pub fn rehead(&self, h: &mut Option<pb::ResponseHeader>) {
+        let rev = h.as_ref().map_or(0, |h| h.revision);
+        *h = self.header(rev);
+    }
+
+    /// Waits (up to an election timeout) for a known leader; says where to go.
+    pub async fn route<T>(&self, req: &tonic::Request<T>) -> Result<Route, Status> {
+        let forwarded = req.metadata().contains_key(FORWARDED);
+        let mut rx = self.shared.status.subscribe();
+        let wait = self.shared.election * 2;
+        let leader = tokio::time::timeout(wait, async {
+            loop {
+                if let Some(l) = rx.borrow_and_update().leader {
+                    return Some(l);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(errors::no_leader)?;
+        if leader == self.shared.member_id {
+            Ok(Route::Local)
+        } else if forwarded {
+            Err(errors::no_leader())
+        } else {
+            Ok(Route::Leader(leader))
+        }
+    }
+
+    /// Replicates a write on this (leader) member and returns the store's response.
+    pub async fn write(&self, w: Write) -> Result<kv::Response, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.driver
+            .send(Input::Propose(w, tx))
+            .map_err(|_| errors::stopped())?;
+        self.await_driver(rx).await
+    }
+
+    /// A linearizable read barrier on this (leader) member.
+    pub async fn read_barrier(&self) -> Result<(), Status> {
+        let (tx, rx) = oneshot::channel();
+        self.driver
+            .send(Input::ReadIndex(tx))
+            .map_err(|_| errors::stopped())?;
+        self.await_driver(rx).await
+    }
+
+    async fn await_driver<T>(
+        &self,
+        rx: oneshot::Receiver<Result<T, DriverError>>,
+    ) -> Result<T, Status> {
+        match tokio::time::timeout(Duration::from_secs(7), rx).await {
+            Err(_) => Err(errors::timeout()),
+            Ok(Err(_)) => Err(errors::stopped()),
+            Ok(Ok(r)) => r.map_err(driver_status),
+        }
+    }
+
+    /// A channel to a member's client URL (cached).
+    pub fn channel_to(&self, id: NodeId) -> Result<Channel, Status> {
+        let urls = self.shared.client_urls_of(id);
+        let url = urls.first().ok_or_else(errors::no_leader)?.clone();
+        let mut cache = self.channels.lock().unwrap();
+        if let Some(c) = cache.get(&url) {
+            return Ok(c.clone());
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|_| errors::no_leader())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true);
+        let ch = endpoint.connect_lazy();
+        cache.insert(url, ch.clone());
+        Ok(ch)
+    }
+
+    /// Wraps a request for forwarding.
+    pub fn forwarded<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut()
+            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        r.set_timeout(Duration::from_secs(7));
+        r
+    }
+}

@@ -1,0 +1,410 @@
+//! The Raft driver: one OS thread that owns the Raft core, the WAL and the writes to the
+//! key-value store. Each round it drains every queued input (peer messages, proposals,
+//! reads), ticks, and then processes effects in batches: messages go to the peer queues
+//! at once, all persist requests are written and made durable with one fdatasync, and
+//! committed entries are applied.
+
+use crate::cmd::Write;
+use crate::state::{Metrics, NodeStatus, Shared};
+use kv::{KvError, Store};
+use raft::{
+    Apply, Config, Effect, Entry, EntryKind, IoId, LogIndex, Message, NodeId, ProposeError,
+    RaftNode, Role,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storage::{DiskStorage, FileBackend, RaftStorage};
+use tokio::sync::oneshot;
+
+/// Why the driver could not serve a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverError {
+    /// This member is not the leader (the leader, if known).
+    NotLeader(Option<NodeId>),
+    /// The entry's slot was taken by another leader's entry: the write did not happen.
+    LeaderChanged,
+    /// The state machine refused the request.
+    Kv(KvError),
+    /// The driver has stopped.
+    Stopped,
+}
+
+/// Replies to a proposal.
+pub type WriteReply = oneshot::Sender<Result<kv::Response, DriverError>>;
+/// Replies to a read barrier.
+pub type ReadReply = oneshot::Sender<Result<(), DriverError>>;
+
+/// An input to the driver.
+#[derive(Debug)]
+pub enum Input {
+    /// A message from a peer.
+    Peer(NodeId, Message),
+    /// A client write to replicate.
+    Propose(Write, WriteReply),
+    /// A linearizable read barrier: replies once the store has applied through the
+    /// leader's commit index as of the request.
+    ReadIndex(ReadReply),
+    /// Stop the driver.
+    Shutdown,
+}
+
+/// Outgoing peer traffic: encoded frames per peer.
+pub trait PeerSink: Send {
+    /// Queues frames for `to` (dropped if the peer's queue is full).
+    fn send(&mut self, to: NodeId, frames: Vec<u8>, count: u64);
+}
+
+/// Driver settings.
+pub struct DriverOptions {
+    /// Raft configuration.
+    pub raft: Config,
+    /// Real time per tick.
+    pub tick: Duration,
+    /// Applied entries between snapshots.
+    pub snapshot_count: u64,
+}
+
+/// The driver's state.
+pub struct Driver {
+    raft: RaftNode,
+    storage: DiskStorage<FileBackend>,
+    shared: Arc<Shared>,
+    peers: Box<dyn PeerSink>,
+    tick: Duration,
+    snapshot_count: u64,
+    next_id: u64,
+    next_ctx: u64,
+    writes: BTreeMap<LogIndex, (u64, WriteReply)>,
+    reads: HashMap<u64, ReadReply>,
+    ready_reads: Vec<(LogIndex, ReadReply)>,
+    applied: LogIndex,
+    snapshot_index: LogIndex,
+    last_leader: Option<NodeId>,
+}
+
+/// A fatal storage failure: the member must stop (a failed fsync is never retried).
+fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("fatal: {what}: {e}; stopping this member (a failed sync is never retried)");
+    std::process::exit(2)
+}
+
+impl Driver {
+    /// Builds a driver from recovered storage.
+    pub fn new(
+        opts: DriverOptions,
+        storage: DiskStorage<FileBackend>,
+        recovered: raft::Recovered,
+        shared: Arc<Shared>,
+        peers: Box<dyn PeerSink>,
+    ) -> Result<Driver, String> {
+        let snapshot_index = recovered
+            .snapshot
+            .as_ref()
+            .map_or(LogIndex(0), |s| s.meta.index);
+        let seed = opts.raft.seed;
+        let raft = RaftNode::restart(opts.raft, recovered).map_err(|e| e.to_string())?;
+        Ok(Driver {
+            raft,
+            storage,
+            shared,
+            peers,
+            tick: opts.tick,
+            snapshot_count: opts.snapshot_count.max(1),
+            next_id: seed,
+            next_ctx: 0,
+            writes: BTreeMap::new(),
+            reads: HashMap::new(),
+            ready_reads: Vec::new(),
+            applied: LogIndex(0),
+            snapshot_index,
+            last_leader: None,
+        })
+    }
+
+    /// Runs until `Shutdown` or until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Input>) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait) {
+                Ok(i) => Some(i),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut inputs: Vec<Input> = first.into_iter().collect();
+            while inputs.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(i) => inputs.push(i),
+                    Err(_) => break,
+                }
+            }
+            for input in inputs {
+                if matches!(input, Input::Shutdown) {
+                    self.fail_pending();
+                    return;
+                }
+                self.on_input(input);
+            }
+            let now = Instant::now();
+            while now >= next_tick {
+                self.raft.tick();
+                next_tick += self.tick;
+            }
+            self.process();
+        }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Peer(from, msg) => {
+                Metrics::add(&self.shared.metrics.peer_received, 1);
+                if let Err(e) = self.raft.step(from, msg) {
+                    eprintln!("warn: dropped a message from {:x}: {e}", from.0);
+                }
+            }
+            Input::Propose(w, reply) => {
+                self.next_id = self.next_id.wrapping_add(1);
+                let id = self.next_id;
+                match self.raft.propose(w.encode(id).into()) {
+                    Ok(p) => {
+                        Metrics::add(&self.shared.metrics.proposals, 1);
+                        self.writes.insert(p.index, (id, reply));
+                    }
+                    Err(e) => {
+                        Metrics::add(&self.shared.metrics.proposals_failed, 1);
+                        let _ = reply.send(Err(not_leader(e)));
+                    }
+                }
+            }
+            Input::ReadIndex(reply) => {
+                self.next_ctx += 1;
+                match self.raft.read_index(self.next_ctx) {
+                    Ok(()) => {
+                        self.reads.insert(self.next_ctx, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(not_leader(e)));
+                    }
+                }
+            }
+            Input::Shutdown => {}
+        }
+    }
+
+    /// Takes effects until none are left: sends first, then one durable write batch.
+    fn process(&mut self) {
+        loop {
+            let effects = self.raft.take_effects();
+            if effects.is_empty() {
+                break;
+            }
+            let mut outbox: BTreeMap<NodeId, (Vec<u8>, u64)> = BTreeMap::new();
+            let mut last_io: Option<IoId> = None;
+            for e in effects {
+                match e {
+                    Effect::Send { to, message } => {
+                        let slot = outbox.entry(to).or_default();
+                        crate::wire::encode_frame(&message, &mut slot.0);
+                        slot.1 += 1;
+                    }
+                    Effect::Persist(req) => {
+                        if let Err(e) = self.storage.write(&req) {
+                            fatal("WAL write failed", e);
+                        }
+                        Metrics::add(&self.shared.metrics.wal_writes, 1);
+                        last_io = Some(req.io);
+                    }
+                    Effect::Apply(a) => self.apply(a),
+                    Effect::ReadReady { ctx, index } => {
+                        if let Some(r) = self.reads.remove(&ctx) {
+                            self.ready_reads.push((index, r));
+                        }
+                    }
+                    Effect::ReadAborted { ctx } => {
+                        if let Some(r) = self.reads.remove(&ctx) {
+                            let _ = r.send(Err(DriverError::NotLeader(None)));
+                        }
+                    }
+                }
+            }
+            for (to, (frames, n)) in outbox {
+                Metrics::add(&self.shared.metrics.peer_sent, n);
+                self.peers.send(to, frames, n);
+            }
+            if let Some(io) = last_io {
+                self.sync(io);
+            }
+        }
+        self.serve_reads();
+        self.maybe_snapshot();
+        self.publish();
+    }
+
+    fn sync(&mut self, io: IoId) {
+        let start = Instant::now();
+        if let Err(e) = self.storage.sync() {
+            fatal("WAL fdatasync failed", e);
+        }
+        let m = &self.shared.metrics;
+        Metrics::add(&m.wal_fsyncs, 1);
+        Metrics::add(&m.wal_fsync_micros, start.elapsed().as_micros() as u64);
+        if let Err(e) = self.raft.on_persisted(io) {
+            fatal("storage acknowledged an unknown write", format!("{e:?}"));
+        }
+    }
+
+    fn apply(&mut self, a: Apply) {
+        match a {
+            Apply::Entry(e) => self.apply_entry(e),
+            Apply::Snapshot(s) => {
+                let store = match Store::restore(&s.data) {
+                    Ok(st) => st,
+                    Err(e) => fatal("snapshot does not decode", format!("{e:?}")),
+                };
+                *self.shared.store.write().unwrap() = store;
+                self.applied = s.meta.index;
+                self.snapshot_index = self.snapshot_index.max(s.meta.index);
+                // Writes whose slots the snapshot covers: their outcome is unknown here.
+                let covered: Vec<LogIndex> = self
+                    .writes
+                    .range(..=s.meta.index)
+                    .map(|(i, _)| *i)
+                    .collect();
+                for i in covered {
+                    if let Some((_, r)) = self.writes.remove(&i) {
+                        let _ = r.send(Err(DriverError::LeaderChanged));
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_entry(&mut self, e: Entry) {
+        let index = e.index;
+        self.applied = index;
+        Metrics::add(&self.shared.metrics.applied_entries, 1);
+        let EntryKind::Command(payload) = &e.kind else {
+            return;
+        };
+        let (id, write) = match Write::decode(payload) {
+            Ok(x) => x,
+            Err(err) => fatal(&format!("log entry {index} is damaged"), err),
+        };
+        let result = self
+            .shared
+            .store
+            .write()
+            .unwrap()
+            .apply(index.0, &write.to_kv());
+        if let Some((want, reply)) = self.writes.remove(&index) {
+            let out = match result {
+                _ if want != id => Err(DriverError::LeaderChanged),
+                Some(r) => r.map_err(DriverError::Kv),
+                None => Err(DriverError::LeaderChanged),
+            };
+            let _ = reply.send(out);
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.applied;
+        let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ready_reads)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.ready_reads = wait;
+        for (_, r) in done {
+            let _ = r.send(Ok(()));
+        }
+    }
+
+    fn maybe_snapshot(&mut self) {
+        if self.applied.0 < self.snapshot_index.0 + self.snapshot_count {
+            return;
+        }
+        let data = self.shared.store.read().unwrap().snapshot();
+        match self.raft.compact(self.applied, data.into()) {
+            Ok(()) => {
+                self.snapshot_index = self.applied;
+                Metrics::add(&self.shared.metrics.snapshots, 1);
+                // The snapshot's persist request goes out in this same round.
+                self.process_persist_only();
+            }
+            Err(e) => eprintln!("warn: snapshot at {} skipped: {e:?}", self.applied),
+        }
+    }
+
+    fn process_persist_only(&mut self) {
+        let effects = self.raft.take_effects();
+        let mut last_io = None;
+        let mut rest = Vec::new();
+        for e in effects {
+            match e {
+                Effect::Persist(req) => {
+                    if let Err(e) = self.storage.write(&req) {
+                        fatal("snapshot write failed", e);
+                    }
+                    last_io = Some(req.io);
+                }
+                other => rest.push(other),
+            }
+        }
+        debug_assert!(rest.is_empty(), "compaction produced {rest:?}");
+        if let Some(io) = last_io {
+            self.sync(io);
+        }
+    }
+
+    fn publish(&mut self) {
+        let s = self.raft.status();
+        if s.leader != self.last_leader {
+            if s.leader.is_some() {
+                Metrics::add(&self.shared.metrics.leader_changes, 1);
+            }
+            self.last_leader = s.leader;
+        }
+        let peer_match = if s.role == Role::Leader {
+            self.shared
+                .members
+                .iter()
+                .filter(|m| m.id != s.id)
+                .map(|m| (m.id.0, self.raft.peer_match(m.id).map_or(0, |i| i.0)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let status = NodeStatus {
+            role: s.role,
+            term: s.term.0,
+            leader: s.leader,
+            commit: s.commit.0,
+            applied: self.applied.0,
+            last_index: s.last_index.0,
+            snapshot_index: s.snapshot.index.0,
+            peer_match,
+        };
+        self.shared.status.send_if_modified(|old| {
+            let changed = *old != status;
+            *old = status;
+            changed
+        });
+    }
+
+    fn fail_pending(&mut self) {
+        for (_, (_, r)) in std::mem::take(&mut self.writes) {
+            let _ = r.send(Err(DriverError::Stopped));
+        }
+        for (_, r) in self.reads.drain() {
+            let _ = r.send(Err(DriverError::Stopped));
+        }
+        for (_, r) in self.ready_reads.drain(..) {
+            let _ = r.send(Err(DriverError::Stopped));
+        }
+    }
+}
+
+fn not_leader(e: ProposeError) -> DriverError {
+    let ProposeError::NotLeader { leader } = e;
+    DriverError::NotLeader(leader)
+}

@@ -1,0 +1,169 @@
+//! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
+
+use crate::api::{errors, kv_status, Api, Route};
+use crate::cmd::Write;
+use crate::convert;
+use etcdpb::etcdserverpb as pb;
+use etcdpb::etcdserverpb::kv_client::KvClient;
+use prost::Message as _;
+use tonic::{Request, Response, Status};
+
+/// The KV service.
+pub struct KvService {
+    api: Api,
+}
+
+impl KvService {
+    /// A KV service over `api`.
+    pub fn new(api: Api) -> KvService {
+        KvService { api }
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), Status> {
+        if len > self.api.shared.max_request_bytes {
+            return Err(errors::too_large());
+        }
+        Ok(())
+    }
+
+    fn client(&self, leader: raft::NodeId) -> Result<KvClient<tonic::transport::Channel>, Status> {
+        Ok(KvClient::new(self.api.channel_to(leader)?)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+
+    /// Serves a write here or forwards it; `fwd` is the forwarding call.
+    async fn write(&self, route: Route, w: Write) -> Result<kv::Response, Forward> {
+        match route {
+            Route::Local => self.api.write(w).await.map_err(Forward::Failed),
+            Route::Leader(id) => Err(Forward::To(id, w)),
+        }
+    }
+
+    fn local_range(&self, req: &pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
+        let store = self.api.shared.store.read().unwrap();
+        let r = store.range(&convert::range_in(req)).map_err(kv_status)?;
+        let rev = r.revision;
+        Ok(convert::range_out(r, self.api.header(rev)))
+    }
+}
+
+/// A write that must go elsewhere, or failed here.
+enum Forward {
+    To(raft::NodeId, Write),
+    Failed(Status),
+}
+
+macro_rules! forward_or {
+    ($self:ident, $res:expr, $method:ident, $variant:ident, $conv:path) => {
+        match $res {
+            Ok(kv::Response::$variant(r)) => {
+                let rev = r.revision;
+                Ok(Response::new($conv(r, $self.api.header(rev))))
+            }
+            Ok(other) => Err(Status::internal(format!("unexpected response {other:?}"))),
+            Err(Forward::Failed(s)) => Err(s),
+            Err(Forward::To(id, Write::$variant(req))) => {
+                let mut resp = $self
+                    .client(id)?
+                    .$method($self.api.forwarded(req))
+                    .await?
+                    .into_inner();
+                $self.api.rehead(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            Err(Forward::To(..)) => Err(Status::internal("forwarding mismatch")),
+        }
+    };
+}
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        if !request.get_ref().serializable {
+            match self.api.route(&request).await? {
+                Route::Local => self.api.read_barrier().await?,
+                Route::Leader(id) => {
+                    let req = request.into_inner();
+                    let mut resp = self
+                        .client(id)?
+                        .range(self.api.forwarded(req))
+                        .await?
+                        .into_inner();
+                    self.api.rehead(&mut resp.header);
+                    return Ok(Response::new(resp));
+                }
+            }
+        }
+        self.local_range(request.get_ref()).map(Response::new)
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        self.check_size(request.get_ref().encoded_len())?;
+        let route = self.api.route(&request).await?;
+        let res = self.write(route, Write::Put(request.into_inner())).await;
+        forward_or!(self, res, put, Put, convert::put_out)
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        self.check_size(request.get_ref().encoded_len())?;
+        let route = self.api.route(&request).await?;
+        let res = self
+            .write(route, Write::DeleteRange(request.into_inner()))
+            .await;
+        forward_or!(self, res, delete_range, DeleteRange, convert::delete_out)
+    }
+
+    async fn txn(
+        &self,
+        request: Request<pb::TxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
+        let t = request.get_ref();
+        self.check_size(t.encoded_len())?;
+        if [t.compare.len(), t.success.len(), t.failure.len()]
+            .iter()
+            .any(|n| *n > kv::MAX_TXN_OPS)
+        {
+            return Err(errors::too_many_ops());
+        }
+        let route = self.api.route(&request).await?;
+        let res = self.write(route, Write::Txn(request.into_inner())).await;
+        forward_or!(self, res, txn, Txn, convert::txn_out)
+    }
+
+    async fn compact(
+        &self,
+        request: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
+        let route = self.api.route(&request).await?;
+        match self
+            .write(route, Write::Compact(request.into_inner()))
+            .await
+        {
+            Ok(kv::Response::Compacted { revision }) => Ok(Response::new(pb::CompactionResponse {
+                header: self.api.header(revision),
+            })),
+            Ok(other) => Err(Status::internal(format!("unexpected response {other:?}"))),
+            Err(Forward::Failed(s)) => Err(s),
+            Err(Forward::To(id, Write::Compact(req))) => {
+                let mut resp = self
+                    .client(id)?
+                    .compact(self.api.forwarded(req))
+                    .await?
+                    .into_inner();
+                self.api.rehead(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            Err(Forward::To(..)) => Err(Status::internal("forwarding mismatch")),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `etcdserverpb.Cluster` (MemberList) and `etcdserverpb.Maintenance` (Status, Alarm,
+//! Defragment, Hash, HashKV, MoveLeader).
+
+use crate::api::Api;
+use etcdpb::etcdserverpb as pb;
+use tonic::{Code, Request, Response, Status};
+
+/// The etcd API version Synod speaks (what `endpoint status` prints as VERSION).
+pub const API_VERSION: &str = "3.4.0";
+
+/// The Cluster service.
+pub struct ClusterService {
+    api: Api,
+}
+
+impl ClusterService {
+    /// A Cluster service over `api`.
+    pub fn new(api: Api) -> ClusterService {
+        ClusterService { api }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for ClusterService {
+    async fn member_list(
+        &self,
+        _request: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let shared = &self.api.shared;
+        let members = shared
+            .members
+            .iter()
+            .map(|m| pb::Member {
+                id: m.id.0,
+                name: m.name.clone(),
+                peer_ur_ls: vec![m.peer_url.clone()],
+                client_ur_ls: shared.client_urls_of(m.id),
+                is_learner: false,
+            })
+            .collect();
+        let rev = shared.store.read().unwrap().revision();
+        Ok(Response::new(pb::MemberListResponse {
+            header: self.api.header(rev),
+            members,
+        }))
+    }
+}
+
+/// The Maintenance service.
+pub struct MaintenanceService {
+    api: Api,
+}
+
+impl MaintenanceService {
+    /// A Maintenance service over `api`.
+    pub fn new(api: Api) -> MaintenanceService {
+        MaintenanceService { api }
+    }
+
+    fn revision(&self) -> i64 {
+        self.api.shared.store.read().unwrap().revision()
+    }
+}
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        _request: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        Ok(Response::new(pb::AlarmResponse {
+            header: self.api.header(self.revision()),
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let st = self.api.shared.status();
+        let (rev, size) = {
+            let store = self.api.shared.store.read().unwrap();
+            (store.revision(), store.approx_bytes() as i64)
+        };
+        let errors = if st.leader.is_none() {
+            vec!["etcdserver: no leader".to_string()]
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(pb::StatusResponse {
+            header: self.api.header(rev),
+            version: API_VERSION.to_string(),
+            db_size: size,
+            leader: st.leader.map_or(0, |l| l.0),
+            raft_index: st.commit,
+            raft_term: st.term,
+            raft_applied_index: st.applied,
+            errors,
+            db_size_in_use: size,
+            is_learner: false,
+            ..Default::default()
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        // The store lives in memory and its snapshots are rewritten whole: nothing to do.
+        Ok(Response::new(pb::DefragmentResponse {
+            header: self.api.header(self.revision()),
+        }))
+    }
+
+    async fn hash(
+        &self,
+        _request: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        let (rev, hash) = {
+            let store = self.api.shared.store.read().unwrap();
+            (store.revision(), store.hash(store.revision()))
+        };
+        Ok(Response::new(pb::HashResponse {
+            header: self.api.header(rev),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let store = self.api.shared.store.read().unwrap();
+        let current = store.revision();
+        let want = request.get_ref().revision;
+        let rev = if want <= 0 { current } else { want };
+        if rev > current {
+            return Err(crate::api::kv_status(kv::KvError::FutureRevision));
+        }
+        if rev < store.compact_revision() {
+            return Err(crate::api::kv_status(kv::KvError::Compacted));
+        }
+        Ok(Response::new(pb::HashKvResponse {
+            header: self.api.header(current),
+            hash: store.hash(rev),
+            compact_revision: store.compact_revision(),
+            hash_revision: rev,
+        }))
+    }
+
+    async fn move_leader(
+        &self,
+        _request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        Err(Status::new(
+            Code::Unimplemented,
+            "synod: leadership transfer is not supported yet",
+        ))
+    }
+}

@@ -1,0 +1,140 @@
+//! `synod node`: one member, with etcd's flag names where the meaning is the same.
+
+use clap::Args;
+use server::config::{parse_initial_cluster, url_socket, ServerConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Flags of `synod node`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Human-readable name for this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: <name>.synod).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// URL to listen on for client traffic (one http://IP:port).
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: String,
+    /// Client URLs to advertise to the rest of the cluster (comma-separated).
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    pub advertise_client_urls: String,
+    /// URL to listen on for peer traffic.
+    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    pub listen_peer_urls: String,
+    /// This member's peer URLs to advertise.
+    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration: name=peer-url,...
+    #[arg(long, default_value = "default=http://127.0.0.1:2380")]
+    pub initial_cluster: String,
+    /// `new` for a new cluster, `existing` to rejoin one (both restart from the data dir).
+    #[arg(long, default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token, mixed into member and cluster ids.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Applied entries between snapshots (and log compactions).
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Time (ms) of a heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (ms) for an election to time out.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Raise alarms when the backend exceeds this size (0 means the 2 GiB default).
+    #[arg(long, default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, default_value_t = 1_572_864)]
+    pub max_request_bytes: usize,
+    /// URL for /health, /metrics, /status and /version.
+    #[arg(long)]
+    pub listen_metrics_urls: Option<String>,
+}
+
+impl NodeArgs {
+    /// The server configuration these flags describe.
+    pub fn config(&self) -> Result<ServerConfig, String> {
+        let e = |e: server::config::ConfigError| e.0;
+        if !matches!(self.initial_cluster_state.as_str(), "new" | "existing") {
+            return Err(format!(
+                "--initial-cluster-state: `{}` is not one of new, existing",
+                self.initial_cluster_state
+            ));
+        }
+        let peer_urls: Vec<&str> = self.initial_advertise_peer_urls.split(',').collect();
+        let initial_cluster = parse_initial_cluster(&self.initial_cluster).map_err(e)?;
+        let mine = initial_cluster.iter().find(|(n, _)| *n == self.name);
+        if let Some((_, url)) = mine {
+            if !peer_urls.contains(&url.as_str()) {
+                return Err(format!(
+                    "--initial-cluster has {}={url}, but --initial-advertise-peer-urls is {}",
+                    self.name, self.initial_advertise_peer_urls
+                ));
+            }
+        }
+        Ok(ServerConfig {
+            name: self.name.clone(),
+            data_dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}.synod", self.name))),
+            listen_client: url_socket(&self.listen_client_urls).map_err(e)?,
+            advertise_client_urls: self
+                .advertise_client_urls
+                .split(',')
+                .map(String::from)
+                .collect(),
+            listen_peer: url_socket(&self.listen_peer_urls).map_err(e)?,
+            advertise_peer_urls: peer_urls.iter().map(|s| s.to_string()).collect(),
+            initial_cluster,
+            cluster_token: self.initial_cluster_token.clone(),
+            listen_metrics: match &self.listen_metrics_urls {
+                Some(u) => Some(url_socket(u).map_err(e)?),
+                None => None,
+            },
+            snapshot_count: self.snapshot_count,
+            heartbeat: Duration::from_millis(self.heartbeat_interval),
+            election: Duration::from_millis(self.election_timeout),
+            quota_backend_bytes: self.quota_backend_bytes,
+            max_request_bytes: self.max_request_bytes,
+        })
+    }
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("info: stopping on signal");
+}
+
+/// Runs one member until SIGINT or SIGTERM.
+pub fn run(args: NodeArgs) -> ExitCode {
+    let cfg = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(server::run(cfg, stop_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
