@@ -247,6 +247,12 @@ fn metrics(api: &Api) -> String {
             g(&m.snapshots).to_string(),
         ),
         (
+            "synod_raft_snapshots_installed_total",
+            "counter",
+            "Snapshots installed from a leader.",
+            g(&m.snapshots_installed).to_string(),
+        ),
+        (
             "synod_peer_messages_sent_total",
             "counter",
             "Raft messages sent.",

@@ -264,6 +264,13 @@ impl Driver {
                     Err(e) => fatal("snapshot does not decode", format!("{e:?}")),
                 };
                 *self.shared.store.write().unwrap() = store;
+                if s.meta.index > self.snapshot_index {
+                    Metrics::add(&self.shared.metrics.snapshots_installed, 1);
+                    eprintln!(
+                        "info: installed a snapshot at index {} from the leader",
+                        s.meta.index
+                    );
+                }
                 self.applied = s.meta.index;
                 self.snapshot_index = self.snapshot_index.max(s.meta.index);
                 // Writes whose slots the snapshot covers: their outcome is unknown here.

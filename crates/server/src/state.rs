@@ -46,6 +46,8 @@ pub struct Metrics {
     pub applied_entries: AtomicU64,
     /// Snapshots taken.
     pub snapshots: AtomicU64,
+    /// Snapshots received from a leader and installed.
+    pub snapshots_installed: AtomicU64,
     /// Peer messages sent.
     pub peer_sent: AtomicU64,
     /// Peer messages received.

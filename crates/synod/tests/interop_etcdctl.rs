@@ -1,0 +1,784 @@
+//! etcdctl 3.4 against a real 3-member `synod node` cluster: every command must
+//! print what it prints for etcd 3.4 (etcdctl does the formatting; these tests
+//! check that the values the server returns are the ones etcd would return).
+
+mod common;
+
+use common::{ensure_etcdctl, ok, Cluster};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- helpers
+
+/// `127.0.0.1:<client port>` of member `i`.
+fn ep(c: &Cluster, i: usize) -> String {
+    format!("127.0.0.1:{}", c.members[i].client)
+}
+
+/// stdout of a successful etcdctl run against every member.
+fn ctl(c: &Cluster, args: &[&str]) -> String {
+    ok(c.etcdctl(args), c)
+}
+
+/// stdout of a successful etcdctl run against member `i` only.
+fn ctl_at(c: &Cluster, i: usize, args: &[&str]) -> String {
+    ok(c.etcdctl_at(&ep(c, i), args, None), c)
+}
+
+/// stdout of a successful `etcdctl txn` fed `script` on stdin.
+fn txn(c: &Cluster, endpoints: &str, script: &str) -> String {
+    ok(c.etcdctl_at(endpoints, &["txn"], Some(script)), c)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts that a command failed with `msg` on stderr.
+fn assert_fails_with(o: Output, msg: &str, what: &str) {
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "{what}: expected failure, got stdout {:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(err.contains(msg), "{what}: stderr lacks {msg:?}:\n{err}");
+}
+
+/// Polls `f` until it returns `Ok` or `timeout` passes; the last failure
+/// description goes into the panic message.
+fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => panic!("{what} within {timeout:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Standard base64 with padding, as Go's encoding/json prints []byte.
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A server version clientv3 accepts for etcdctl 3.4: `3.x.y` with x >= 4.
+fn is_3_4_or_later(v: &str) -> bool {
+    let n: Vec<u32> = v.split('.').filter_map(|p| p.parse().ok()).collect();
+    n.len() == 3 && n[0] == 3 && n[1] >= 4
+}
+
+// ------------------------------------------------------- tiny JSON reader
+
+/// Just enough JSON for etcdctl's `-w json`: numbers stay text so uint64 ids
+/// keep all their digits.
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Num(String),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn parse(text: &str) -> Json {
+        let b = text.trim().as_bytes();
+        let mut p = 0;
+        let v = Json::value(b, &mut p);
+        assert_eq!(p, b.len(), "trailing text after JSON: {text}");
+        v
+    }
+
+    fn ws(b: &[u8], p: &mut usize) {
+        while *p < b.len() && b[*p].is_ascii_whitespace() {
+            *p += 1;
+        }
+    }
+
+    fn value(b: &[u8], p: &mut usize) -> Json {
+        Json::ws(b, p);
+        let v = match b[*p] {
+            open @ (b'{' | b'[') => {
+                *p += 1;
+                let (close, mut fields) = (if open == b'{' { b'}' } else { b']' }, Vec::new());
+                loop {
+                    Json::ws(b, p);
+                    if b[*p] == close {
+                        *p += 1;
+                        break;
+                    }
+                    let v = Json::value(b, p);
+                    if close == b'}' {
+                        let Json::Str(k) = v else {
+                            panic!("object key at {p}")
+                        };
+                        assert_eq!(b[*p], b':', "expected ':' at {p}");
+                        *p += 1;
+                        fields.push((k, Json::value(b, p)));
+                    } else {
+                        fields.push((String::new(), v));
+                    }
+                    if b[*p] == b',' {
+                        *p += 1;
+                    }
+                }
+                if close == b'}' {
+                    Json::Obj(fields)
+                } else {
+                    Json::Arr(fields.into_iter().map(|(_, v)| v).collect())
+                }
+            }
+            b'"' => {
+                *p += 1;
+                let mut s = String::new();
+                while b[*p] != b'"' {
+                    if b[*p] == b'\\' {
+                        *p += 1;
+                        s.push(match b[*p] {
+                            b'n' => '\n',
+                            b't' => '\t',
+                            b'u' => {
+                                let hex = std::str::from_utf8(&b[*p + 1..*p + 5]).unwrap();
+                                *p += 4;
+                                char::from_u32(u32::from_str_radix(hex, 16).unwrap()).unwrap_or('?')
+                            }
+                            c => c as char,
+                        });
+                        *p += 1;
+                    } else {
+                        let start = *p;
+                        while b[*p] != b'"' && b[*p] != b'\\' {
+                            *p += 1;
+                        }
+                        s.push_str(std::str::from_utf8(&b[start..*p]).unwrap());
+                    }
+                }
+                *p += 1;
+                Json::Str(s)
+            }
+            b't' | b'f' | b'n' => {
+                let (word, v) = match b[*p] {
+                    b't' => ("true", Json::Bool(true)),
+                    b'f' => ("false", Json::Bool(false)),
+                    _ => ("null", Json::Null),
+                };
+                assert!(b[*p..].starts_with(word.as_bytes()), "bad literal at {p}");
+                *p += word.len();
+                v
+            }
+            _ => {
+                let start = *p;
+                while *p < b.len()
+                    && matches!(b[*p], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    *p += 1;
+                }
+                assert!(
+                    *p > start,
+                    "unexpected byte {:?} at {start}",
+                    b[start] as char
+                );
+                Json::Num(std::str::from_utf8(&b[start..*p]).unwrap().to_string())
+            }
+        };
+        Json::ws(b, p);
+        v
+    }
+
+    /// A field of an object; `Null` when absent (Go's omitempty drops zeros).
+    fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(fields) => fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .unwrap_or(&Json::Null),
+            _ => &Json::Null,
+        }
+    }
+
+    fn at(&self, i: usize) -> &Json {
+        match self {
+            Json::Arr(items) => items.get(i).unwrap_or(&Json::Null),
+            _ => &Json::Null,
+        }
+    }
+
+    fn arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(items) => items,
+            _ => &[],
+        }
+    }
+
+    /// An unsigned number; 0 when absent (omitted by omitempty).
+    fn u64(&self) -> u64 {
+        match self {
+            Json::Num(n) => n.parse().unwrap_or_else(|_| panic!("not a u64: {n}")),
+            Json::Null => 0,
+            other => panic!("not a number: {other:?}"),
+        }
+    }
+
+    fn str(&self) -> &str {
+        match self {
+            Json::Str(s) => s,
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    fn bool(&self) -> bool {
+        matches!(self, Json::Bool(true))
+    }
+}
+
+/// `get -w json` of `key` on `endpoints`.
+fn get_json(c: &Cluster, endpoints: &str, args: &[&str]) -> Json {
+    let mut full = vec!["get"];
+    full.extend(args);
+    full.extend(["-w", "json"]);
+    Json::parse(&ok(c.etcdctl_at(endpoints, &full, None), c))
+}
+
+/// Asserts one kv of a `-w json` range result.
+fn assert_kv(kv: &Json, key: &str, value: &str, create: u64, modr: u64, version: u64) {
+    assert_eq!(kv.get("key").str(), b64(key.as_bytes()), "key of {kv:?}");
+    assert_eq!(
+        kv.get("value").str(),
+        b64(value.as_bytes()),
+        "value of {kv:?}"
+    );
+    assert_eq!(
+        kv.get("create_revision").u64(),
+        create,
+        "create_revision of {kv:?}"
+    );
+    assert_eq!(kv.get("mod_revision").u64(), modr, "mod_revision of {kv:?}");
+    assert_eq!(kv.get("version").u64(), version, "version of {kv:?}");
+}
+
+/// The `member list` lines as (hex id, status, name, peer url, client url, learner).
+fn member_list(c: &Cluster) -> Vec<Vec<String>> {
+    let out = ctl(c, &["member", "list"]);
+    let rows: Vec<Vec<String>> = out
+        .lines()
+        .map(|l| l.split(", ").map(str::to_string).collect())
+        .collect();
+    assert!(rows.iter().all(|r| r.len() == 6), "member list: {out}");
+    rows
+}
+
+/// Hex member id (as `member list` prints it) of member `i`.
+fn member_hex(members: &[Vec<String>], c: &Cluster, i: usize) -> String {
+    let url = format!("http://{}", ep(c, i));
+    members
+        .iter()
+        .find(|m| m[4] == url)
+        .unwrap_or_else(|| panic!("no member with client url {url} in {members:?}"))[0]
+        .clone()
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn put_get_del_and_range_options_print_what_etcd_prints() {
+    ensure_etcdctl();
+    let c = Cluster::start(3, 10_000);
+
+    // A fresh store is at revision 1: the puts get revisions 2, 3, 4, 5.
+    assert_eq!(ctl(&c, &["put", "foo", "bar"]), "OK\n");
+    assert_eq!(ctl(&c, &["put", "foo", "baz"]), "OK\n");
+    assert_eq!(ctl(&c, &["put", "fop", "x"]), "OK\n");
+    assert_eq!(ctl(&c, &["put", "zzz", "last"]), "OK\n");
+
+    assert_eq!(ctl(&c, &["get", "foo"]), "foo\nbaz\n");
+    assert_eq!(ctl(&c, &["get", "missing"]), "");
+    assert_eq!(ctl(&c, &["get", "fo", "--prefix"]), "foo\nbaz\nfop\nx\n");
+    assert_eq!(
+        ctl(&c, &["get", "", "--prefix", "--keys-only"]),
+        "foo\n\nfop\n\nzzz\n\n"
+    );
+    assert_eq!(ctl(&c, &["get", "foo", "--print-value-only"]), "baz\n");
+    assert_eq!(
+        ctl(&c, &["get", "fop", "--from-key"]),
+        "fop\nx\nzzz\nlast\n"
+    );
+
+    // History: foo was "bar" at revision 2 and did not exist at revision 1.
+    assert_eq!(ctl(&c, &["get", "foo", "--rev=2"]), "foo\nbar\n");
+    assert_eq!(ctl(&c, &["get", "foo", "--rev=1"]), "");
+    assert_eq!(ctl(&c, &["get", "fo", "--prefix", "--rev=3"]), "foo\nbaz\n");
+    let old = get_json(&c, &c.endpoints(), &["foo", "--rev=2"]);
+    assert_eq!(
+        old.get("header").get("revision").u64(),
+        5,
+        "a history read reports the current revision in its header: {old:?}"
+    );
+    assert_kv(old.get("kvs").at(0), "foo", "bar", 2, 2, 1);
+
+    // Newest first by mod revision, only two of the three keys.
+    let all = [
+        "",
+        "--prefix",
+        "--limit=2",
+        "--sort-by=MODIFY",
+        "--order=DESCEND",
+    ];
+    let mut args = vec!["get"];
+    args.extend(all);
+    assert_eq!(ctl(&c, &args), "zzz\nlast\nfop\nx\n");
+    args[5] = "--order=ASCEND";
+    assert_eq!(ctl(&c, &args), "foo\nbaz\nfop\nx\n");
+    let limited = get_json(&c, &c.endpoints(), &all);
+    assert_eq!(limited.get("kvs").arr().len(), 2, "{limited:?}");
+    assert_eq!(
+        limited.get("count").u64(),
+        3,
+        "count is before the limit: {limited:?}"
+    );
+    assert!(limited.get("more").bool(), "more must be true: {limited:?}");
+    assert_eq!(
+        ctl(
+            &c,
+            &["get", "", "--prefix", "--sort-by=KEY", "--order=DESCEND"]
+        ),
+        "zzz\nlast\nfop\nx\nfoo\nbaz\n"
+    );
+
+    // -w json metadata.
+    let j = get_json(&c, &c.endpoints(), &["foo"]);
+    let h = j.get("header");
+    assert_ne!(h.get("cluster_id").u64(), 0, "cluster_id: {j:?}");
+    assert_ne!(h.get("member_id").u64(), 0, "member_id: {j:?}");
+    assert_ne!(h.get("raft_term").u64(), 0, "raft_term: {j:?}");
+    assert_eq!(h.get("revision").u64(), 5, "revision: {j:?}");
+    assert_eq!(j.get("count").u64(), 1, "{j:?}");
+    assert_eq!(j.get("kvs").arr().len(), 1, "{j:?}");
+    assert_kv(j.get("kvs").at(0), "foo", "baz", 2, 3, 2);
+    let p = get_json(&c, &c.endpoints(), &["fo", "--prefix"]);
+    assert_eq!(p.get("count").u64(), 2, "{p:?}");
+    assert!(!p.get("more").bool(), "{p:?}");
+    assert_kv(p.get("kvs").at(0), "foo", "baz", 2, 3, 2);
+    assert_kv(p.get("kvs").at(1), "fop", "x", 4, 4, 1);
+
+    // A put of the same value still bumps revision and version.
+    assert_eq!(ctl(&c, &["put", "foo", "baz"]), "OK\n");
+    let j = get_json(&c, &c.endpoints(), &["foo"]);
+    assert_eq!(j.get("header").get("revision").u64(), 6, "{j:?}");
+    assert_kv(j.get("kvs").at(0), "foo", "baz", 2, 6, 3);
+
+    // del prints the number of deleted keys; a no-op delete is not a write.
+    assert_eq!(ctl(&c, &["del", "fop"]), "1\n");
+    assert_eq!(ctl(&c, &["del", "fop"]), "0\n");
+    assert_eq!(ctl(&c, &["get", "fo", "--prefix"]), "foo\nbaz\n");
+    let j = get_json(&c, &c.endpoints(), &["fop"]);
+    assert_eq!(j.get("header").get("revision").u64(), 7, "{j:?}");
+    assert_eq!(j.get("count").u64(), 0, "{j:?}");
+    assert!(j.get("kvs").arr().is_empty(), "{j:?}");
+
+    // Re-creating a deleted key starts a new generation.
+    assert_eq!(ctl(&c, &["put", "fop", "y"]), "OK\n");
+    let j = get_json(&c, &c.endpoints(), &["fop"]);
+    assert_kv(j.get("kvs").at(0), "fop", "y", 8, 8, 1);
+    assert_eq!(ctl(&c, &["get", "fop", "--rev=5"]), "fop\nx\n");
+    assert_eq!(ctl(&c, &["get", "fop", "--rev=7"]), "");
+
+    assert_eq!(ctl(&c, &["del", "fo", "--prefix"]), "2\n");
+    assert_eq!(ctl(&c, &["del", "", "--prefix"]), "1\n");
+    assert_eq!(ctl(&c, &["get", "", "--prefix"]), "");
+    let j = get_json(&c, &c.endpoints(), &["", "--prefix"]);
+    assert_eq!(j.get("header").get("revision").u64(), 10, "{j:?}");
+}
+
+#[test]
+fn txn_on_stdin_runs_the_right_branch() {
+    ensure_etcdctl();
+    let c = Cluster::start(3, 10_000);
+    let eps = c.endpoints();
+    // Non-interactive txn: compares, blank line, success ops, blank line, failure ops, blank line.
+    let t = |script: &str| txn(&c, &eps, script);
+    let get = |key: &str| ctl(&c, &["get", key]);
+    let kv = |key: &str| get_json(&c, &eps, &[key]).get("kvs").at(0).clone();
+    assert_eq!(ctl(&c, &["put", "k", "v"]), "OK\n"); // revision 2
+
+    // value compare, success branch: a put and a read that sees it.
+    let out = t("value(\"k\") = \"v\"\n\nput k v2\nget k\n\nput wrong 1\n\n");
+    assert_eq!(out, "SUCCESS\n\nOK\n\nk\nv2\n"); // revision 3
+    assert_eq!(get("wrong"), "");
+    assert_eq!(get("k"), "k\nv2\n");
+
+    // value compare, failure branch.
+    let out = t("value(\"k\") = \"v\"\n\nput wrong 1\n\nput k v3\nget k\n\n");
+    assert_eq!(out, "FAILURE\n\nOK\n\nk\nv3\n"); // revision 4
+    assert_eq!(get("wrong"), "");
+    assert_kv(&kv("k"), "k", "v3", 2, 4, 3);
+
+    // A value compare on a missing key is false, whatever the operator.
+    let out = t("value(\"nokey\") != \"x\"\n\nput wrong 1\n\nput vmiss yes\n\n");
+    assert_eq!(out, "FAILURE\n\nOK\n"); // revision 5
+    assert_eq!(get("wrong"), "");
+    assert_eq!(get("vmiss"), "vmiss\nyes\n");
+
+    // mod revision compares, both ways (a missing key has mod revision 0).
+    let out = t("mod(\"k\") > \"0\"\n\nput m yes\n\nput m no\n\n");
+    assert_eq!(out, "SUCCESS\n\nOK\n"); // revision 6
+    assert_eq!(get("m"), "m\nyes\n");
+    let out = t("mod(\"nokey\") > \"0\"\n\nput m2 yes\n\nput m2 no\n\n");
+    assert_eq!(out, "FAILURE\n\nOK\n"); // revision 7
+    assert_eq!(get("m2"), "m2\nno\n");
+    let out = t("mod(\"k\") = \"4\"\n\nput m3 yes\n\nput m3 no\n\n");
+    assert_eq!(out, "SUCCESS\n\nOK\n"); // revision 8
+    assert_eq!(get("m3"), "m3\nyes\n");
+
+    // create revision compares: k was created at revision 2.
+    let out = t("create(\"k\") = \"2\"\n\ndel m\n\nput c no\n\n");
+    assert_eq!(out, "SUCCESS\n\n1\n"); // revision 9
+    assert_eq!(get("m"), "");
+    assert_eq!(get("c"), "");
+    let out = t("create(\"k\") = \"3\"\n\ndel k\n\nput c no\n\n");
+    assert_eq!(out, "FAILURE\n\nOK\n"); // revision 10
+    assert_eq!(get("k"), "k\nv3\n");
+    assert_eq!(get("c"), "c\nno\n");
+
+    // Compares are ANDed; a version compare; all ops of a branch share one revision.
+    let out = t("version(\"k\") = \"3\"\ncreate(\"c\") = \"10\"\n\nput a 1\nput b 2\ndel c\n\nput wrong 1\n\n");
+    assert_eq!(out, "SUCCESS\n\nOK\n\nOK\n\n1\n"); // revision 11
+    assert_kv(&kv("a"), "a", "1", 11, 11, 1);
+    assert_kv(&kv("b"), "b", "2", 11, 11, 1);
+    assert_eq!(get("c"), "");
+    let out = t("version(\"k\") = \"3\"\ncreate(\"a\") = \"2\"\n\nput wrong 1\n\nget a\n\n");
+    assert_eq!(out, "FAILURE\n\na\n1\n");
+    assert_eq!(get("wrong"), "");
+
+    // A read-only txn does not create a revision.
+    let j = get_json(&c, &eps, &["k"]);
+    assert_eq!(j.get("header").get("revision").u64(), 11, "{j:?}");
+
+    // -w json of a txn carries succeeded and the sub-responses.
+    let script = Some("mod(\"k\") = \"4\"\n\nget k\n\n\n");
+    let j = Json::parse(&ok(c.etcdctl_at(&eps, &["txn", "-w", "json"], script), &c));
+    assert!(j.get("succeeded").bool(), "{j:?}");
+    assert_ne!(j.get("header").get("member_id").u64(), 0, "{j:?}");
+    let range = j
+        .get("responses")
+        .at(0)
+        .get("Response")
+        .get("ResponseRange");
+    assert_kv(range.get("kvs").at(0), "k", "v3", 2, 4, 3);
+}
+
+#[test]
+fn compaction_refuses_older_revisions() {
+    ensure_etcdctl();
+    let c = Cluster::start(3, 10_000);
+    for v in ["1", "2", "3", "4"] {
+        assert_eq!(ctl(&c, &["put", "c", v]), "OK\n"); // revisions 2..=5
+    }
+    assert_eq!(ctl(&c, &["get", "c", "--rev=2"]), "c\n1\n");
+    assert_eq!(ctl(&c, &["compaction", "4"]), "compacted revision 4\n");
+
+    const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+    const FUTURE: &str = "etcdserver: mvcc: required revision is a future revision";
+    // Every member, linearizable reads: the compaction has been applied.
+    for i in 0..3 {
+        let at = ep(&c, i);
+        for rev in ["--rev=2", "--rev=3"] {
+            let o = c.etcdctl_at(&at, &["get", "c", rev], None);
+            assert_fails_with(o, COMPACTED, &format!("get c {rev} on {at}"));
+        }
+        // Reading exactly at the compaction revision is allowed.
+        assert_eq!(ctl_at(&c, i, &["get", "c", "--rev=4"]), "c\n3\n");
+        assert_eq!(ctl_at(&c, i, &["get", "c", "--rev=5"]), "c\n4\n");
+        assert_eq!(ctl_at(&c, i, &["get", "c"]), "c\n4\n");
+        let o = c.etcdctl_at(&at, &["get", "c", "--rev=99"], None);
+        assert_fails_with(o, FUTURE, &format!("get c --rev=99 on {at}"));
+    }
+
+    // Compacting again at or below the compaction revision, or in the future.
+    assert_fails_with(
+        c.etcdctl(&["compaction", "4"]),
+        COMPACTED,
+        "compaction 4 twice",
+    );
+    assert_fails_with(c.etcdctl(&["compaction", "3"]), COMPACTED, "compaction 3");
+    assert_fails_with(c.etcdctl(&["compaction", "99"]), FUTURE, "compaction 99");
+
+    // Compaction does not create a revision.
+    let j = get_json(&c, &c.endpoints(), &["c"]);
+    assert_eq!(j.get("header").get("revision").u64(), 5, "{j:?}");
+    assert_kv(j.get("kvs").at(0), "c", "4", 2, 5, 4);
+
+    // Physical compaction (waits until applied) works too.
+    assert_eq!(ctl(&c, &["put", "c", "5"]), "OK\n"); // revision 6
+    assert_eq!(
+        ctl(&c, &["compaction", "6", "--physical"]),
+        "compacted revision 6\n"
+    );
+    let o = c.etcdctl(&["get", "c", "--rev=5"]);
+    assert_fails_with(o, COMPACTED, "get c --rev=5 after compaction 6");
+    assert_eq!(ctl(&c, &["get", "c", "--rev=6"]), "c\n5\n");
+}
+
+#[test]
+fn member_list_and_endpoint_commands_describe_the_cluster() {
+    ensure_etcdctl();
+    let c = Cluster::start(3, 10_000);
+
+    // member list: one line per member with the real URLs.
+    let members = member_list(&c);
+    assert_eq!(members.len(), 3, "{members:?}");
+    for (i, m) in c.members.iter().enumerate() {
+        let line = members
+            .iter()
+            .find(|l| l[2] == m.name)
+            .unwrap_or_else(|| panic!("member {} missing from {members:?}", m.name));
+        assert_eq!(line[1], "started", "{line:?}");
+        assert_eq!(line[3], format!("http://127.0.0.1:{}", m.peer), "{line:?}");
+        assert_eq!(line[4], format!("http://{}", ep(&c, i)), "{line:?}");
+        assert_eq!(line[5], "false", "{line:?}");
+        assert!(
+            !line[0].is_empty() && u64::from_str_radix(&line[0], 16).is_ok_and(|v| v != 0),
+            "member id must be non-zero hex: {line:?}"
+        );
+    }
+    let mut ids: Vec<&String> = members.iter().map(|m| &m[0]).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "member ids must differ: {members:?}");
+
+    // The same list from every member.
+    for i in 0..3 {
+        let mut here: Vec<String> = ctl_at(&c, i, &["member", "list"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        here.sort();
+        let mut all: Vec<String> = members.iter().map(|m| m.join(", ")).collect();
+        all.sort();
+        assert_eq!(here, all, "member list on {}", ep(&c, i));
+    }
+
+    // Some data, so that status and hashkv have something to report.
+    for i in 0..5 {
+        assert_eq!(ctl(&c, &["put", &format!("k{i}"), "v"]), "OK\n");
+    }
+
+    // endpoint status -w json: one leader, one term, ids that match member list.
+    // A re-election between the three Status calls would show two terms; retry.
+    let statuses = eventually(Duration::from_secs(10), "a stable endpoint status", || {
+        let j = Json::parse(&ctl(&c, &["endpoint", "status", "-w", "json"]));
+        let st = j.arr().to_vec();
+        if st.len() != 3 {
+            return Err(format!("expected 3 statuses: {j:?}"));
+        }
+        let terms: Vec<u64> = st
+            .iter()
+            .map(|s| s.get("Status").get("raftTerm").u64())
+            .collect();
+        let leaders: Vec<u64> = st
+            .iter()
+            .map(|s| s.get("Status").get("leader").u64())
+            .collect();
+        if terms.iter().any(|t| *t != terms[0]) || leaders.iter().any(|l| *l != leaders[0]) {
+            return Err(format!("terms {terms:?} leaders {leaders:?}"));
+        }
+        Ok(st)
+    });
+    let cluster_id = statuses[0]
+        .get("Status")
+        .get("header")
+        .get("cluster_id")
+        .u64();
+    assert_ne!(cluster_id, 0);
+    let term = statuses[0].get("Status").get("raftTerm").u64();
+    assert_ne!(term, 0);
+    let leader = statuses[0].get("Status").get("leader").u64();
+    let mut leaders = 0;
+    for s in &statuses {
+        let at = s.get("Endpoint").str();
+        let i = (0..3).find(|&i| ep(&c, i) == at).expect("known endpoint");
+        let st = s.get("Status");
+        let h = st.get("header");
+        assert_eq!(h.get("cluster_id").u64(), cluster_id, "{s:?}");
+        assert_eq!(h.get("raft_term").u64(), term, "{s:?}");
+        assert_eq!(
+            format!("{:x}", h.get("member_id").u64()),
+            member_hex(&members, &c, i),
+            "Status header.member_id of {at} must be its member list id"
+        );
+        assert!(is_3_4_or_later(st.get("version").str()), "{s:?}");
+        assert_ne!(st.get("raftIndex").u64(), 0, "{s:?}");
+        assert!(st.get("dbSize").u64() > 0, "{s:?}");
+        if h.get("member_id").u64() == leader {
+            leaders += 1;
+        }
+    }
+    assert_eq!(
+        leaders, 1,
+        "exactly one member is its own leader: {statuses:?}"
+    );
+    assert!(
+        members.iter().any(|m| m[0] == format!("{leader:x}")),
+        "leader {leader:x} is not a member: {members:?}"
+    );
+    // The harness's view of the leader agrees.
+    let li = c.wait_leader(Duration::from_secs(5));
+    assert_eq!(format!("{leader:x}"), member_hex(&members, &c, li));
+
+    // Default (simple) output: `ep, id, version, size, leader, learner, term, index, applied, errors`.
+    let out = ctl(&c, &["endpoint", "status"]);
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split(", ").collect()).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    for r in &rows {
+        assert!(r.len() >= 9, "{out}");
+        let i = (0..3).find(|&i| ep(&c, i) == r[0]).expect("known endpoint");
+        assert_eq!(r[1], member_hex(&members, &c, i), "{out}");
+        assert!(is_3_4_or_later(r[2]), "{out}");
+        assert_eq!(r[4] == "true", r[1] == format!("{leader:x}"), "{out}");
+        assert_eq!(r[5], "false", "{out}");
+        assert_eq!(r[6], term.to_string(), "{out}");
+    }
+
+    // endpoint health: etcdctl 3.4 prints the healthy lines on stderr.
+    let o = c.etcdctl(&["endpoint", "health"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(o.status.success(), "{text}");
+    for i in 0..3 {
+        let prefix = format!(
+            "{} is healthy: successfully committed proposal: took = ",
+            ep(&c, i)
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with(&prefix)).count(),
+            1,
+            "{text}"
+        );
+    }
+    assert_eq!(text.lines().count(), 3, "{text}");
+
+    // endpoint hashkv: one hash on all members once followers have applied.
+    let hashes = |extra: &[&str]| {
+        let mut args = vec!["endpoint", "hashkv"];
+        args.extend(extra);
+        let out = ctl(&c, &args);
+        let mut seen = Vec::new();
+        for l in out.lines() {
+            let (at, hash) = l.split_once(", ").expect("`ep, hash` line");
+            seen.push((at.to_string(), hash.parse::<u32>().expect("a u32 hash")));
+        }
+        seen
+    };
+    let agreed = |extra: &'static [&'static str]| {
+        eventually(Duration::from_secs(5), "one hashkv on all members", || {
+            let seen = hashes(extra);
+            if seen.len() == 3 && seen.iter().all(|(_, h)| *h == seen[0].1) {
+                Ok(seen[0].1)
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        })
+    };
+    let before = agreed(&[]);
+    assert_eq!(ctl(&c, &["put", "k9", "changed"]), "OK\n");
+    let after = agreed(&[]);
+    assert_ne!(before, after, "a write must change the hash");
+    // Hash at an old revision is still the old hash.
+    let at_old = agreed(&["--rev=6"]);
+    assert_eq!(at_old, before, "hashkv --rev=6 (before the last write)");
+}
+
+#[test]
+fn writes_through_a_follower_are_readable_on_every_member() {
+    ensure_etcdctl();
+    let c = Cluster::start(3, 10_000);
+    let leader = c.wait_leader(Duration::from_secs(5));
+    let f1 = (leader + 1) % 3;
+    let f2 = (leader + 2) % 3;
+    let members = member_list(&c);
+
+    // Writes go to followers only; they forward to the leader.
+    assert_eq!(ctl_at(&c, f1, &["put", "fw", "1"]), "OK\n"); // revision 2
+    assert_eq!(ctl_at(&c, f2, &["put", "fw", "2"]), "OK\n"); // revision 3
+    assert_eq!(ctl_at(&c, f1, &["put", "other", "x"]), "OK\n"); // revision 4
+    assert_eq!(ctl_at(&c, f2, &["del", "other"]), "1\n"); // revision 5
+    let script = "value(\"fw\") = \"2\"\n\nput fw 3\nput tx yes\n\nput fw bad\n\n";
+    let out = txn(&c, &ep(&c, f1), script);
+    assert_eq!(out, "SUCCESS\n\nOK\n\nOK\n"); // revision 6
+
+    for i in 0..3 {
+        let at = ep(&c, i);
+        // Linearizable (default) reads must see every acknowledged write at once.
+        assert_eq!(ctl_at(&c, i, &["get", "fw"]), "fw\n3\n", "on {at}");
+        assert_eq!(ctl_at(&c, i, &["get", "other"]), "", "on {at}");
+        assert_eq!(ctl_at(&c, i, &["get", "tx"]), "tx\nyes\n", "on {at}");
+        let j = get_json(&c, &at, &["fw"]);
+        assert_eq!(j.get("header").get("revision").u64(), 6, "on {at}: {j:?}");
+        assert_eq!(
+            format!("{:x}", j.get("header").get("member_id").u64()),
+            member_hex(&members, &c, i),
+            "header.member_id on {at}"
+        );
+        assert_kv(j.get("kvs").at(0), "fw", "3", 2, 6, 3);
+
+        // Serializable (local) reads catch up within a moment.
+        let j = eventually(
+            Duration::from_secs(5),
+            "a serializable read catches up",
+            || {
+                let j = get_json(&c, &at, &["", "--prefix", "--consistency=s"]);
+                if j.get("header").get("revision").u64() == 6 {
+                    Ok(j)
+                } else {
+                    Err(format!("on {at}: {j:?}"))
+                }
+            },
+        );
+        assert_eq!(j.get("count").u64(), 2, "on {at}: {j:?}");
+        assert_kv(j.get("kvs").at(0), "fw", "3", 2, 6, 3);
+        assert_kv(j.get("kvs").at(1), "tx", "yes", 6, 6, 1);
+        assert_eq!(
+            ctl_at(&c, i, &["get", "fw", "--consistency=s"]),
+            "fw\n3\n",
+            "on {at}"
+        );
+        assert_eq!(
+            ctl_at(&c, i, &["get", "fw", "--consistency=s", "--rev=3"]),
+            "fw\n2\n",
+            "on {at}"
+        );
+    }
+
+    // A compaction sent to a follower applies everywhere.
+    assert_eq!(
+        ctl_at(&c, f2, &["compaction", "3"]),
+        "compacted revision 3\n"
+    );
+    for i in 0..3 {
+        let o = c.etcdctl_at(&ep(&c, i), &["get", "fw", "--rev=2"], None);
+        assert_fails_with(
+            o,
+            "etcdserver: mvcc: required revision has been compacted",
+            &format!("get fw --rev=2 on {}", ep(&c, i)),
+        );
+    }
+}
