@@ -3,6 +3,7 @@
 use clap::Args;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,7 +68,8 @@ fn layout(args: &DevArgs) -> Result<Vec<Member>, String> {
 fn spawn(m: &Member, cluster: &str, args: &DevArgs) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let url = |p: u16| format!("http://127.0.0.1:{p}");
-    let mut child = Command::new(exe)
+    let mut child = Command::new(exe);
+    child
         .arg("node")
         .args(["--name", &m.name])
         .arg("--data-dir")
@@ -81,8 +83,16 @@ fn spawn(m: &Member, cluster: &str, args: &DevArgs) -> std::io::Result<Child> {
         .args(["--listen-metrics-urls", &url(m.admin)])
         .args(["--snapshot-count", &args.snapshot_count.to_string()])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal
+    // so members never outlive a `synod dev` that was killed.
+    unsafe {
+        child.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = child.spawn()?;
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     for stream in [Box::new(out) as Box<dyn Read + Send>, Box::new(err)] {

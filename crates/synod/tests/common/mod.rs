@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -121,8 +122,8 @@ impl Cluster {
             .append(true)
             .open(self.dir.join(format!("{}.log", m.name)))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .arg("node")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
+        cmd.arg("node")
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(self.dir.join(&m.name))
@@ -134,9 +135,16 @@ impl Cluster {
             .args(["--listen-metrics-urls", &url(m.admin)])
             .args(["--snapshot-count", &self.snapshot_count.to_string()])
             .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("synod node starts");
+            .stderr(Stdio::from(log));
+        // SAFETY: prctl only sets the child's parent-death signal, so members never
+        // outlive a test process that was killed.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("synod node starts");
         self.members[i].child = Some(child);
     }
 
