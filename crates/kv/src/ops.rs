@@ -26,6 +26,7 @@ impl Exec<'_> {
     }
 
     fn append(&mut self, key: &[u8], v: Version) {
+        self.store.bytes += crate::store::version_cost(key, &v);
         self.store.keys.entry(key.to_vec()).or_default().push(v);
         self.journal.push(key.to_vec());
     }
@@ -45,8 +46,11 @@ impl Exec<'_> {
             }
             Err(e) => {
                 for key in self.journal.iter().rev() {
+                    let bytes = &mut self.store.bytes;
                     let empty = self.store.keys.get_mut(key).map(|h| {
-                        h.pop();
+                        if let Some(v) = h.pop() {
+                            *bytes -= crate::store::version_cost(key, &v);
+                        }
                         h.is_empty()
                     });
                     if empty == Some(true) {

@@ -23,6 +23,13 @@ pub struct Store {
     pub(crate) compact_revision: i64,
     pub(crate) leases: BTreeSet<i64>,
     pub(crate) applied_index: u64,
+    /// Approximate bytes held (see [`version_cost`]), kept up to date on every change.
+    pub(crate) bytes: u64,
+}
+
+/// What one version of `key` costs in [`Store::approx_bytes`].
+pub(crate) fn version_cost(key: &[u8], v: &Version) -> u64 {
+    (key.len() + v.value.as_ref().map_or(0, |x| x.len()) + 40) as u64
 }
 
 impl Default for Store {
@@ -33,6 +40,7 @@ impl Default for Store {
             compact_revision: 0,
             leases: BTreeSet::new(),
             applied_index: 0,
+            bytes: 0,
         }
     }
 }
@@ -114,20 +122,22 @@ impl Store {
             !hist.is_empty()
         });
         self.compact_revision = rev;
+        self.recount();
     }
 
-    /// Approximate bytes held: keys, values and per-version bookkeeping (Status's db size).
+    /// Approximate bytes held by keys, values and per-version bookkeeping: Status's db
+    /// size and what `--quota-backend-bytes` limits. O(1).
     pub fn approx_bytes(&self) -> u64 {
-        self.keys
+        self.bytes
+    }
+
+    /// Recomputes [`Store::approx_bytes`] from scratch (after compaction and restore).
+    pub(crate) fn recount(&mut self) {
+        self.bytes = self
+            .keys
             .iter()
-            .map(|(k, hist)| {
-                let values: usize = hist
-                    .iter()
-                    .map(|v| 32 + v.value.as_ref().map_or(0, |x| x.len()))
-                    .sum();
-                (k.len() + 48 + values) as u64
-            })
-            .sum()
+            .flat_map(|(k, hist)| hist.iter().map(move |v| version_cost(k, v)))
+            .sum();
     }
 
     /// CRC32C over every version at or below `rev` (etcd's HashKV): equal on members
@@ -222,6 +232,7 @@ impl Store {
         if r.at != body.len() || s.compact_revision > s.revision {
             return Err(SnapshotError);
         }
+        s.recount();
         Ok(s)
     }
 }

@@ -621,3 +621,25 @@ fn hash_snapshot_and_idempotent_apply() {
     assert!(Store::restore(&[]).is_err());
     assert!(Store::restore(&s1.snapshot()[..10]).is_err());
 }
+
+#[test]
+fn approx_bytes_follows_writes_rollbacks_compaction_and_restore() {
+    let mut s = Store::new();
+    assert_eq!(s.approx_bytes(), 0);
+    put(&mut s, "a", "12345");
+    let one = s.approx_bytes();
+    assert!(one >= 6, "{one}");
+    put(&mut s, "a", "12345");
+    assert_eq!(s.approx_bytes(), 2 * one, "two versions of the same size");
+    // A failed txn rolls its writes back, and their bytes with them.
+    let dup = TxnRequest {
+        success: vec![put_op("b", "x"), put_op("b", "y")],
+        ..Default::default()
+    };
+    assert_eq!(s.txn(&dup), Err(KvError::DuplicateKey));
+    assert_eq!(s.approx_bytes(), 2 * one);
+    s.compact(s.revision()).unwrap();
+    assert_eq!(s.approx_bytes(), one, "compaction dropped the old version");
+    let back = Store::restore(&s.snapshot()).unwrap();
+    assert_eq!(back.approx_bytes(), one);
+}

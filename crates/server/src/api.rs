@@ -45,6 +45,13 @@ pub mod errors {
             "etcdserver: too many operations in txn request",
         )
     }
+    /// `etcdserver: mvcc: database space exceeded`.
+    pub fn no_space() -> Status {
+        Status::new(
+            Code::ResourceExhausted,
+            "etcdserver: mvcc: database space exceeded",
+        )
+    }
     /// `etcdserver: server stopped`.
     pub fn stopped() -> Status {
         Status::new(Code::Unavailable, "etcdserver: server stopped")
@@ -90,6 +97,16 @@ impl Api {
             driver,
             channels: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Whether the store has outgrown `--quota-backend-bytes` (0 means 2 GiB, etcd's
+    /// default).
+    pub fn over_quota(&self) -> bool {
+        let quota = match self.shared.quota_backend_bytes {
+            0 => 2 << 30,
+            q => q,
+        };
+        self.shared.store.read().unwrap().approx_bytes() >= quota
     }
 
     /// A full response header at `revision`.

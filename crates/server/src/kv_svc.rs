@@ -26,6 +26,15 @@ impl KvService {
         Ok(())
     }
 
+    /// Writes that add data are refused while the store is over its quota (deletes and
+    /// compaction still go through, so an operator can make room).
+    fn check_quota(&self) -> Result<(), Status> {
+        if self.api.over_quota() {
+            return Err(errors::no_space());
+        }
+        Ok(())
+    }
+
     fn client(&self, leader: raft::NodeId) -> Result<KvClient<tonic::transport::Channel>, Status> {
         Ok(KvClient::new(self.api.channel_to(leader)?)
             .max_decoding_message_size(usize::MAX)
@@ -106,6 +115,7 @@ impl pb::kv_server::Kv for KvService {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         self.check_size(request.get_ref().encoded_len())?;
+        self.check_quota()?;
         let route = self.api.route(&request).await?;
         let res = self.write(route, Write::Put(request.into_inner())).await;
         forward_or!(self, res, put, Put, convert::put_out)
@@ -134,6 +144,17 @@ impl pb::kv_server::Kv for KvService {
             .any(|n| *n > kv::MAX_TXN_OPS)
         {
             return Err(errors::too_many_ops());
+        }
+        let writes = |ops: &[pb::RequestOp]| {
+            ops.iter().any(|o| {
+                !matches!(
+                    o.request,
+                    Some(pb::request_op::Request::RequestRange(_)) | None
+                )
+            })
+        };
+        if writes(&t.success) || writes(&t.failure) {
+            self.check_quota()?;
         }
         let route = self.api.route(&request).await?;
         let res = self.write(route, Write::Txn(request.into_inner())).await;

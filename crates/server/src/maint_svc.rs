@@ -68,9 +68,19 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         _request: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
+        // The one alarm Synod raises: NOSPACE while this member is over its quota. It
+        // clears by itself once compaction brings the store back under the quota.
+        let alarms = if self.api.over_quota() {
+            vec![pb::AlarmMember {
+                member_id: self.api.shared.member_id.0,
+                alarm: pb::AlarmType::Nospace as i32,
+            }]
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(pb::AlarmResponse {
             header: self.api.header(self.revision()),
-            alarms: Vec::new(),
+            alarms,
         }))
     }
 
@@ -83,11 +93,16 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             let store = self.api.shared.store.read().unwrap();
             (store.revision(), store.approx_bytes() as i64)
         };
-        let errors = if st.leader.is_none() {
-            vec!["etcdserver: no leader".to_string()]
-        } else {
-            Vec::new()
-        };
+        let mut errors = Vec::new();
+        if st.leader.is_none() {
+            errors.push("etcdserver: no leader".to_string());
+        }
+        if self.api.over_quota() {
+            errors.push(format!(
+                "memberID:{} alarm:NOSPACE ",
+                self.api.shared.member_id.0
+            ));
+        }
         Ok(Response::new(pb::StatusResponse {
             header: self.api.header(rev),
             version: API_VERSION.to_string(),

@@ -172,3 +172,53 @@ fn bad_requests_get_etcds_errors_and_change_nothing() {
         }
     });
 }
+
+#[test]
+fn over_quota_writes_fail_with_nospace_until_compaction_makes_room() {
+    common::ensure_etcdctl();
+    let c = Cluster::start_with(3, 100_000, &["--quota-backend-bytes", "65536"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let leader = c.wait_leader(Duration::from_secs(5));
+        let url = format!("http://127.0.0.1:{}", c.members[leader].client);
+        let mut kv = KvClient::connect(url).await.unwrap();
+        let mut refused = None;
+        for i in 0..20 {
+            if let Err(s) = kv.put(put(b"big", vec![b'0' + i; 8192])).await {
+                refused = Some(s);
+                break;
+            }
+        }
+        let s = refused.expect("a 64 KiB quota refuses the ninth 8 KiB version");
+        assert_eq!(
+            (s.code(), s.message()),
+            (
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded"
+            )
+        );
+        let alarms = common::ok(
+            c.etcdctl_at(
+                &format!("127.0.0.1:{}", c.members[leader].client),
+                &["alarm", "list"],
+                None,
+            ),
+            &c,
+        );
+        assert!(alarms.contains("alarm:NOSPACE"), "{alarms}");
+        // Compaction drops the old versions and makes room again.
+        let rev = revision(&mut kv).await;
+        kv.compact(etcdpb::etcdserverpb::CompactionRequest {
+            revision: rev,
+            physical: true,
+        })
+        .await
+        .unwrap();
+        kv.put(put(b"big", b"small".to_vec()))
+            .await
+            .expect("room after compaction");
+    });
+}

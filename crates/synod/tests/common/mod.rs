@@ -24,6 +24,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub members: Vec<Member>,
     pub snapshot_count: u64,
+    /// Extra flags for every member.
+    pub extra: Vec<String>,
     cluster: String,
 }
 
@@ -78,6 +80,11 @@ pub fn ensure_etcdctl() {
 impl Cluster {
     /// Starts `n` members and waits for a leader.
     pub fn start(n: usize, snapshot_count: u64) -> Cluster {
+        Cluster::start_with(n, snapshot_count, &[])
+    }
+
+    /// Starts `n` members with extra flags and waits for a leader.
+    pub fn start_with(n: usize, snapshot_count: u64, extra: &[&str]) -> Cluster {
         let dir = std::env::temp_dir().join(format!(
             "synod-e2e-{}-{}",
             std::process::id(),
@@ -104,6 +111,7 @@ impl Cluster {
             dir,
             members,
             snapshot_count,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             cluster,
         };
         for i in 0..n {
@@ -134,6 +142,7 @@ impl Cluster {
             .args(["--initial-cluster", &self.cluster])
             .args(["--listen-metrics-urls", &url(m.admin)])
             .args(["--snapshot-count", &self.snapshot_count.to_string()])
+            .args(&self.extra)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
         // SAFETY: prctl only sets the child's parent-death signal, so members never
