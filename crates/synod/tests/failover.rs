@@ -193,3 +193,58 @@ fn member_behind_the_compaction_point_catches_up_by_snapshot() {
         w.check_member(follower, false).await;
     });
 }
+
+#[test]
+fn health_and_metrics_follow_quorum() {
+    let mut c = Cluster::start(3, 100_000);
+    for i in 0..3 {
+        let (code, body) = http_get(c.members[i].admin, "/health").expect("health");
+        assert_eq!(
+            (code, body.as_str()),
+            (200, r#"{"health":"true","reason":""}"#)
+        );
+        let (_, metrics) = http_get(c.members[i].admin, "/metrics").unwrap();
+        assert!(
+            metric(&c, i, "process_resident_memory_bytes") > 1 << 20,
+            "{metrics}"
+        );
+        assert_eq!(metric(&c, i, "etcd_server_has_leader"), 1);
+    }
+    // Without a quorum there is no leader: health fails and writes get etcd's error.
+    c.kill(1);
+    c.kill(2);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, body) = http_get(c.members[0].admin, "/health").unwrap();
+        if code == 503 {
+            assert!(body.starts_with(r#"{"health":"false","reason":"#), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still healthy without a quorum: {body}"
+        );
+    }
+    let rt = runtime();
+    rt.block_on(async {
+        let url = format!("http://127.0.0.1:{}", c.members[0].client);
+        let mut kv = KvClient::connect(url).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = kv
+                .put(PutRequest {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .expect_err("no quorum, no write");
+            if s.message() == "etcdserver: no leader" {
+                assert_eq!(s.code(), tonic::Code::Unavailable);
+                break;
+            }
+            assert!(Instant::now() < deadline, "last error: {s:?}");
+        }
+    });
+    assert_eq!(metric(&c, 0, "etcd_server_has_leader"), 0);
+}
