@@ -37,6 +37,39 @@ pub struct ServerConfig {
     pub quota_backend_bytes: u64,
     /// Largest client request (`--max-request-bytes`).
     pub max_request_bytes: usize,
+    /// Testing only: dial these addresses for the named peers instead of their peer URLs
+    /// (the chaos lab routes each link through its own proxy). Identity is unchanged.
+    pub peer_dial: Vec<(String, String)>,
+    /// Injected disk faults (chaos testing only; none by default).
+    pub disk_faults: storage::FaultPlan,
+    /// A deliberately planted bug (chaos checker tests only).
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<ServerBug>,
+}
+
+/// Bugs planted on purpose, to prove the chaos lab catches them.
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerBug {
+    /// Linearizable reads are served from the local store without ReadIndex.
+    StaleLocalRead,
+    /// Persisted is reported to Raft at write time; the fsync follows lazily.
+    AckBeforeFsync,
+}
+
+#[cfg(feature = "planted-bugs")]
+impl ServerBug {
+    /// Every planted bug's name.
+    pub const NAMES: [&'static str; 2] = ["stale-local-read", "ack-before-fsync"];
+
+    /// A bug by name.
+    pub fn from_name(name: &str) -> Option<ServerBug> {
+        match name {
+            "stale-local-read" => Some(ServerBug::StaleLocalRead),
+            "ack-before-fsync" => Some(ServerBug::AckBeforeFsync),
+            _ => None,
+        }
+    }
 }
 
 /// A configuration that cannot start a member.
@@ -123,7 +156,11 @@ impl ServerConfig {
                 id: NodeId(member_id(name, url, &self.cluster_token)),
                 name: name.clone(),
                 peer_url: url.clone(),
-                peer_addr: url_addr(url).expect("validated"),
+                peer_addr: self
+                    .peer_dial
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or_else(|| url_addr(url).expect("validated"), |(_, a)| a.clone()),
             })
             .collect()
     }

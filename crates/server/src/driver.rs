@@ -15,7 +15,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storage::{DiskStorage, FileBackend, RaftStorage};
+use storage::{DiskStorage, FaultyBackend, FileBackend, RaftStorage};
+
+/// The storage a member runs on (faults only when configured).
+pub type MemberStorage = DiskStorage<FaultyBackend<FileBackend>>;
 use tokio::sync::oneshot;
 
 /// Why the driver could not serve a request.
@@ -64,12 +67,15 @@ pub struct DriverOptions {
     pub tick: Duration,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
+    /// A deliberately planted bug.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<crate::config::ServerBug>,
 }
 
 /// The driver's state.
 pub struct Driver {
     raft: RaftNode,
-    storage: DiskStorage<FileBackend>,
+    storage: MemberStorage,
     shared: Arc<Shared>,
     peers: Box<dyn PeerSink>,
     tick: Duration,
@@ -82,6 +88,8 @@ pub struct Driver {
     applied: LogIndex,
     snapshot_index: LogIndex,
     last_leader: Option<NodeId>,
+    #[cfg(feature = "planted-bugs")]
+    lazy_sync: Option<Instant>,
 }
 
 /// A fatal storage failure: the member must stop (a failed fsync is never retried).
@@ -94,7 +102,7 @@ impl Driver {
     /// Builds a driver from recovered storage.
     pub fn new(
         opts: DriverOptions,
-        storage: DiskStorage<FileBackend>,
+        storage: MemberStorage,
         recovered: raft::Recovered,
         shared: Arc<Shared>,
         peers: Box<dyn PeerSink>,
@@ -120,6 +128,11 @@ impl Driver {
             applied: LogIndex(0),
             snapshot_index,
             last_leader: None,
+            #[cfg(feature = "planted-bugs")]
+            lazy_sync: opts
+                .planted_bug
+                .filter(|b| *b == crate::config::ServerBug::AckBeforeFsync)
+                .map(|_| Instant::now()),
         })
     }
 
@@ -243,6 +256,21 @@ impl Driver {
     }
 
     fn sync(&mut self, io: IoId) {
+        #[cfg(feature = "planted-bugs")]
+        if let Some(last) = self.lazy_sync {
+            // Planted bug: report durability now, fsync at most every 200 ms.
+            if let Err(e) = self.raft.on_persisted(io) {
+                fatal("storage acknowledged an unknown write", format!("{e:?}"));
+            }
+            if last.elapsed() < Duration::from_millis(200) {
+                return;
+            }
+            self.lazy_sync = Some(Instant::now());
+            if let Err(e) = self.storage.sync() {
+                fatal("WAL fdatasync failed", e);
+            }
+            return;
+        }
         let start = Instant::now();
         if let Err(e) = self.storage.sync() {
             fatal("WAL fdatasync failed", e);

@@ -92,6 +92,14 @@ impl pb::kv_server::Kv for KvService {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        #[cfg(feature = "planted-bugs")]
+        if self
+            .api
+            .shared
+            .bug(crate::config::ServerBug::StaleLocalRead)
+        {
+            return self.local_range(request.get_ref()).map(Response::new);
+        }
         if !request.get_ref().serializable {
             match self.api.route(&request).await? {
                 Route::Local => self.api.read_barrier().await?,

@@ -26,7 +26,7 @@ use raft::{Config, Role};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use storage::{DiskStorage, FileBackend, StorageOptions};
+use storage::{DiskStorage, FaultyBackend, FileBackend, StorageOptions};
 use tokio::net::TcpListener;
 
 /// gRPC framing overhead allowed above `--max-request-bytes` (as etcd does).
@@ -81,6 +81,13 @@ pub async fn run(
     check_identity(&member_dir, cluster_id, me.0)?;
     let backend = FileBackend::open(&wal_dir)
         .map_err(|e| ConfigError(format!("{}: {e}", wal_dir.display())))?;
+    if cfg.disk_faults.is_active() {
+        eprintln!(
+            "warn: injecting disk faults {:?} (testing only)",
+            cfg.disk_faults
+        );
+    }
+    let backend = FaultyBackend::new(backend, cfg.disk_faults);
     let (storage, recovered) = DiskStorage::open(backend, StorageOptions::default())
         .map_err(|e| ConfigError(format!("refusing to start: {e}")))?;
     eprintln!(
@@ -123,6 +130,8 @@ pub async fn run(
         max_request_bytes: cfg.max_request_bytes,
         quota_backend_bytes: cfg.quota_backend_bytes,
         election: cfg.election,
+        #[cfg(feature = "planted-bugs")]
+        planted_bug: cfg.planted_bug,
     });
     let mut raft_cfg = Config::new(me, shared.members.iter().map(|m| m.id).collect());
     let tick = cfg.tick();
@@ -139,6 +148,8 @@ pub async fn run(
             raft: raft_cfg,
             tick,
             snapshot_count: cfg.snapshot_count,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: cfg.planted_bug,
         },
         storage,
         recovered,

@@ -93,12 +93,21 @@ pub struct Shared {
     pub quota_backend_bytes: u64,
     /// Election timeout (how long a request waits for a leader).
     pub election: std::time::Duration,
+    /// A deliberately planted bug.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<crate::config::ServerBug>,
 }
 
 impl Shared {
     /// The latest status.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
+    }
+
+    /// Whether `bug` is planted in this member.
+    #[cfg(feature = "planted-bugs")]
+    pub fn bug(&self, bug: crate::config::ServerBug) -> bool {
+        self.planted_bug == Some(bug)
     }
 
     /// Client URLs of a member, if known.

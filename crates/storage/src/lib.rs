@@ -27,6 +27,7 @@
 mod backend;
 mod disk;
 mod error;
+mod faulty;
 mod file;
 mod record;
 mod simdisk;
@@ -36,6 +37,7 @@ mod wal;
 pub use backend::{Backend, IoError};
 pub use disk::{DiskStorage, StorageOptions};
 pub use error::StorageError;
+pub use faulty::{FaultPlan, FaultyBackend};
 pub use file::FileBackend;
 pub use record::{decode, encode, Decoded, Record};
 pub use simdisk::{DiskFaults, SimDisk};

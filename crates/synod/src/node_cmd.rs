@@ -54,6 +54,16 @@ pub struct NodeArgs {
     /// URL for /health, /metrics, /status and /version.
     #[arg(long)]
     pub listen_metrics_urls: Option<String>,
+    /// Testing only: dial peers at these addresses (`name=host:port,...`).
+    #[arg(long, hide = true, default_value = "")]
+    pub unsafe_peer_dial: String,
+    /// Testing only: inject disk faults (`fsync-eio=N` per mille, `tear`, `seed=S`).
+    #[arg(long, hide = true, default_value = "")]
+    pub unsafe_disk_faults: String,
+    /// Testing only: plant a bug (stale-local-read, ack-before-fsync).
+    #[cfg(feature = "planted-bugs")]
+    #[arg(long)]
+    pub planted_bug: Option<String>,
 }
 
 impl NodeArgs {
@@ -102,6 +112,28 @@ impl NodeArgs {
             election: Duration::from_millis(self.election_timeout),
             quota_backend_bytes: self.quota_backend_bytes,
             max_request_bytes: self.max_request_bytes,
+            peer_dial: self
+                .unsafe_peer_dial
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(n, a)| (n.to_string(), a.to_string()))
+                        .ok_or_else(|| format!("--unsafe-peer-dial: `{p}` is not name=host:port"))
+                })
+                .collect::<Result<_, _>>()?,
+            disk_faults: storage::FaultPlan::parse(&self.unsafe_disk_faults)
+                .map_err(|e| format!("--unsafe-disk-faults: {e}"))?,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: match &self.planted_bug {
+                None => None,
+                Some(n) => Some(server::config::ServerBug::from_name(n).ok_or_else(|| {
+                    format!(
+                        "--planted-bug: unknown bug `{n}` (one of {})",
+                        server::config::ServerBug::NAMES.join(", ")
+                    )
+                })?),
+            },
         })
     }
 }

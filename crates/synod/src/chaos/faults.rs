@@ -1,0 +1,259 @@
+//! Fault injection on a seeded schedule: which fault, on whom, for how long, and
+//! whether it is transient (one window), intermittent (flapping) or permanent (left in
+//! place until the final heal).
+
+use super::cluster::Cluster;
+use super::proxy::LinkState;
+use seedrng::Rng;
+use std::time::Duration;
+
+/// The fault classes `--faults` selects from.
+pub const KINDS: [&str; 6] = ["kill", "pause", "partition", "delay", "drop", "disk"];
+
+/// One injected fault, for the timeline.
+#[derive(Clone, Debug)]
+pub struct FaultEvent {
+    /// Fault class.
+    pub kind: &'static str,
+    /// What exactly was done.
+    pub detail: String,
+    /// Seconds since the start.
+    pub start_s: f64,
+    /// When it was healed (seconds since the start).
+    pub end_s: f64,
+    /// Whether the leader at the time was hit (failover is measured for these).
+    pub hit_leader: bool,
+}
+
+/// What must be undone at the end of a window.
+pub enum Undo {
+    /// Restart these killed (or fail-stopped) members.
+    Restart(Vec<usize>),
+    /// SIGCONT this member.
+    Resume(usize),
+    /// Heal every link.
+    Links,
+    /// Restart this member with the base disk spec.
+    Disk(usize),
+}
+
+fn live(c: &Cluster) -> Vec<usize> {
+    (0..c.members.len())
+        .filter(|&i| c.members[i].child.is_some() && !c.members[i].paused)
+        .collect()
+}
+
+/// A target: the leader with probability 1/3 (when known), else a random live member.
+fn target(c: &Cluster, rng: &mut Rng, leader: Option<usize>) -> Option<usize> {
+    match leader {
+        Some(l) if rng.chance(1, 3) => Some(l),
+        _ => rng.pick(&live(c)).copied(),
+    }
+}
+
+/// Injects one fault of `kind`; returns what it did and how to undo it.
+pub fn inject(
+    c: &mut Cluster,
+    kind: &str,
+    rng: &mut Rng,
+    leader: Option<usize>,
+    disk_base: &str,
+) -> Option<(String, bool, Undo)> {
+    let n = c.members.len();
+    match kind {
+        "kill" => {
+            if rng.chance(1, 5) {
+                // Power-loss style: every member at once.
+                for i in 0..n {
+                    c.kill(i);
+                }
+                return Some((
+                    "kill all members".into(),
+                    leader.is_some(),
+                    Undo::Restart((0..n).collect()),
+                ));
+            }
+            let t = target(c, rng, leader)?;
+            c.kill(t);
+            Some((
+                format!("kill {}", c.members[t].name),
+                Some(t) == leader,
+                Undo::Restart(vec![t]),
+            ))
+        }
+        "pause" => {
+            let t = target(c, rng, leader)?;
+            c.pause(t);
+            Some((
+                format!("pause {}", c.members[t].name),
+                Some(t) == leader,
+                Undo::Resume(t),
+            ))
+        }
+        "partition" => partition(c, rng, leader),
+        "delay" => {
+            let delay = Duration::from_millis(rng.range(20, 200));
+            let jitter = Duration::from_millis(rng.range(0, 100));
+            set_all(
+                c,
+                LinkState {
+                    delay,
+                    jitter,
+                    ..Default::default()
+                },
+            );
+            Some((
+                format!("delay {delay:?} ± {jitter:?} on every link"),
+                false,
+                Undo::Links,
+            ))
+        }
+        "drop" => {
+            let drop = rng.range(5, 40) as f64 / 100.0;
+            set_all(
+                c,
+                LinkState {
+                    drop,
+                    reset: 0.002,
+                    ..Default::default()
+                },
+            );
+            Some((
+                format!("drop {:.0}% of frames, occasional resets", drop * 100.0),
+                false,
+                Undo::Links,
+            ))
+        }
+        "disk" => {
+            let t = target(c, rng, leader)?;
+            c.kill(t);
+            c.disk[t] = format!("{disk_base},fsync-eio=30,seed={}", rng.next_u64());
+            c.start(t).ok()?;
+            Some((
+                format!(
+                    "{}: fsync errors (3%) until it fail-stops",
+                    c.members[t].name
+                ),
+                Some(t) == leader,
+                Undo::Disk(t),
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn set_all(c: &Cluster, s: LinkState) {
+    let n = c.members.len();
+    for a in 0..n {
+        for b in (0..n).filter(|b| *b != a) {
+            c.links.set(a, b, s);
+        }
+    }
+}
+
+fn cut(c: &Cluster, a: usize, b: usize) {
+    c.links.set(
+        a,
+        b,
+        LinkState {
+            cut: true,
+            ..Default::default()
+        },
+    );
+}
+
+fn partition(
+    c: &mut Cluster,
+    rng: &mut Rng,
+    leader: Option<usize>,
+) -> Option<(String, bool, Undo)> {
+    let n = c.members.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.range(0, i as u64 + 1) as usize);
+    }
+    let names = |v: &[usize]| {
+        v.iter()
+            .map(|i| c.members[*i].name.clone())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (detail, hit) = match rng.range(0, 4) {
+        0 => {
+            let (a, b) = order.split_at(n / 2);
+            for &x in a {
+                for &y in b {
+                    cut(c, x, y);
+                    cut(c, y, x);
+                }
+            }
+            (
+                format!("partition halves [{}] | [{}]", names(a), names(b)),
+                leader.is_some_and(|l| a.contains(&l)),
+            )
+        }
+        1 => {
+            let l = leader.unwrap_or(order[0]);
+            for o in (0..n).filter(|o| *o != l) {
+                cut(c, l, o);
+                cut(c, o, l);
+            }
+            (
+                format!("isolate leader {}", c.members[l].name),
+                leader.is_some(),
+            )
+        }
+        2 => {
+            let l = leader.unwrap_or(order[0]);
+            for o in (0..n).filter(|o| *o != l) {
+                cut(c, l, o);
+            }
+            (
+                format!("one-way: {} cannot send", c.members[l].name),
+                leader.is_some(),
+            )
+        }
+        _ => {
+            let bridge = order[0];
+            let rest = &order[1..];
+            let (a, b) = rest.split_at(rest.len() / 2);
+            for &x in a {
+                for &y in b {
+                    cut(c, x, y);
+                    cut(c, y, x);
+                }
+            }
+            let hit = leader.is_some_and(|l| l != bridge);
+            (
+                format!(
+                    "bridge {} between [{}] and [{}]",
+                    c.members[bridge].name,
+                    names(a),
+                    names(b)
+                ),
+                hit,
+            )
+        }
+    };
+    Some((detail, hit, Undo::Links))
+}
+
+/// Undoes a fault.
+pub fn undo(c: &mut Cluster, u: &Undo, disk_base: &str) {
+    match u {
+        Undo::Restart(v) => {
+            for &i in v {
+                if c.members[i].child.is_none() {
+                    let _ = c.start(i);
+                }
+            }
+        }
+        Undo::Resume(i) => c.resume(*i),
+        Undo::Links => c.links.heal_all(),
+        Undo::Disk(i) => {
+            c.kill(*i);
+            c.disk[*i] = disk_base.to_string();
+            let _ = c.start(*i);
+        }
+    }
+}
