@@ -51,25 +51,41 @@ fn target(c: &Cluster, rng: &mut Rng, leader: Option<usize>) -> Option<usize> {
     }
 }
 
-/// Injects one fault of `kind`; returns what it did and how to undo it.
+/// Injects one fault of `kind`; returns what it did and how to undo it. `nth` counts
+/// earlier faults of the same kind (the disk class alternates power loss and fsync
+/// errors, starting with power loss).
 pub fn inject(
     c: &mut Cluster,
     kind: &str,
+    nth: usize,
     rng: &mut Rng,
     leader: Option<usize>,
     disk_base: &str,
 ) -> Option<(String, bool, Undo)> {
     let n = c.members.len();
     match kind {
+        "disk" if nth % 2 == 0 => {
+            // Power loss: every member dies at once, with whatever was not yet synced
+            // lost or torn (members run with `tear`).
+            for i in 0..n {
+                c.kill(i);
+            }
+            let all = (0..n).collect();
+            Some((
+                "power loss: every member killed, unsynced writes torn".into(),
+                leader.is_some(),
+                Undo::Restart(all),
+            ))
+        }
         "kill" => {
-            if rng.chance(1, 5) {
+            if rng.chance(1, 8) {
                 // Power-loss style: every member at once.
                 for i in 0..n {
                     c.kill(i);
                 }
                 return Some((
                     "kill all members".into(),
-                    leader.is_some(),
+                    false,
                     Undo::Restart((0..n).collect()),
                 ));
             }

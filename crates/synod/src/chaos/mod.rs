@@ -89,6 +89,8 @@ struct Run {
     events: Vec<FaultEvent>,
     notes: Vec<String>,
     bar: ProgressBar,
+    /// Fault kinds still to come in this round (each round is a shuffle of them all).
+    queue: Vec<&'static str>,
 }
 
 impl Run {
@@ -119,15 +121,28 @@ impl Run {
         }
     }
 
+    /// The next fault kind: rounds of shuffled kinds, so every class shows up early.
+    fn next_kind(&mut self) -> &'static str {
+        if self.queue.is_empty() {
+            self.queue = self.kinds.clone();
+            for i in (1..self.queue.len()).rev() {
+                let j = self.rng.range(0, i as u64 + 1) as usize;
+                self.queue.swap(i, j);
+            }
+        }
+        self.queue.pop().expect("kinds")
+    }
+
     /// One fault window (transient, intermittent or permanent).
     fn one_fault(&mut self, permanent: &mut Vec<(usize, Undo)>) {
-        let kind = *self.rng.pick(&self.kinds).expect("kinds");
+        let kind = self.next_kind();
+        let nth = self.events.iter().filter(|e| e.kind == kind).count();
         let leader = self.cluster.leader();
         let start_s = self.now_s();
         let style = self.rng.range(0, 10);
         let base = self.disk_base.clone();
         let Some((detail, hit, undo)) =
-            faults::inject(&mut self.cluster, kind, &mut self.rng, leader, &base)
+            faults::inject(&mut self.cluster, kind, nth, &mut self.rng, leader, &base)
         else {
             return;
         };
@@ -152,7 +167,7 @@ impl Run {
                     faults::undo(&mut self.cluster, &undo, &base);
                     self.wait(0.5);
                     let l = self.cluster.leader();
-                    let _ = faults::inject(&mut self.cluster, kind, &mut self.rng, l, &base);
+                    let _ = faults::inject(&mut self.cluster, kind, nth, &mut self.rng, l, &base);
                 }
                 self.wait(0.8);
                 format!("{detail} (intermittent)")
@@ -258,6 +273,7 @@ fn build_run(args: &ChaosArgs, rt: &tokio::runtime::Runtime) -> Result<Run, Stri
         events: Vec::new(),
         notes: Vec::new(),
         bar,
+        queue: Vec::new(),
     })
 }
 

@@ -81,7 +81,8 @@ pub fn lost_acked(ops: &[OpRecord], finals: &BTreeMap<String, Option<u64>>) -> V
             .filter(|o| o.input.key() == key && written(o).is_some());
         let bound = match fin {
             None => Some(u64::MAX),
-            Some(v) => writer_of(ops, key, *v).map(|w| w.ret_us.unwrap_or(0)),
+            // An indeterminate writer may have taken effect at any time: it bounds nothing.
+            Some(v) => writer_of(ops, key, *v).map(|w| w.ret_us.unwrap_or(u64::MAX)),
         };
         let Some(bound) = bound else {
             lost.push(format!("{key}: final value {fin:?} was never written"));
@@ -143,6 +144,13 @@ mod tests {
         assert!(lost_acked(&ops, &fin).is_empty());
         let fin = BTreeMap::from([("k".to_string(), None)]);
         assert_eq!(lost_acked(&ops, &fin).len(), 2);
+        // A write whose fate was unknown may have landed after everything else.
+        let mut late = put(3, 5, 6);
+        late.ret_us = None;
+        late.output = None;
+        let ops = vec![put(1, 0, 10), put(2, 20, 30), late];
+        let fin = BTreeMap::from([("k".to_string(), Some(3))]);
+        assert!(lost_acked(&ops, &fin).is_empty());
         // Concurrent writes may land in either order.
         let ops = vec![put(1, 0, 30), put(2, 10, 20)];
         let fin = BTreeMap::from([("k".to_string(), Some(1))]);

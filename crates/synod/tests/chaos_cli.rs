@@ -1,0 +1,103 @@
+//! `synod chaos` on real processes: a short clean run passes and writes its report;
+//! planted bugs make it fail (with `--features planted-bugs`).
+
+use std::path::Path;
+use std::process::Command;
+
+fn chaos(args: &[&str], report: &Path) -> (bool, String) {
+    let _ = std::fs::remove_dir_all(report);
+    let o = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .arg("chaos")
+        .args(args)
+        .arg("--report")
+        .arg(report)
+        .output()
+        .expect("synod chaos runs");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    (o.status.success(), out)
+}
+
+fn summary(out: &str) -> Vec<(String, String)> {
+    let line = out.lines().last().unwrap_or_default();
+    line.split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn short_run_with_every_fault_passes_and_writes_its_report() {
+    let dir = std::env::temp_dir().join(format!("synod-chaos-test-{}", std::process::id()));
+    let (ok, out) = chaos(&["--nodes", "3", "--duration", "25s", "--seed", "7"], &dir);
+    assert!(ok, "{out}");
+    let s = summary(&out);
+    let keys: Vec<&str> = s.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "ops",
+            "linearizable",
+            "lost_acked",
+            "availability",
+            "max_failover_ms"
+        ],
+        "{out}"
+    );
+    assert_eq!(s[1].1, "yes");
+    assert_eq!(s[2].1, "0");
+    assert!(s[0].1.parse::<u64>().unwrap() > 500, "{out}");
+    for f in [
+        "history.jsonl",
+        "verdict.txt",
+        "faults.txt",
+        "summary.txt",
+        "throughput.svg",
+        "latency.svg",
+        "index.html",
+    ] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(!text.is_empty(), "{f} is empty");
+    }
+    let faults = std::fs::read_to_string(dir.join("faults.txt")).unwrap();
+    assert!(faults.lines().count() >= 4, "{faults}");
+    let svg = std::fs::read_to_string(dir.join("throughput.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "{svg}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn planted_bugs_are_caught() {
+    for (bug, faults) in [
+        ("stale-local-read", "partition,pause"),
+        ("ack-before-fsync", "disk,kill"),
+    ] {
+        let dir =
+            std::env::temp_dir().join(format!("synod-chaos-bug-{bug}-{}", std::process::id()));
+        let args = [
+            "--nodes",
+            "3",
+            "--duration",
+            "30s",
+            "--faults",
+            faults,
+            "--planted-bug",
+            bug,
+        ];
+        let (ok, out) = chaos(&args, &dir);
+        assert!(!ok, "{bug} was not caught:\n{out}");
+        let s = summary(&out);
+        assert!(s[1].1 == "no" || s[2].1 != "0", "{bug}: {out}");
+        let verdict = std::fs::read_to_string(dir.join("verdict.txt")).unwrap();
+        assert!(
+            verdict.contains("op#") || verdict.contains("acknowledged"),
+            "no offending operation named:\n{verdict}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
