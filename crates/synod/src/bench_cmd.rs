@@ -1,19 +1,269 @@
-//! `synod bench wal`: group-commit throughput and latency of the write-ahead log on a
-//! real file, next to the machine's raw fsync rate measured in the same run.
+//! `synod bench`: the client load generator for any etcd v3 endpoint (flags, no
+//! subcommand; `--compare-etcd` measures Synod next to etcd 3.4), and `synod bench wal`:
+//! group-commit throughput and latency of the write-ahead log on a real file, next to the
+//! machine's raw fsync rate measured in the same run.
 
+use crate::bench_load::{self, Spec, Workload, STOP};
+use crate::bench_report::{Measure, Progress, Summary};
 use crate::bench_wal::{self, Live, WalConfig, WalResult};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Total time spent measuring the raw fsync rate: half before the WAL run, half after.
 const RAW_TOTAL: Duration = Duration::from_secs(1);
 const RAW_BLOCK: usize = 4096;
+
+/// `synod bench [FLAGS]` or `synod bench wal [FLAGS]`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// Where the load goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// Connections round-robin over every endpoint, the leader's first.
+    All,
+    /// Every connection to the leader.
+    Leader,
+}
+
+/// The load generator's flags.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Client endpoints, comma-separated (host:port or http://host:port).
+    #[arg(long, value_delimiter = ',', required_unless_present = "compare_etcd")]
+    pub endpoints: Vec<String>,
+    /// What every request does.
+    #[arg(long, value_enum, default_value_t = Workload::Put)]
+    pub workload: Workload,
+    /// Concurrent clients (closed loop), or the cap on requests in flight with --rate.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub clients: u64,
+    /// gRPC connections the clients share (round-robin), spread over the endpoints.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub conns: u64,
+    /// How long each run lasts (e.g. 10s, 500ms, 2m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Open loop: start this many requests per second in total, on a fixed schedule;
+    /// latency counts from the scheduled start (no coordinated omission).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
+    /// Bytes per key (keys are zero-padded decimal indices).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub key_size: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=(1 << 20)))]
+    pub value_size: u64,
+    /// Distinct keys; each request picks one uniformly.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub key_space: u64,
+    /// Share of linearizable gets in the mixed workload (the rest are puts).
+    #[arg(long, default_value_t = 0.5)]
+    pub read_ratio: f64,
+    /// Where the connections go.
+    #[arg(long, value_enum, default_value_t = Target::All)]
+    pub target: Target,
+    /// Write every key of the key space once before measuring.
+    #[arg(long)]
+    pub preload: bool,
+    /// Per-request timeout (a request over it counts as an error).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Time allowed to connect to an endpoint and hear its status.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of key choices and values (default: from the clock; printed with the results).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Client runtime worker threads (default: one per core).
+    #[arg(long, hide = true)]
+    pub threads: Option<usize>,
+    /// Start a Synod cluster and an etcd 3.4 cluster of --nodes members each, run every
+    /// case against both, alternating, and print one table.
+    #[arg(
+        long,
+        help_heading = "Compare with etcd",
+        conflicts_with_all = ["endpoints", "workload", "clients", "conns", "rate", "target", "preload"]
+    )]
+    pub compare_etcd: bool,
+    /// Members per cluster.
+    #[arg(
+        long,
+        default_value_t = 3,
+        help_heading = "Compare with etcd",
+        requires = "compare_etcd"
+    )]
+    pub nodes: usize,
+    /// Runs per case and system; the table shows medians.
+    #[arg(
+        long,
+        default_value_t = 1,
+        help_heading = "Compare with etcd",
+        requires = "compare_etcd"
+    )]
+    pub repeat: usize,
+    /// Cases, comma-separated, each WORKLOAD-CLIENTSxCONNS [default: put-1x1, put-16x1,
+    /// put-64x8, put-256x16, get-64x8, sget-64x8].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        help_heading = "Compare with etcd",
+        requires = "compare_etcd"
+    )]
+    pub cases: Vec<String>,
+    /// First port of the Synod cluster (see `synod dev --base-port`).
+    #[arg(long, default_value_t = 24_379, help_heading = "Compare with etcd")]
+    pub synod_base_port: u16,
+    /// The script that starts and stops the etcd reference cluster.
+    #[arg(
+        long,
+        default_value = "/work/shared/scripts/etcd-reference-cluster",
+        help_heading = "Compare with etcd"
+    )]
+    pub etcd_script: PathBuf,
+    /// Where both clusters keep their data and logs (default: a new temporary directory,
+    /// removed after a successful run).
+    #[arg(long, help_heading = "Compare with etcd")]
+    pub work_dir: Option<PathBuf>,
+}
+
+impl LoadArgs {
+    /// The run these flags describe.
+    pub fn spec(&self) -> Spec {
+        Spec {
+            workload: self.workload,
+            clients: self.clients as usize,
+            conns: self.conns as usize,
+            duration: self.duration,
+            rate: self.rate,
+            key_size: self.key_size as usize,
+            value_size: self.value_size as usize,
+            key_space: self.key_space,
+            read_ratio: self.read_ratio,
+            seed: self.seed.unwrap_or_else(|| {
+                let t = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                t.as_nanos() as u64 ^ u64::from(std::process::id())
+            }),
+        }
+    }
+}
+
+/// `10s`, `500ms`, `2m`, `1h` or plain seconds (fractions allowed).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "ms" => v / 1000.0,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit '{unit}' in '{s}' (ms, s, m or h)")),
+    };
+    if !(secs > 0.0 && secs < 1e7) {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// SIGINT and SIGTERM end the current run early instead of killing the process, so
+/// results are still printed and clusters still stopped.
+pub fn install_stop_handlers() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        STOP.store(true, Ordering::SeqCst);
+    }
+    // SAFETY: installs async-signal-safe handlers that only store to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// A runtime for the clients.
+pub fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if let Some(t) = threads {
+        b.worker_threads(t.max(1));
+    }
+    b.build().map_err(|e| format!("tokio runtime: {e}"))
+}
+
+/// `synod bench` against the given endpoints.
+fn load(args: &LoadArgs) -> Result<(), String> {
+    let spec = args.spec();
+    bench_load::check_spec(&spec)?;
+    install_stop_handlers();
+    let rt = runtime(args.threads)?;
+    let summary = rt.block_on(async {
+        let ct = args.connect_timeout;
+        let probe = bench_load::probe(&args.endpoints, ct).await?;
+        let targets = match args.target {
+            Target::All => probe.ordered.clone(),
+            Target::Leader => vec![probe
+                .leader
+                .clone()
+                .ok_or("no endpoint reports itself as the leader")?],
+        };
+        let channels = bench_load::connect_all(&targets, spec.conns, ct, args.timeout).await?;
+        if args.preload {
+            let live = Arc::new(bench_load::Live::default());
+            let bar = Progress::start("preload".into(), Measure::Ops(spec.key_space), live.clone());
+            let done = bench_load::preload(&spec, &channels, live).await;
+            bar.finish();
+            done?;
+        }
+        let live = Arc::new(bench_load::Live::default());
+        let bar = Progress::start(
+            spec.workload.name().into(),
+            Measure::Time(spec.duration),
+            live.clone(),
+        );
+        let outcome = bench_load::run(&spec, &channels, live).await;
+        bar.finish();
+        let term = bench_load::term_now(&args.endpoints, ct).await;
+        let term_changes = term.saturating_sub(probe.term);
+        Ok::<_, String>(Summary::new(
+            &spec,
+            &targets,
+            &probe,
+            term_changes,
+            &outcome,
+        ))
+    })?;
+    if args.json {
+        println!("{}", summary.to_json());
+    } else {
+        summary.print_text();
+    }
+    if summary.ops == 0 {
+        return Err(format!("no request succeeded ({} errors)", summary.errors));
+    }
+    Ok(())
+}
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -71,12 +321,19 @@ struct Raw {
     latencies_ns: Vec<u64>,
 }
 
-pub fn run(cmd: BenchCommand) -> ExitCode {
-    let BenchCommand::Wal(args) = cmd;
-    match wal(&args) {
+pub fn run(args: BenchArgs) -> ExitCode {
+    let (what, result) = match args.command {
+        Some(BenchCommand::Wal(wal_args)) => ("synod bench wal", wal(&wal_args)),
+        None if args.load.compare_etcd => (
+            "synod bench --compare-etcd",
+            crate::bench_compare::run(&args.load),
+        ),
+        None => ("synod bench", load(&args.load)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("synod bench wal: {e}");
+            eprintln!("{what}: {e}");
             ExitCode::from(1)
         }
     }

@@ -1,7 +1,12 @@
 //! `synod`: the command-line entry point.
 
+mod bench_cluster;
 mod bench_cmd;
+mod bench_compare;
+mod bench_load;
+mod bench_report;
 mod bench_wal;
+mod chaos;
 mod dev_cmd;
 mod node_cmd;
 mod sim_cmd;
@@ -25,21 +30,24 @@ enum Command {
     /// Deterministic simulation of a protocol under injected faults.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
-    /// Benchmarks of the real storage path.
-    #[command(subcommand)]
-    Bench(bench_cmd::BenchCommand),
+    /// Load generator for any etcd v3 endpoint (`--compare-etcd`: Synod next to etcd
+    /// 3.4), and benchmarks of the real storage path (`wal`).
+    Bench(Box<bench_cmd::BenchArgs>),
     /// Run one cluster member (etcd's flag names).
     Node(Box<node_cmd::NodeArgs>),
     /// Run a local cluster of member processes on loopback.
     Dev(dev_cmd::DevArgs),
+    /// Fault injection against real member processes, with linearizability checking.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(cmd) => sim_cmd::run(cmd),
-        Command::Bench(cmd) => bench_cmd::run(cmd),
+        Command::Bench(args) => bench_cmd::run(*args),
         Command::Node(args) => node_cmd::run(*args),
         Command::Dev(args) => dev_cmd::run(args),
+        Command::Chaos(args) => chaos::run(args),
     }
 }

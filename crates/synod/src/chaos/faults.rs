@@ -73,7 +73,7 @@ pub fn inject(
             let all = (0..n).collect();
             Some((
                 "power loss: every member killed, unsynced writes torn".into(),
-                leader.is_some(),
+                false, // not a failover: the whole cluster is down for the window
                 Undo::Restart(all),
             ))
         }
