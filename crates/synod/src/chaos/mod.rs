@@ -1,6 +1,7 @@
 //! `synod chaos`: fault injection against a cluster of real member processes, with the
 //! client history checked for linearizability.
 
+mod append;
 mod cluster;
 mod faults;
 mod plot;
@@ -91,6 +92,8 @@ struct Run {
     bar: ProgressBar,
     /// Fault kinds still to come in this round (each round is a shuffle of them all).
     queue: Vec<&'static str>,
+    /// The append workload's observations.
+    appends: Arc<std::sync::Mutex<append::AppendLog>>,
 }
 
 impl Run {
@@ -274,6 +277,7 @@ fn build_run(args: &ChaosArgs, rt: &tokio::runtime::Runtime) -> Result<Run, Stri
         notes: Vec::new(),
         bar,
         queue: Vec::new(),
+        appends: Default::default(),
     })
 }
 
@@ -292,7 +296,7 @@ pub fn run(args: ChaosArgs) -> ExitCode {
         }
     };
     let n = args.nodes;
-    let clients: Vec<_> = (0..args.clients)
+    let mut clients: Vec<_> = (0..args.clients)
         .map(|c| {
             let member = (c as usize) % n;
             let ep = r.cluster.endpoint(member);
@@ -305,6 +309,18 @@ pub fn run(args: ChaosArgs) -> ExitCode {
             ))
         })
         .collect();
+    for j in 0..2u64 {
+        let ep = r.cluster.endpoint((j as usize + 1) % n);
+        let id = 1000 + j;
+        let seed = args.seed ^ id << 20;
+        clients.push(rt.spawn(append::client(
+            r.rec.clone(),
+            r.appends.clone(),
+            id,
+            ep,
+            seed,
+        )));
+    }
     r.fault_phase(args.duration);
     let end_s = r.now_s();
     r.bar.finish_and_clear();
@@ -319,6 +335,8 @@ pub fn run(args: ChaosArgs) -> ExitCode {
 /// After healing: convergence, final reads and hashes.
 struct Outcome {
     finals: BTreeMap<String, Option<u64>>,
+    /// Append-workload anomalies: (lost acknowledged appends, other anomalies).
+    append: (Vec<String>, Vec<String>),
     hashes: Vec<String>,
     converged: bool,
     problems: Vec<String>,
@@ -362,12 +380,34 @@ async fn finish(r: &mut Run) -> Outcome {
             }
         }
     }
+    let append = final_appends(r, leader, &mut problems).await;
     let (hashes, converged) = converge(r, leader).await;
     Outcome {
         finals,
+        append,
         hashes,
         converged,
         problems,
+    }
+}
+
+/// The append workload's anomalies, split into (lost acknowledged appends, others).
+async fn final_appends(
+    r: &Run,
+    leader: Option<usize>,
+    problems: &mut Vec<String>,
+) -> (Vec<String>, Vec<String>) {
+    let Some(l) = leader else {
+        return (Vec::new(), Vec::new());
+    };
+    match append::finals(&r.cluster.endpoint(l)).await {
+        Ok(f) => append::check(&r.appends.lock().unwrap(), &f)
+            .into_iter()
+            .partition(|a| a.contains("missing")),
+        Err(e) => {
+            problems.push(e);
+            (Vec::new(), Vec::new())
+        }
     }
 }
 
@@ -428,8 +468,12 @@ async fn converge(r: &Run, leader: Option<usize>) -> (Vec<String>, bool) {
 
 fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
     let ops = r.rec.ops.lock().unwrap().clone();
-    let (lin, offending) = verify::linearizability(&ops);
-    let lost = verify::lost_acked(&ops, &out.finals);
+    let (mut lin, offending) = verify::linearizability(&ops);
+    let mut lost = verify::lost_acked(&ops, &out.finals);
+    lost.extend(out.append.0.iter().cloned());
+    if !out.append.1.is_empty() {
+        lin = "no";
+    }
     let regressions = r.rec.regressions.lock().unwrap().clone();
     let availability = report::availability(&ops, end_s);
     let failovers: Vec<f64> = r
@@ -464,6 +508,16 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
     for n in &r.notes {
         let _ = writeln!(summary, "note: {n}");
     }
+    {
+        let a = r.appends.lock().unwrap();
+        let _ = writeln!(
+            summary,
+            "append workload: {} appends acknowledged of {} attempted, {} lists read",
+            a.acked.len(),
+            a.attempted.len(),
+            a.reads.len()
+        );
+    }
     let _ = writeln!(
         summary,
         "hashkv: {} ({})",
@@ -475,7 +529,12 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
         }
     );
     let mut verdict = format!("linearizable={lin}\n{offending}\n");
-    for l in lost.iter().chain(&regressions).chain(&out.problems) {
+    for l in lost
+        .iter()
+        .chain(&out.append.1)
+        .chain(&regressions)
+        .chain(&out.problems)
+    {
         let _ = writeln!(verdict, "{l}");
     }
     let line = format!(
