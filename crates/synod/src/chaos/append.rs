@@ -108,10 +108,13 @@ pub async fn client(
         let b = (a + 1 + rng.range(0, LISTS.len() as u64 - 1) as usize) % LISTS.len();
         let keys = [LISTS[a].to_string(), LISTS[b].to_string()];
         let r = tokio::time::timeout(OP_TIMEOUT, append(&mut kv, &keys, elem, &log)).await;
-        if let Ok(Some(true)) = r {
-            log.lock().unwrap().acked.push((elem, keys));
-        } else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        match r {
+            Ok(Some(true)) => log.lock().unwrap().acked.push((elem, keys)),
+            Ok(Some(false)) => {}
+            _ => {
+                kv = connect(&endpoint);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
