@@ -490,8 +490,11 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
         args.seed, args.nodes, args.faults, args.duration
     );
     for e in &r.events {
-        let rec = report::first_write_after(&ops, e.end_s)
-            .map_or("never".into(), |ms| format!("{ms:.0} ms"));
+        let rec = match report::first_write_after(&ops, e.end_s) {
+            Some(ms) => format!("{ms:.0} ms"),
+            None if e.detail.ends_with("(permanent)") => "healed at the end".into(),
+            None => "never".into(),
+        };
         let fo = if e.hit_leader {
             report::first_write_after(&ops, e.start_s).map_or(", failover never".into(), |ms| {
                 format!(", failover {ms:.0} ms")

@@ -264,7 +264,11 @@ pub async fn client(rec: Arc<Recording>, id: u64, member: usize, endpoint: Strin
             // Back off a little so a dead member is not hammered; after a transport
             // failure start a fresh channel, so the client does not sit out the
             // channel's own reconnect backoff once the member is back.
-            if op.error.as_ref().is_some_and(|e| !e.contains("etcdserver:")) {
+            if op
+                .error
+                .as_ref()
+                .is_some_and(|e| !e.contains("etcdserver:"))
+            {
                 kv = connect(&endpoint);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
