@@ -64,7 +64,7 @@ pub fn inject(
 ) -> Option<(String, bool, Undo)> {
     let n = c.members.len();
     match kind {
-        "disk" if nth % 2 == 0 => {
+        "disk" if nth.is_multiple_of(2) => {
             // Power loss: every member dies at once, with whatever was not yet synced
             // lost or torn (members run with `tear`).
             for i in 0..n {

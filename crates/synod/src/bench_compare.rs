@@ -1,0 +1,358 @@
+//! `synod bench --compare-etcd`: the same cases against a Synod cluster and an etcd 3.4
+//! reference cluster of the same size on this machine, alternating which goes first, and
+//! one table of both figures and their ratio.
+
+use crate::bench_cluster::{check_free, EtcdRef, SynodDev, ETCD_CLIENT_PORT, ETCD_PEER_PORT};
+use crate::bench_cmd::{install_stop_handlers, runtime, LoadArgs};
+use crate::bench_load::{self, Live, Spec, Workload, STOP};
+use crate::bench_report::{median, Measure, Progress, Summary};
+use clap::ValueEnum;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The goal's cases: puts at growing concurrency, then reads of a preloaded key space.
+pub const DEFAULT_CASES: [&str; 6] = [
+    "put-1x1",
+    "put-16x1",
+    "put-64x8",
+    "put-256x16",
+    "get-64x8",
+    "sget-64x8",
+];
+
+/// One line of the table.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub name: String,
+    pub workload: Workload,
+    pub clients: usize,
+    pub conns: usize,
+}
+
+/// `WORKLOAD-CLIENTS[xCONNS]`, e.g. `put-64x8` (one connection when CONNS is left out).
+pub fn parse_case(s: &str) -> Result<Case, String> {
+    let bad = || format!("case '{s}' is not WORKLOAD-CLIENTSxCONNS (e.g. put-64x8)");
+    let (w, n) = s.trim().rsplit_once('-').ok_or_else(bad)?;
+    let workload = Workload::from_str(w, true).map_err(|_| bad())?;
+    let (c, k) = n.split_once('x').unwrap_or((n, "1"));
+    let clients: usize = c.parse().map_err(|_| bad())?;
+    let conns: usize = k.parse().map_err(|_| bad())?;
+    if clients == 0 || conns == 0 {
+        return Err(bad());
+    }
+    Ok(Case {
+        name: s.trim().to_string(),
+        workload,
+        clients,
+        conns,
+    })
+}
+
+/// A cluster under measurement.
+struct System {
+    name: &'static str,
+    endpoints: Vec<String>,
+    /// Whether the key space was written once (before the first read case).
+    preloaded: bool,
+}
+
+/// Every run of one case on both systems.
+struct Row {
+    case: Case,
+    /// Synod's runs, then etcd's.
+    runs: [Vec<Summary>; 2],
+}
+
+/// The median of one figure over a system's runs.
+fn med(runs: &[Summary], f: impl Fn(&Summary) -> f64) -> f64 {
+    median(runs.iter().map(f).collect())
+}
+
+pub fn run(args: &LoadArgs) -> Result<(), String> {
+    install_stop_handlers();
+    let names: Vec<String> = if args.cases.is_empty() {
+        DEFAULT_CASES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.cases.clone()
+    };
+    let cases = names
+        .iter()
+        .map(|s| parse_case(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let template = Spec {
+        clients: 1,
+        conns: 1,
+        rate: None,
+        ..args.spec()
+    };
+    for c in &cases {
+        bench_load::check_spec(&Spec {
+            clients: c.clients,
+            conns: c.conns,
+            ..template.clone()
+        })?;
+    }
+    if args.nodes == 0 || args.repeat == 0 {
+        return Err("--nodes and --repeat must be at least 1".into());
+    }
+    let n = args.nodes as u16;
+    check_free((0..3 * n).map(|i| args.synod_base_port + i), "Synod")?;
+    check_free(
+        (0..n).flat_map(|i| [ETCD_CLIENT_PORT + i, ETCD_PEER_PORT + i]),
+        "etcd",
+    )?;
+    let work = args.work_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("synod-bench-compare-{}", std::process::id()))
+    });
+    let rows = with_clusters(args, &work, &cases, &template)?;
+    print_rows(args, &template, &rows);
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(())
+}
+
+/// Starts both clusters, measures every case, stops both clusters.
+fn with_clusters(
+    args: &LoadArgs,
+    work: &std::path::Path,
+    cases: &[Case],
+    template: &Spec,
+) -> Result<Vec<Row>, String> {
+    eprintln!("starting {} Synod members (synod dev)", args.nodes);
+    let (_synod, synod_eps) =
+        SynodDev::start(args.nodes, args.synod_base_port, &work.join("synod"))
+            .map_err(|e| format!("{e}\n(data and logs kept in {})", work.display()))?;
+    eprintln!(
+        "starting {} etcd members ({})",
+        args.nodes,
+        args.etcd_script.display()
+    );
+    let (_etcd, etcd_eps) = EtcdRef::start(&args.etcd_script, args.nodes, &work.join("etcd"))
+        .map_err(|e| format!("{e}\n(data and logs kept in {})", work.display()))?;
+    eprintln!(
+        "synod: {}  etcd: {}",
+        synod_eps.join(","),
+        etcd_eps.join(",")
+    );
+    let mut systems = [
+        System {
+            name: "synod",
+            endpoints: synod_eps,
+            preloaded: false,
+        },
+        System {
+            name: "etcd",
+            endpoints: etcd_eps,
+            preloaded: false,
+        },
+    ];
+    let rt = runtime(args.threads)?;
+    rt.block_on(measure_all(args, cases, template, &mut systems))
+        .map_err(|e| format!("{e}\n(data and logs kept in {})", work.display()))
+}
+
+async fn measure_all(
+    args: &LoadArgs,
+    cases: &[Case],
+    template: &Spec,
+    systems: &mut [System; 2],
+) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let mut pair = 0usize;
+    for case in cases {
+        let mut row = Row {
+            case: case.clone(),
+            runs: [Vec::new(), Vec::new()],
+        };
+        for r in 0..args.repeat {
+            // Alternate which system goes first, so drifting noise hits both alike.
+            let first = pair % 2;
+            pair += 1;
+            for j in [first, 1 - first] {
+                let s = measure(args, case, template, &mut systems[j]).await?;
+                eprintln!(
+                    "{} {} run {}/{}: {:.0} ops/s p50={:.3} ms p99={:.3} ms errors={} term_changes={}",
+                    case.name,
+                    systems[j].name,
+                    r + 1,
+                    args.repeat,
+                    s.ops_per_s,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.errors,
+                    s.term_changes
+                );
+                row.runs[j].push(s);
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// One run of `case` on `sys` (preloading the key space before its first read case).
+async fn measure(
+    args: &LoadArgs,
+    case: &Case,
+    template: &Spec,
+    sys: &mut System,
+) -> Result<Summary, String> {
+    if STOP.load(Ordering::SeqCst) {
+        return Err("interrupted".into());
+    }
+    let spec = Spec {
+        workload: case.workload,
+        clients: case.clients,
+        conns: case.conns,
+        ..template.clone()
+    };
+    let ct = args.connect_timeout;
+    let probe = bench_load::probe(&sys.endpoints, ct).await?;
+    let eps = &probe.ordered;
+    let channels = bench_load::connect_all(eps, spec.conns, ct, args.timeout).await?;
+    let reads = matches!(
+        case.workload,
+        Workload::Get | Workload::Sget | Workload::Mixed
+    );
+    if reads && !sys.preloaded {
+        let live = Arc::new(Live::default());
+        let label = format!("{}: preload {} keys", sys.name, spec.key_space);
+        let bar = Progress::start(label, Measure::Ops(spec.key_space), live.clone());
+        let done = bench_load::preload(&spec, &channels, live).await;
+        bar.finish();
+        done.map_err(|e| format!("{}: {e}", sys.name))?;
+        sys.preloaded = true;
+    }
+    let live = Arc::new(Live::default());
+    let label = format!("{} {}", case.name, sys.name);
+    let bar = Progress::start(label, Measure::Time(spec.duration), live.clone());
+    let outcome = bench_load::run(&spec, &channels, live).await;
+    bar.finish();
+    if STOP.load(Ordering::SeqCst) {
+        return Err("interrupted".into());
+    }
+    let term_changes = bench_load::term_now(eps, ct)
+        .await
+        .saturating_sub(probe.term);
+    Ok(Summary::new(&spec, eps, &probe, term_changes, &outcome))
+}
+
+/// `12345.6` as `12,346`.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn print_rows(args: &LoadArgs, spec: &Spec, rows: &[Row]) {
+    if args.json {
+        let cases: Vec<_> = rows.iter().map(row_json).collect();
+        let doc = json!({
+            "nodes": args.nodes,
+            "duration_s": spec.duration.as_secs_f64(),
+            "repeat": args.repeat,
+            "key_size": spec.key_size,
+            "value_size": spec.value_size,
+            "key_space": spec.key_space,
+            "cases": cases,
+        });
+        println!("{doc}");
+        return;
+    }
+    println!(
+        "{} members each on loopback; {}-byte keys over {} keys, {}-byte values; {:.1} s \
+         per run; median of {} run(s) per system, alternating which goes first",
+        args.nodes,
+        spec.key_size,
+        spec.key_space,
+        spec.value_size,
+        spec.duration.as_secs_f64(),
+        args.repeat
+    );
+    println!();
+    println!(
+        "| case | synod ops/s | etcd ops/s | synod/etcd | synod p50 / p99 ms \
+         | etcd p50 / p99 ms | errors synod / etcd | term changes synod / etcd |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let [s, e] = &row.runs;
+        let (so, eo) = (med(s, |x| x.ops_per_s), med(e, |x| x.ops_per_s));
+        let errors = |r: &[Summary]| r.iter().map(|x| x.errors).sum::<u64>();
+        let terms = |r: &[Summary]| r.iter().map(|x| x.term_changes).sum::<u64>();
+        println!(
+            "| {} | {} | {} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {} / {} | {} / {} |",
+            row.case.name,
+            thousands(so),
+            thousands(eo),
+            so / eo.max(1e-9),
+            med(s, |x| x.p50_ms),
+            med(s, |x| x.p99_ms),
+            med(e, |x| x.p50_ms),
+            med(e, |x| x.p99_ms),
+            errors(s),
+            errors(e),
+            terms(s),
+            terms(e)
+        );
+    }
+}
+
+fn row_json(row: &Row) -> serde_json::Value {
+    let side = |runs: &[Summary]| {
+        json!({
+            "ops_per_s": med(runs, |x| x.ops_per_s),
+            "p50_ms": med(runs, |x| x.p50_ms),
+            "p99_ms": med(runs, |x| x.p99_ms),
+            "p999_ms": med(runs, |x| x.p999_ms),
+            "errors": runs.iter().map(|x| x.errors).sum::<u64>(),
+            "term_changes": runs.iter().map(|x| x.term_changes).sum::<u64>(),
+            "runs": runs.iter().map(Summary::to_json).collect::<Vec<_>>(),
+        })
+    };
+    let [s, e] = &row.runs;
+    json!({
+        "case": row.case.name,
+        "workload": row.case.workload.name(),
+        "clients": row.case.clients,
+        "conns": row.case.conns,
+        "synod": side(s),
+        "etcd": side(e),
+        "ratio": med(s, |x| x.ops_per_s) / med(e, |x| x.ops_per_s).max(1e-9),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_parse() {
+        let c = parse_case("put-64x8").unwrap();
+        assert_eq!((c.workload, c.clients, c.conns), (Workload::Put, 64, 8));
+        let c = parse_case("sget-16").unwrap();
+        assert_eq!((c.workload, c.clients, c.conns), (Workload::Sget, 16, 1));
+        assert!(parse_case("put").is_err());
+        assert!(parse_case("scan-4x1").is_err());
+        assert!(parse_case("put-0x1").is_err());
+        for c in DEFAULT_CASES {
+            parse_case(c).unwrap();
+        }
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(12_345.6), "12,346");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+}
