@@ -171,7 +171,16 @@ pub async fn run(
         cfg.listen_client, cfg.listen_peer
     );
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(client_l);
+    // The builder's tcp_nodelay does not reach sockets we accept ourselves: set it per
+    // stream, or every response's trailers wait for the client's delayed ACK (~40 ms).
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(client_l),
+        |s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        },
+    );
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
