@@ -33,7 +33,9 @@ pub fn linearizability(ops: &[OpRecord]) -> (&'static str, String) {
                 v.linearized.len(),
                 v.state
             );
-            for i in v.stuck.iter().chain(v.deadline.iter()) {
+            let named: std::collections::BTreeSet<usize> =
+                v.stuck.iter().chain(v.deadline.iter()).copied().collect();
+            for i in &named {
                 if let Some(op) = v.operation(*i) {
                     let _ = writeln!(
                         text,
