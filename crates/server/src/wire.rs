@@ -153,29 +153,7 @@ fn encode_message(msg: &Message, out: &mut Vec<u8>) {
                 put(out, v);
             }
         }
-        Message::Append {
-            term,
-            prev_index,
-            prev_term,
-            entries,
-            leader_commit,
-            read_seq,
-        } => {
-            out.push(3);
-            for v in [
-                term.0,
-                prev_index.0,
-                prev_term.0,
-                leader_commit.0,
-                *read_seq,
-            ] {
-                put(out, v);
-            }
-            put(out, entries.len() as u64);
-            for e in entries {
-                encode_entry(e, out);
-            }
-        }
+        Message::Append { .. } => encode_append(msg, out),
         Message::AppendResponse {
             term,
             outcome,
@@ -234,6 +212,34 @@ fn encode_message(msg: &Message, out: &mut Vec<u8>) {
                 put(out, v);
             }
         }
+    }
+}
+
+fn encode_append(msg: &Message, out: &mut Vec<u8>) {
+    let Message::Append {
+        term,
+        prev_index,
+        prev_term,
+        entries,
+        leader_commit,
+        read_seq,
+    } = msg
+    else {
+        return;
+    };
+    out.push(3);
+    for v in [
+        term.0,
+        prev_index.0,
+        prev_term.0,
+        leader_commit.0,
+        *read_seq,
+    ] {
+        put(out, v);
+    }
+    put(out, entries.len() as u64);
+    for e in entries {
+        encode_entry(e, out);
     }
 }
 

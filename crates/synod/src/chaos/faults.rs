@@ -64,31 +64,17 @@ pub fn inject(
 ) -> Option<(String, bool, Undo)> {
     let n = c.members.len();
     match kind {
-        "disk" if nth.is_multiple_of(2) => {
-            // Power loss: every member dies at once, with whatever was not yet synced
-            // lost or torn (members run with `tear`).
-            for i in 0..n {
-                c.kill(i);
-            }
-            let all = (0..n).collect();
-            Some((
-                "power loss: every member killed, unsynced writes torn".into(),
-                false, // not a failover: the whole cluster is down for the window
-                Undo::Restart(all),
-            ))
-        }
+        "disk" if nth.is_multiple_of(2) => Some((
+            kill_all(c, "power loss: every member killed, unsynced writes torn"),
+            false, // not a failover: the whole cluster is down for the window
+            Undo::Restart((0..n).collect()),
+        )),
+        "kill" if rng.chance(1, 8) => Some((
+            kill_all(c, "kill all members"),
+            false,
+            Undo::Restart((0..n).collect()),
+        )),
         "kill" => {
-            if rng.chance(1, 8) {
-                // Power-loss style: every member at once.
-                for i in 0..n {
-                    c.kill(i);
-                }
-                return Some((
-                    "kill all members".into(),
-                    false,
-                    Undo::Restart((0..n).collect()),
-                ));
-            }
             let t = target(c, rng, leader)?;
             c.kill(t);
             Some((
@@ -156,6 +142,15 @@ pub fn inject(
         }
         _ => None,
     }
+}
+
+/// Kills every member at once (with `tear`, unsynced writes are lost or torn, as in a
+/// power cut); returns `what`.
+fn kill_all(c: &mut Cluster, what: &str) -> String {
+    for i in 0..c.members.len() {
+        c.kill(i);
+    }
+    what.to_string()
 }
 
 fn set_all(c: &Cluster, s: LinkState) {
