@@ -206,53 +206,58 @@ impl Driver {
         }
     }
 
-    /// Takes effects until none are left: sends first, then one durable write batch.
+    /// Takes effects until none are left (a snapshot taken on the way adds its own
+    /// persist request, which goes through the same path), then serves ready reads.
     fn process(&mut self) {
-        loop {
-            let effects = self.raft.take_effects();
-            if effects.is_empty() {
-                break;
-            }
-            let mut outbox: BTreeMap<NodeId, (Vec<u8>, u64)> = BTreeMap::new();
-            let mut last_io: Option<IoId> = None;
-            for e in effects {
-                match e {
-                    Effect::Send { to, message } => {
-                        let slot = outbox.entry(to).or_default();
-                        crate::wire::encode_frame(&message, &mut slot.0);
-                        slot.1 += 1;
+        while self.drain_effects() || self.maybe_snapshot() {}
+        self.serve_reads();
+        self.publish();
+    }
+
+    /// One batch of effects: sends first, then one durable write batch. False when
+    /// there was nothing to do.
+    fn drain_effects(&mut self) -> bool {
+        let effects = self.raft.take_effects();
+        if effects.is_empty() {
+            return false;
+        }
+        let mut outbox: BTreeMap<NodeId, (Vec<u8>, u64)> = BTreeMap::new();
+        let mut last_io: Option<IoId> = None;
+        for e in effects {
+            match e {
+                Effect::Send { to, message } => {
+                    let slot = outbox.entry(to).or_default();
+                    crate::wire::encode_frame(&message, &mut slot.0);
+                    slot.1 += 1;
+                }
+                Effect::Persist(req) => {
+                    if let Err(e) = self.storage.write(&req) {
+                        fatal("WAL write failed", e);
                     }
-                    Effect::Persist(req) => {
-                        if let Err(e) = self.storage.write(&req) {
-                            fatal("WAL write failed", e);
-                        }
-                        Metrics::add(&self.shared.metrics.wal_writes, 1);
-                        last_io = Some(req.io);
+                    Metrics::add(&self.shared.metrics.wal_writes, 1);
+                    last_io = Some(req.io);
+                }
+                Effect::Apply(a) => self.apply(a),
+                Effect::ReadReady { ctx, index } => {
+                    if let Some(r) = self.reads.remove(&ctx) {
+                        self.ready_reads.push((index, r));
                     }
-                    Effect::Apply(a) => self.apply(a),
-                    Effect::ReadReady { ctx, index } => {
-                        if let Some(r) = self.reads.remove(&ctx) {
-                            self.ready_reads.push((index, r));
-                        }
-                    }
-                    Effect::ReadAborted { ctx } => {
-                        if let Some(r) = self.reads.remove(&ctx) {
-                            let _ = r.send(Err(DriverError::NotLeader(None)));
-                        }
+                }
+                Effect::ReadAborted { ctx } => {
+                    if let Some(r) = self.reads.remove(&ctx) {
+                        let _ = r.send(Err(DriverError::NotLeader(None)));
                     }
                 }
             }
-            for (to, (frames, n)) in outbox {
-                Metrics::add(&self.shared.metrics.peer_sent, n);
-                self.peers.send(to, frames, n);
-            }
-            if let Some(io) = last_io {
-                self.sync(io);
-            }
         }
-        self.serve_reads();
-        self.maybe_snapshot();
-        self.publish();
+        for (to, (frames, n)) in outbox {
+            Metrics::add(&self.shared.metrics.peer_sent, n);
+            self.peers.send(to, frames, n);
+        }
+        if let Some(io) = last_io {
+            self.sync(io);
+        }
+        true
     }
 
     fn sync(&mut self, io: IoId) {
@@ -354,40 +359,25 @@ impl Driver {
         }
     }
 
-    fn maybe_snapshot(&mut self) {
+    /// Compacts the log once `snapshot_count` entries were applied since the last
+    /// snapshot; true when it did (the core then has a persist request to drain).
+    fn maybe_snapshot(&mut self) -> bool {
         if self.applied.0 < self.snapshot_index.0 + self.snapshot_count {
-            return;
+            return false;
         }
         let data = self.shared.store.read().unwrap().snapshot();
         match self.raft.compact(self.applied, data.into()) {
             Ok(()) => {
                 self.snapshot_index = self.applied;
                 Metrics::add(&self.shared.metrics.snapshots, 1);
-                // The snapshot's persist request goes out in this same round.
-                self.process_persist_only();
+                true
             }
-            Err(e) => eprintln!("warn: snapshot at {} skipped: {e:?}", self.applied),
-        }
-    }
-
-    fn process_persist_only(&mut self) {
-        let effects = self.raft.take_effects();
-        let mut last_io = None;
-        let mut rest = Vec::new();
-        for e in effects {
-            match e {
-                Effect::Persist(req) => {
-                    if let Err(e) = self.storage.write(&req) {
-                        fatal("snapshot write failed", e);
-                    }
-                    last_io = Some(req.io);
-                }
-                other => rest.push(other),
+            Err(e) => {
+                eprintln!("warn: snapshot at {} skipped: {e:?}", self.applied);
+                // Do not retry every round: wait for another snapshot_count entries.
+                self.snapshot_index = self.applied;
+                false
             }
-        }
-        debug_assert!(rest.is_empty(), "compaction produced {rest:?}");
-        if let Some(io) = last_io {
-            self.sync(io);
         }
     }
 
