@@ -128,9 +128,25 @@ impl Api {
     /// Waits (up to an election timeout) for a known leader; says where to go.
     pub async fn route<T>(&self, req: &tonic::Request<T>) -> Result<Route, Status> {
         let forwarded = req.metadata().contains_key(FORWARDED);
+        let known = self.shared.status.borrow().leader;
+        let leader = match known {
+            Some(l) => l,
+            None => self.wait_for_leader().await?,
+        };
+        if leader == self.shared.member_id {
+            Ok(Route::Local)
+        } else if forwarded {
+            Err(errors::no_leader())
+        } else {
+            Ok(Route::Leader(leader))
+        }
+    }
+
+    /// Waits up to two election timeouts for a leader to be known.
+    async fn wait_for_leader(&self) -> Result<NodeId, Status> {
         let mut rx = self.shared.status.subscribe();
         let wait = self.shared.election * 2;
-        let leader = tokio::time::timeout(wait, async {
+        tokio::time::timeout(wait, async {
             loop {
                 if let Some(l) = rx.borrow_and_update().leader {
                     return Some(l);
@@ -143,14 +159,7 @@ impl Api {
         .await
         .ok()
         .flatten()
-        .ok_or_else(errors::no_leader)?;
-        if leader == self.shared.member_id {
-            Ok(Route::Local)
-        } else if forwarded {
-            Err(errors::no_leader())
-        } else {
-            Ok(Route::Leader(leader))
-        }
+        .ok_or_else(errors::no_leader)
     }
 
     /// Replicates a write on this (leader) member and returns the store's response.
