@@ -19,8 +19,6 @@ pub struct ServerConfig {
     pub advertise_client_urls: Vec<String>,
     /// Peer listen address.
     pub listen_peer: SocketAddr,
-    /// Peer URLs this member advertises.
-    pub advertise_peer_urls: Vec<String>,
     /// Every member: (name, peer URL).
     pub initial_cluster: Vec<(String, String)>,
     /// `--initial-cluster-token`: mixed into member and cluster ids.

@@ -100,7 +100,6 @@ impl NodeArgs {
                 .map(String::from)
                 .collect(),
             listen_peer: url_socket(&self.listen_peer_urls).map_err(e)?,
-            advertise_peer_urls: peer_urls.iter().map(|s| s.to_string()).collect(),
             initial_cluster,
             cluster_token: self.initial_cluster_token.clone(),
             listen_metrics: match &self.listen_metrics_urls {
