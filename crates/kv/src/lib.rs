@@ -19,10 +19,12 @@
 
 mod apply;
 mod ops;
+mod snapshot;
 mod store;
 mod types;
 
 pub use apply::{Request, Response};
 pub use ops::MAX_TXN_OPS;
+pub use snapshot::SnapshotWriter;
 pub use store::{SnapshotError, Store};
 pub use types::*;

@@ -1,5 +1,6 @@
 //! The multi-version store: per key, its history of versions and tombstones.
 
+use crate::snapshot::SnapshotWriter;
 use crate::types::KeyValue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -25,6 +26,11 @@ pub struct Store {
     pub(crate) applied_index: u64,
     /// Approximate bytes held (see [`version_cost`]), kept up to date on every change.
     pub(crate) bytes: u64,
+    /// While a snapshot is being written piecewise, compaction only moves
+    /// `compact_revision`; the history it would drop stays until [`Store::release_history`].
+    pub(crate) history_held: bool,
+    /// A compaction ran while history was held.
+    pub(crate) compaction_deferred: bool,
 }
 
 /// What one version of `key` costs in [`Store::approx_bytes`].
@@ -41,6 +47,8 @@ impl Default for Store {
             leases: BTreeSet::new(),
             applied_index: 0,
             bytes: 0,
+            history_held: false,
+            compaction_deferred: false,
         }
     }
 }
@@ -58,6 +66,17 @@ pub(crate) fn bounds(key: &[u8], end: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>)
         return (Bound::Included(key.to_vec()), Bound::Excluded(key.to_vec()));
     }
     (Bound::Included(key.to_vec()), Bound::Excluded(end.to_vec()))
+}
+
+/// The part of `hist` a compaction at `compact` keeps: from the latest version at or
+/// below it (unless that is a tombstone) onwards.
+pub(crate) fn retained(hist: &[Version], compact: i64) -> &[Version] {
+    let from = hist.iter().rposition(|v| v.rev <= compact).unwrap_or(0);
+    let hist = &hist[from..];
+    match hist.first() {
+        Some(v) if v.rev <= compact && v.value.is_none() => &hist[1..],
+        _ => hist,
+    }
 }
 
 /// The key's state at `rev`, if it exists then.
@@ -108,21 +127,40 @@ impl Store {
             .collect()
     }
 
-    /// Drops history below `rev`, keeping each key's latest version at or below it.
+    /// Compacts to `rev`: reads below it fail from now on, and the history it makes
+    /// unreachable is dropped (later, if a snapshot is holding history).
     pub(crate) fn compact_to(&mut self, rev: i64) {
+        self.compact_revision = rev;
+        if self.history_held {
+            self.compaction_deferred = true;
+        } else {
+            self.drop_history();
+        }
+    }
+
+    fn drop_history(&mut self) {
+        let rev = self.compact_revision;
         self.keys.retain(|_, hist| {
-            let keep_from = hist.iter().rposition(|v| v.rev <= rev).unwrap_or(0);
-            hist.drain(..keep_from);
-            if hist
-                .first()
-                .is_some_and(|v| v.rev <= rev && v.value.is_none())
-            {
-                hist.remove(0);
-            }
+            let drop = hist.len() - retained(hist, rev).len();
+            hist.drain(..drop);
             !hist.is_empty()
         });
-        self.compact_revision = rev;
+        self.compaction_deferred = false;
         self.recount();
+    }
+
+    /// Keeps every version until [`Store::release_history`] (a [`SnapshotWriter`] reads
+    /// the store in pieces and needs the history as of its start).
+    pub fn hold_history(&mut self) {
+        self.history_held = true;
+    }
+
+    /// Ends [`Store::hold_history`], doing any compaction that was deferred.
+    pub fn release_history(&mut self) {
+        self.history_held = false;
+        if self.compaction_deferred {
+            self.drop_history();
+        }
     }
 
     /// Approximate bytes held by keys, values and per-version bookkeeping: Status's db
@@ -145,6 +183,7 @@ impl Store {
     pub fn hash(&self, rev: i64) -> u32 {
         let mut crc = 0u32;
         for (k, hist) in &self.keys {
+            let hist = retained(hist, self.compact_revision);
             for v in hist.iter().filter(|v| v.rev <= rev) {
                 crc = crc32c::crc32c_append(crc, &(k.len() as u64).to_le_bytes());
                 crc = crc32c::crc32c_append(crc, k);
@@ -158,38 +197,12 @@ impl Store {
         crc
     }
 
-    /// Whole-state serialization for Raft snapshots.
+    /// Whole-state serialization for Raft snapshots (see [`SnapshotWriter`] for the
+    /// piecewise form).
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut w = Vec::new();
-        w.extend_from_slice(b"SYNKV001");
-        for n in [self.revision, self.compact_revision] {
-            w.extend_from_slice(&n.to_le_bytes());
-        }
-        w.extend_from_slice(&self.applied_index.to_le_bytes());
-        w.extend_from_slice(&(self.leases.len() as u64).to_le_bytes());
-        for l in &self.leases {
-            w.extend_from_slice(&l.to_le_bytes());
-        }
-        w.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
-        for (k, hist) in &self.keys {
-            put_bytes(&mut w, k);
-            w.extend_from_slice(&(hist.len() as u64).to_le_bytes());
-            for v in hist {
-                for n in [v.rev, v.create, v.version, v.lease] {
-                    w.extend_from_slice(&n.to_le_bytes());
-                }
-                match &v.value {
-                    Some(val) => {
-                        w.push(1);
-                        put_bytes(&mut w, val);
-                    }
-                    None => w.push(0),
-                }
-            }
-        }
-        let crc = crc32c::crc32c(&w);
-        w.extend_from_slice(&crc.to_le_bytes());
-        w
+        let mut w = SnapshotWriter::begin(self);
+        while !w.step(self, usize::MAX) {}
+        w.finish()
     }
 
     /// Inverse of [`Store::snapshot`]; refuses anything malformed.
@@ -248,11 +261,6 @@ impl std::fmt::Display for SnapshotError {
 }
 
 impl std::error::Error for SnapshotError {}
-
-fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
-    w.extend_from_slice(&(b.len() as u64).to_le_bytes());
-    w.extend_from_slice(b);
-}
 
 struct Reader<'a> {
     b: &'a [u8],

@@ -455,6 +455,12 @@ impl RaftNode {
         self.cfg.planted_bug == Some(bug)
     }
 
+    /// The term of the entry at `index` while the log holds it (or it is the snapshot
+    /// point): what a snapshot taken at `index` is named by.
+    pub fn log_term(&self, index: LogIndex) -> Option<Term> {
+        self.log.term_at(index)
+    }
+
     /// A summary of this node's state.
     pub fn status(&self) -> Status {
         Status {

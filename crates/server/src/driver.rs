@@ -5,6 +5,7 @@
 //! committed entries are applied.
 
 use crate::cmd::Write;
+use crate::snapshotter::{self, SnapOutcome, SnapState};
 use crate::state::{Metrics, NodeStatus, Shared};
 use kv::{KvError, Store};
 use raft::{
@@ -12,7 +13,9 @@ use raft::{
     RaftNode, Role,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::{DiskStorage, FaultyBackend, FileBackend, RaftStorage};
@@ -49,6 +52,8 @@ pub enum Input {
     /// A linearizable read barrier: replies once the store has applied through the
     /// leader's commit index as of the request.
     ReadIndex(ReadReply),
+    /// The background snapshot finished (or gave up).
+    Snapshot(SnapOutcome),
     /// Stop the driver.
     Shutdown,
 }
@@ -67,6 +72,10 @@ pub struct DriverOptions {
     pub tick: Duration,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
+    /// Where snapshot files go (the WAL's directory).
+    pub snapshot_dir: PathBuf,
+    /// The driver's own input queue (the snapshot thread reports through it).
+    pub inputs: Sender<Input>,
     /// A deliberately planted bug.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<crate::config::ServerBug>,
@@ -80,6 +89,9 @@ pub struct Driver {
     peers: Box<dyn PeerSink>,
     tick: Duration,
     snapshot_count: u64,
+    snapshot_dir: PathBuf,
+    inputs: Sender<Input>,
+    snap: SnapState,
     next_id: u64,
     next_ctx: u64,
     writes: BTreeMap<LogIndex, (u64, WriteReply)>,
@@ -120,6 +132,9 @@ impl Driver {
             peers,
             tick: opts.tick,
             snapshot_count: opts.snapshot_count.max(1),
+            snapshot_dir: opts.snapshot_dir,
+            inputs: opts.inputs,
+            snap: SnapState::Idle,
             next_id: seed,
             next_ctx: 0,
             writes: BTreeMap::new(),
@@ -202,6 +217,7 @@ impl Driver {
                     }
                 }
             }
+            Input::Snapshot(outcome) => self.on_snapshot_written(outcome),
             Input::Shutdown => {}
         }
     }
@@ -296,6 +312,11 @@ impl Driver {
                     Ok(st) => st,
                     Err(e) => fatal("snapshot does not decode", format!("{e:?}")),
                 };
+                if let SnapState::Writing { abort } = &self.snap {
+                    // Before the write lock: the snapshot thread checks it under the
+                    // read lock, so it never reads the replacement.
+                    abort.store(true, Ordering::Release);
+                }
                 *self.shared.store.write().unwrap() = store;
                 if s.meta.index > self.snapshot_index {
                     Metrics::add(&self.shared.metrics.snapshots_installed, 1);
@@ -359,23 +380,66 @@ impl Driver {
         }
     }
 
-    /// Compacts the log once `snapshot_count` entries were applied since the last
-    /// snapshot; true when it did (the core then has a persist request to drain).
+    /// Starts a background snapshot once `snapshot_count` entries were applied since
+    /// the last one; hands a written one to the core once the log has moved far enough
+    /// past it. True when the core compacted (it then has a persist request to drain).
     fn maybe_snapshot(&mut self) -> bool {
-        if self.applied.0 < self.snapshot_index.0 + self.snapshot_count {
-            return false;
+        match &self.snap {
+            SnapState::Idle if self.applied.0 >= self.snapshot_index.0 + self.snapshot_count => {
+                self.start_snapshot();
+                false
+            }
+            SnapState::Ready(meta, _) if self.applied.0 >= meta.index.0 + self.keep_entries() => {
+                let SnapState::Ready(meta, data) = std::mem::take(&mut self.snap) else {
+                    unreachable!("matched above");
+                };
+                self.compact(meta, data)
+            }
+            _ => false,
         }
-        let data = self.shared.store.read().unwrap().snapshot();
-        match self.raft.compact(self.applied, data.into()) {
+    }
+
+    /// Entries kept behind a snapshot so that followers a little behind catch up by log.
+    fn keep_entries(&self) -> u64 {
+        (self.snapshot_count / 4).min(5000)
+    }
+
+    fn start_snapshot(&mut self) {
+        let index = self.applied;
+        let Some(term) = self.raft.log_term(index) else {
+            // The applied entry is already compacted away (a snapshot was installed).
+            self.snapshot_index = index;
+            return;
+        };
+        let meta = raft::SnapshotMeta { index, term };
+        let dir = self.snapshot_dir.clone();
+        match snapshotter::start(&self.shared, meta, dir, self.inputs.clone()) {
+            Ok(state) => self.snap = state,
+            Err(e) => fatal("snapshot", e),
+        }
+        // The next snapshot counts from this one.
+        self.snapshot_index = index;
+    }
+
+    fn on_snapshot_written(&mut self, outcome: SnapOutcome) {
+        self.shared.store.write().unwrap().release_history();
+        self.snap = match outcome {
+            SnapOutcome::Written(meta, data) => SnapState::Ready(meta, data),
+            SnapOutcome::Aborted => SnapState::Idle,
+            SnapOutcome::Failed(e) => fatal("snapshot file", e),
+        };
+    }
+
+    fn compact(&mut self, meta: raft::SnapshotMeta, data: raft::Payload) -> bool {
+        match self.raft.compact(meta.index, data) {
             Ok(()) => {
-                self.snapshot_index = self.applied;
+                self.storage.adopt_saved_snapshot(meta);
                 Metrics::add(&self.shared.metrics.snapshots, 1);
                 true
             }
             Err(e) => {
-                eprintln!("warn: snapshot at {} skipped: {e:?}", self.applied);
-                // Do not retry every round: wait for another snapshot_count entries.
-                self.snapshot_index = self.applied;
+                // Superseded by a snapshot from the leader: its file is simply older.
+                eprintln!("info: snapshot at {} not used: {e:?}", meta.index);
                 false
             }
         }

@@ -14,6 +14,7 @@ pub mod driver;
 pub mod kv_svc;
 pub mod maint_svc;
 pub mod peer;
+pub mod snapshotter;
 pub mod state;
 pub mod wire;
 
@@ -148,6 +149,8 @@ pub async fn run(
             raft: raft_cfg,
             tick,
             snapshot_count: cfg.snapshot_count,
+            snapshot_dir: wal_dir.clone(),
+            inputs: driver_tx.clone(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: cfg.planted_bug,
         },

@@ -6,7 +6,7 @@ use crate::error::StorageError;
 use crate::record::Record;
 use crate::wal::Wal;
 use crate::{snapfile, RaftStorage};
-use raft::{HardState, LogIndex, PersistRequest, Recovered, SnapshotMeta};
+use raft::{HardState, LogIndex, PersistRequest, Recovered, Snapshot, SnapshotMeta};
 
 /// Tunables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,15 @@ pub struct DiskStorage<B: Backend> {
     compact_after_sync: Option<LogIndex>,
     durable_hard_state: HardState,
     failed: Option<StorageError>,
+    /// A snapshot file another thread already made durable ([`save_snapshot_file`]).
+    presaved: Option<SnapshotMeta>,
+}
+
+/// Writes a snapshot file durably without touching anything else in the directory: for
+/// a snapshot written off the Raft thread, then handed to
+/// [`DiskStorage::adopt_saved_snapshot`] before the core persists it.
+pub fn save_snapshot_file<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), StorageError> {
+    snapfile::save_durable(b, s)
 }
 
 impl<B: Backend> DiskStorage<B> {
@@ -57,6 +66,7 @@ impl<B: Backend> DiskStorage<B> {
             compact_after_sync: None,
             durable_hard_state,
             failed: None,
+            presaved: None,
         };
         Ok((s, recovered))
     }
@@ -74,6 +84,12 @@ impl<B: Backend> DiskStorage<B> {
     /// Number of WAL segment files.
     pub fn segment_count(&self) -> usize {
         self.wal.segment_count()
+    }
+
+    /// The snapshot file for `meta` is already durable (see [`save_snapshot_file`]): the
+    /// next persist request carrying that snapshot only compacts the log.
+    pub fn adopt_saved_snapshot(&mut self, meta: SnapshotMeta) {
+        self.presaved = Some(meta);
     }
 
     /// Up to `max` bytes of the current snapshot from `offset` (InstallSnapshot chunks).
@@ -109,7 +125,11 @@ impl<B: Backend> DiskStorage<B> {
             }
             // The hard state must be durable before the snapshot (Raft's term order).
             self.wal.sync(&mut self.backend)?;
-            snapfile::save(&mut self.backend, s)?;
+            if self.presaved.take() == Some(s.meta) {
+                snapfile::remove_older(&mut self.backend, s.meta.index)?;
+            } else {
+                snapfile::save(&mut self.backend, s)?;
+            }
             self.snapshot = s.meta;
             self.compact_after_sync = Some(s.meta.index);
         }
@@ -173,6 +193,7 @@ impl<B: Backend> RaftStorage for DiskStorage<B> {
         self.wal = wal;
         self.snapshot = meta;
         self.compact_after_sync = None;
+        self.presaved = None;
         self.durable_hard_state = recovered.hard_state;
         self.failed = None;
         Ok(recovered)

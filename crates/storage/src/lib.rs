@@ -35,7 +35,7 @@ mod snapfile;
 mod wal;
 
 pub use backend::{Backend, IoError};
-pub use disk::{DiskStorage, StorageOptions};
+pub use disk::{save_snapshot_file, DiskStorage, StorageOptions};
 pub use error::StorageError;
 pub use faulty::{FaultPlan, FaultyBackend};
 pub use file::FileBackend;

@@ -37,15 +37,26 @@ fn encode(s: &Snapshot) -> Vec<u8> {
 
 /// Writes `s` durably, then removes older snapshot files.
 pub(crate) fn save<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), StorageError> {
+    save_durable(b, s)?;
+    remove_older(b, s.meta.index)
+}
+
+/// Writes `s` durably under its final name (older snapshots stay).
+pub(crate) fn save_durable<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), StorageError> {
     let final_name = name(s.meta);
     let tmp = format!("{final_name}.tmp");
     b.write(&tmp, 0, &encode(s))?;
     b.sync(&tmp)?;
     b.rename(&tmp, &final_name)?;
     b.sync_dir()?;
+    Ok(())
+}
+
+/// Removes snapshot files older than `index`.
+pub(crate) fn remove_older<B: Backend>(b: &mut B, index: LogIndex) -> Result<(), StorageError> {
     let mut removed = false;
     for n in b.list()? {
-        if parse_name(&n).is_some_and(|m| m.index < s.meta.index) {
+        if parse_name(&n).is_some_and(|m| m.index < index) {
             b.remove(&n)?;
             removed = true;
         }

@@ -7,7 +7,8 @@ use raft::{
     Snapshot, SnapshotMeta, Term,
 };
 use storage::{
-    Backend, DiskStorage, FileBackend, RaftStorage, SimDisk, StorageError, StorageOptions,
+    save_snapshot_file, Backend, DiskStorage, FileBackend, RaftStorage, SimDisk, StorageError,
+    StorageOptions,
 };
 
 fn entry(index: u64, term: u64) -> Entry {
@@ -167,6 +168,36 @@ mod suite {
         let r = s.recover().unwrap();
         assert_eq!(r.snapshot.unwrap().data.to_vec(), b"twenty".to_vec());
         assert!(r.entries.is_empty());
+    }
+
+    pub fn snapshot_saved_elsewhere_is_adopted<B: Backend>(b: B) {
+        let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
+        s.write(&req(None, 1, entries(1, 20, 1))).unwrap();
+        s.write(&snap_req(10, 1, b"ten")).unwrap();
+        s.sync().unwrap();
+        let at15 = snap_req(15, 1, b"fifteen").snapshot.unwrap();
+        save_snapshot_file(s.backend_mut(), &at15).unwrap();
+        // A crash before the core adopts it: the newer file wins, the WAL still holds
+        // what follows it.
+        let r = s.recover().unwrap();
+        assert_eq!(r.snapshot.unwrap().data.to_vec(), b"fifteen".to_vec());
+        assert_eq!(r.entries, entries(16, 20, 1));
+        // Adopting: the persist request only compacts (the file is not written again)
+        // and the older snapshot goes.
+        s.adopt_saved_snapshot(at15.meta);
+        s.write(&snap_req(15, 1, b"not written")).unwrap();
+        s.sync().unwrap();
+        let snaps: Vec<String> = s
+            .backend_mut()
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.contains("snap"))
+            .collect();
+        assert_eq!(snaps.len(), 1, "{snaps:?}");
+        let r = s.recover().unwrap();
+        assert_eq!(r.snapshot.unwrap().data.to_vec(), b"fifteen".to_vec());
+        assert_eq!(r.entries, entries(16, 20, 1));
     }
 
     fn last_segment<B: Backend>(b: &mut B) -> String {
@@ -329,6 +360,7 @@ conformance!(
     empty_write_truncates,
     snapshot_compacts_the_log,
     newer_snapshot_replaces_older,
+    snapshot_saved_elsewhere_is_adopted,
     torn_tail_is_cut_off,
     zeroed_tail_is_cut_off,
     bit_flip_in_synced_log_refuses_to_start,

@@ -1,0 +1,113 @@
+//! Piecewise snapshots: the store serialized a few thousand keys at a time, so whoever
+//! owns it can keep applying writes between pieces. The result is the store exactly as
+//! it was when the writer began (later versions are skipped; the store holds back
+//! compaction meanwhile).
+
+use crate::store::Store;
+use std::ops::Bound;
+
+/// Serializes a [`Store`] as of [`SnapshotWriter::begin`] in pieces.
+///
+/// Between `begin` and the last `step` the store must hold its history
+/// ([`Store::hold_history`]) and must not be replaced; writes may be applied freely.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    out: Vec<u8>,
+    revision: i64,
+    applied_index: u64,
+    count_at: usize,
+    keys: u64,
+    cursor: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl SnapshotWriter {
+    /// Starts a snapshot of `store` as it is now.
+    pub fn begin(store: &Store) -> SnapshotWriter {
+        // Every compaction so far is done, so each history is exactly what to write
+        // (up to the revision as of now).
+        debug_assert!(
+            !store.compaction_deferred,
+            "begin with a deferred compaction"
+        );
+        let mut out = Vec::with_capacity(store.approx_bytes() as usize + 1024);
+        out.extend_from_slice(b"SYNKV001");
+        for n in [store.revision, store.compact_revision] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out.extend_from_slice(&store.applied_index.to_le_bytes());
+        out.extend_from_slice(&(store.leases.len() as u64).to_le_bytes());
+        for l in &store.leases {
+            out.extend_from_slice(&l.to_le_bytes());
+        }
+        let count_at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes());
+        SnapshotWriter {
+            out,
+            revision: store.revision,
+            applied_index: store.applied_index,
+            count_at,
+            keys: 0,
+            cursor: None,
+            done: false,
+        }
+    }
+
+    /// The log index the snapshot covers.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Serializes up to `max_keys` more keys; true once every key is written.
+    pub fn step(&mut self, store: &Store, max_keys: usize) -> bool {
+        if self.done {
+            return true;
+        }
+        let from = match self.cursor.take() {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut last = None;
+        for (k, hist) in store.keys.range((from, Bound::Unbounded)).take(max_keys) {
+            last = Some(k);
+            let n = hist.iter().take_while(|v| v.rev <= self.revision).count();
+            if n == 0 {
+                continue;
+            }
+            self.keys += 1;
+            put_bytes(&mut self.out, k);
+            self.out.extend_from_slice(&(n as u64).to_le_bytes());
+            for v in &hist[..n] {
+                for x in [v.rev, v.create, v.version, v.lease] {
+                    self.out.extend_from_slice(&x.to_le_bytes());
+                }
+                match &v.value {
+                    Some(val) => {
+                        self.out.push(1);
+                        put_bytes(&mut self.out, val);
+                    }
+                    None => self.out.push(0),
+                }
+            }
+        }
+        match last {
+            Some(k) => self.cursor = Some(k.clone()),
+            None => self.done = true,
+        }
+        self.done
+    }
+
+    /// The finished snapshot ([`Store::restore`] reads it back).
+    pub fn finish(mut self) -> Vec<u8> {
+        let at = self.count_at;
+        self.out[at..at + 8].copy_from_slice(&self.keys.to_le_bytes());
+        let crc = crc32c::crc32c(&self.out);
+        self.out.extend_from_slice(&crc.to_le_bytes());
+        self.out
+    }
+}
+
+pub(crate) fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
+    w.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    w.extend_from_slice(b);
+}
