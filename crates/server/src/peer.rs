@@ -1,7 +1,12 @@
-//! Peer transport: one outbound TCP connection per peer (frames are batched into one
-//! write per wake-up) and an acceptor for inbound connections, whose frames go to the
-//! driver. Queues are bounded; when one is full the frames are dropped, which Raft
-//! tolerates (it retries on its own schedule), so the driver never blocks on a peer.
+//! Peer transport: one outbound TCP connection per peer and an acceptor for inbound
+//! connections, whose frames go to the driver.
+//!
+//! Outbound, the driver writes a round's frames straight into the socket when nothing
+//! is waiting to be sent (non-blocking; no thread hand-off on the way to the peer).
+//! Whatever the socket does not take goes to the peer's sender task, and later frames
+//! queue behind it until the task has written it all, so frames stay in order. Queues
+//! are bounded; when one is full the frames are dropped, which Raft tolerates (it
+//! retries on its own schedule), so the driver never blocks on a peer.
 
 use crate::config::MemberInfo;
 use crate::driver::{Input, PeerSink};
@@ -9,8 +14,9 @@ use crate::state::Shared;
 use crate::wire::{self, Handshake, HANDSHAKE_LEN};
 use raft::NodeId;
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::mpsc::Sender as StdSender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,17 +27,71 @@ const QUEUE: usize = 4096;
 /// Longest hello (name and client URLs) accepted.
 const MAX_HELLO: usize = 4096;
 
-/// The driver's handle on the outbound queues.
+/// One outbound connection as the driver sees it.
+#[derive(Default)]
+struct LinkState {
+    /// A second handle on the connected socket (non-blocking), for direct writes.
+    stream: Option<std::net::TcpStream>,
+    /// Batches handed to the sender task and not yet fully written.
+    backlog: usize,
+}
+
+struct Link {
+    state: Mutex<LinkState>,
+    queue: mpsc::Sender<Vec<u8>>,
+}
+
+/// The driver's handle on the outbound connections.
 pub struct PeerQueues {
-    queues: HashMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    links: HashMap<NodeId, Arc<Link>>,
 }
 
 impl PeerSink for PeerQueues {
     fn send(&mut self, to: NodeId, frames: Vec<u8>, _count: u64) {
-        if let Some(q) = self.queues.get(&to) {
-            let _ = q.try_send(frames);
+        let Some(link) = self.links.get(&to) else {
+            return;
+        };
+        let mut st = link.state.lock().unwrap();
+        let Some(stream) = &st.stream else {
+            return; // Not connected: Raft resends once the peer is back.
+        };
+        let rest = if st.backlog == 0 {
+            match write_nonblocking(stream, &frames) {
+                Ok(n) if n == frames.len() => return,
+                Ok(n) => frames[n..].to_vec(),
+                Err(_) => {
+                    // Broken: the sender task sees it too and reconnects.
+                    st.stream = None;
+                    return;
+                }
+            }
+        } else {
+            frames
+        };
+        if link.queue.try_send(rest).is_ok() {
+            st.backlog += 1;
+        } else {
+            // A partial frame may be in the socket: only a new connection is safe now.
+            if let Some(s) = st.stream.take() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
         }
     }
+}
+
+/// Writes as much of `b` as the socket takes without blocking.
+fn write_nonblocking(mut s: &std::net::TcpStream, b: &[u8]) -> std::io::Result<usize> {
+    let mut at = 0;
+    while at < b.len() {
+        match s.write(&b[at..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at)
 }
 
 /// What a member tells a peer about itself after the handshake.
@@ -44,10 +104,14 @@ fn hello(name: &str, client_urls: &[String]) -> Vec<u8> {
 
 /// Starts one sender task per peer; returns the queues for the driver.
 pub fn start_senders(shared: &Arc<Shared>, client_urls: &[String]) -> PeerQueues {
-    let mut queues = HashMap::new();
+    let mut links = HashMap::new();
     for m in shared.members.iter().filter(|m| m.id != shared.member_id) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        queues.insert(m.id, tx);
+        let link = Arc::new(Link {
+            state: Mutex::new(LinkState::default()),
+            queue: tx,
+        });
+        links.insert(m.id, link.clone());
         let greeting = Handshake {
             cluster_id: shared.cluster_id,
             from: shared.member_id,
@@ -57,49 +121,94 @@ pub fn start_senders(shared: &Arc<Shared>, client_urls: &[String]) -> PeerQueues
         .into_iter()
         .chain(hello(&shared.name, client_urls))
         .collect();
-        tokio::spawn(sender(m.clone(), greeting, rx));
+        tokio::spawn(sender(m.clone(), greeting, link, rx));
     }
-    PeerQueues { queues }
+    PeerQueues { links }
 }
 
-async fn sender(peer: MemberInfo, greeting: Vec<u8>, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn sender(
+    peer: MemberInfo,
+    greeting: Vec<u8>,
+    link: Arc<Link>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
     let mut logged = false;
     loop {
         let conn =
             tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&peer.peer_addr)).await;
-        let mut stream = match conn {
-            Ok(Ok(s)) => s,
-            _ => {
-                if !logged {
-                    eprintln!(
-                        "info: peer {} ({}) unreachable; retrying",
-                        peer.name, peer.peer_addr
-                    );
-                    logged = true;
-                }
-                // Frames queued while the peer is away are stale: drop them.
-                while rx.try_recv().is_ok() {}
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+        let Ok(Ok(mut stream)) = conn else {
+            if !logged {
+                eprintln!(
+                    "info: peer {} ({}) unreachable; retrying",
+                    peer.name, peer.peer_addr
+                );
+                logged = true;
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
         };
         logged = false;
         let _ = stream.set_nodelay(true);
         if stream.write_all(&greeting).await.is_err() {
             continue;
         }
-        loop {
-            let Some(mut buf) = rx.recv().await else {
-                return;
-            };
-            while buf.len() < (4 << 20) {
-                match rx.try_recv() {
-                    Ok(more) => buf.extend_from_slice(&more),
-                    Err(_) => break,
+        let Some(stream) = share(stream, &link, &mut rx) else {
+            continue;
+        };
+        if pump(stream, &link, &mut rx).await.is_none() {
+            return;
+        }
+        *link.state.lock().unwrap() = LinkState::default();
+    }
+}
+
+/// Gives the driver its own handle on a fresh connection; frames queued for an older
+/// connection are stale and dropped.
+fn share(stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8>>) -> Option<TcpStream> {
+    let std = stream.into_std().ok()?;
+    let dup = std.try_clone().ok()?;
+    let stream = TcpStream::from_std(std).ok()?;
+    let mut st = link.state.lock().unwrap();
+    while rx.try_recv().is_ok() {}
+    *st = LinkState {
+        stream: Some(dup),
+        backlog: 0,
+    };
+    Some(stream)
+}
+
+/// Writes what the driver queues until the connection breaks (`Some`) or the driver
+/// is gone (`None`). Peers never send on this connection, so readability means it
+/// was closed.
+async fn pump(mut stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8>>) -> Option<()> {
+    let mut probe = [0u8; 64];
+    loop {
+        tokio::select! {
+            got = rx.recv() => {
+                let mut buf = got?;
+                let mut taken = 1;
+                while buf.len() < (4 << 20) {
+                    match rx.try_recv() {
+                        Ok(more) => {
+                            buf.extend_from_slice(&more);
+                            taken += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if stream.write_all(&buf).await.is_err() {
+                    return Some(());
+                }
+                let mut st = link.state.lock().unwrap();
+                st.backlog = st.backlog.saturating_sub(taken);
+                if st.stream.is_none() {
+                    return Some(()); // The driver saw it break.
                 }
             }
-            if stream.write_all(&buf).await.is_err() {
-                break;
+            r = stream.read(&mut probe) => {
+                if !matches!(r, Ok(n) if n > 0) {
+                    return Some(());
+                }
             }
         }
     }
