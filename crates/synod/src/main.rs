@@ -41,6 +41,11 @@ enum Command {
     Chaos(chaos::ChaosArgs),
 }
 
+/// mimalloc instead of glibc's malloc: the server allocates per request on several
+/// threads, and glibc's arenas showed up in the leader's profile (docs/benchmarks.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
