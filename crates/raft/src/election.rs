@@ -9,14 +9,17 @@ use std::collections::BTreeMap;
 
 impl RaftNode {
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term || leader != self.leader {
+            // Reads asked of the old leader may never be answered.
+            self.abort_remote_reads();
+        }
         if term > self.term {
             self.term = term;
             self.vote = None;
         }
         if self.role == Role::Leader {
-            for ctx in self.reads.abort_all() {
-                self.effects
-                    .push(crate::effects::Effect::ReadAborted { ctx });
+            for origin in self.reads.abort_all() {
+                self.answer_read(origin, None);
             }
             self.progress.clear();
         }
@@ -27,6 +30,7 @@ impl RaftNode {
     }
 
     pub(crate) fn campaign(&mut self, pre_vote: bool) {
+        self.abort_remote_reads();
         self.leader = None;
         self.votes.clear();
         self.reset_election_timer();

@@ -6,6 +6,7 @@ use crate::message::{AppendOutcome, MalformedReason, Message};
 use crate::node::RaftNode;
 use crate::progress::FlowState;
 use crate::quorum::{committed_index, majority};
+use crate::read::ReadOrigin;
 use crate::types::{LogIndex, NodeId, Role};
 
 impl RaftNode {
@@ -277,11 +278,51 @@ impl RaftNode {
             return;
         }
         let acks = self.progress.values().map(|p| p.read_seq_acked).collect();
-        for ctx in self.reads.confirmed(acks, self.cfg.voters.len()) {
-            self.effects.push(Effect::ReadReady {
-                ctx,
-                index: self.commit,
-            });
+        for origin in self.reads.confirmed(acks, self.cfg.voters.len()) {
+            self.answer_read(origin, Some(self.commit));
+        }
+    }
+}
+
+impl RaftNode {
+    /// Releases (`Some(index)`) or refuses (`None`) a read, here or at the follower that
+    /// asked for it.
+    pub(crate) fn answer_read(&mut self, (from, ctx): ReadOrigin, index: Option<LogIndex>) {
+        match (from, index) {
+            (None, Some(index)) => self.effects.push(Effect::ReadReady { ctx, index }),
+            (None, None) => self.effects.push(Effect::ReadAborted { ctx }),
+            (Some(to), index) => {
+                let m = Message::ReadIndexResponse {
+                    term: self.term,
+                    ctx,
+                    index,
+                };
+                self.send(to, m);
+            }
+        }
+    }
+
+    /// A follower's [`Message::ReadIndex`]: queued like a local read, or refused.
+    pub(crate) fn on_read_index(&mut self, from: NodeId, ctx: u64) {
+        if self.role == Role::Leader {
+            self.reads.register((Some(from), ctx));
+            self.broadcast_pending = true;
+        } else {
+            self.answer_read((Some(from), ctx), None);
+        }
+    }
+
+    /// The leader's answer to one of this follower's reads.
+    pub(crate) fn on_read_index_response(&mut self, ctx: u64, index: Option<LogIndex>) {
+        if self.remote_reads.remove(&ctx) {
+            self.answer_read((None, ctx), index);
+        }
+    }
+
+    /// Reads waiting on a leader that is no longer ours.
+    pub(crate) fn abort_remote_reads(&mut self) {
+        for ctx in std::mem::take(&mut self.remote_reads) {
+            self.effects.push(Effect::ReadAborted { ctx });
         }
     }
 }

@@ -77,6 +77,23 @@ pub enum Message {
         /// Echo of `read_seq`.
         read_seq: u64,
     },
+    /// A follower asks the leader for a read index (a linearizable read it will serve
+    /// itself once it has applied that far).
+    ReadIndex {
+        /// The follower's term.
+        term: Term,
+        /// The follower's name for the read, echoed back.
+        ctx: u64,
+    },
+    /// Answer to [`Message::ReadIndex`], sent once a quorum confirmed the leadership.
+    ReadIndexResponse {
+        /// The leader's term.
+        term: Term,
+        /// Echo of the request's `ctx`.
+        ctx: u64,
+        /// The index to read at; `None` when the leader cannot serve it (it stepped down).
+        index: Option<LogIndex>,
+    },
 }
 
 /// The result of an AppendEntries consistency check.
@@ -107,7 +124,9 @@ impl Message {
             | Message::Append { term, .. }
             | Message::AppendResponse { term, .. }
             | Message::Snapshot { term, .. }
-            | Message::SnapshotResponse { term, .. } => *term,
+            | Message::SnapshotResponse { term, .. }
+            | Message::ReadIndex { term, .. }
+            | Message::ReadIndexResponse { term, .. } => *term,
         }
     }
 
@@ -123,6 +142,8 @@ impl Message {
             Message::AppendResponse { .. } => "AppendResp",
             Message::Snapshot { .. } => "Snapshot",
             Message::SnapshotResponse { .. } => "SnapshotResp",
+            Message::ReadIndex { .. } => "ReadIndex",
+            Message::ReadIndexResponse { .. } => "ReadIndexResp",
         }
     }
 }

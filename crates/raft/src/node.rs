@@ -13,7 +13,7 @@ use crate::types::{
     Term,
 };
 use seedrng::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Durable state read back from storage at restart.
 #[derive(Clone, Debug, Default)]
@@ -90,6 +90,8 @@ pub struct RaftNode {
     pub(crate) io: Durability,
     pub(crate) effects: Vec<Effect>,
     pub(crate) reads: ReadQueue,
+    /// This follower's reads waiting for the leader's read index.
+    pub(crate) remote_reads: BTreeSet<u64>,
     pub(crate) incoming: Option<IncomingSnapshot>,
     pub(crate) pending_restore: Option<Snapshot>,
     /// Every follower should hear from the leader at the next flush.
@@ -171,6 +173,7 @@ impl RaftNode {
             progress: BTreeMap::new(),
             effects: Vec::new(),
             reads: ReadQueue::default(),
+            remote_reads: BTreeSet::new(),
             incoming: None,
             broadcast_pending: false,
             self_inbox: Vec::new(),
@@ -243,6 +246,14 @@ impl RaftNode {
                 self.on_vote_response(from, term, granted, pre_vote);
                 Ok(())
             }
+            Message::ReadIndex { ctx, .. } => {
+                self.on_read_index(from, ctx);
+                Ok(())
+            }
+            Message::ReadIndexResponse { ctx, index, .. } => {
+                self.on_read_index_response(ctx, index);
+                Ok(())
+            }
             Message::Append { .. } | Message::Snapshot { .. } => {
                 if self.role == Role::Leader {
                     return Err(StepError::DuplicateLeader {
@@ -293,13 +304,27 @@ impl RaftNode {
     /// Asks for a linearizable read; an [`Effect::ReadReady`] with `ctx` follows once
     /// leadership is confirmed by a quorum, or [`Effect::ReadAborted`] if it is lost.
     pub fn read_index(&mut self, ctx: u64) -> Result<(), ProposeError> {
-        if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
-                leader: self.leader,
-            });
+        match (self.role, self.leader) {
+            (Role::Leader, _) => {
+                self.reads.register((None, ctx));
+                self.broadcast_pending = true;
+            }
+            (Role::Follower, Some(leader)) => {
+                // etcd's follower read: the leader confirms its leadership and names
+                // the index; this node serves the read once it has applied that far.
+                self.remote_reads.insert(ctx);
+                let m = Message::ReadIndex {
+                    term: self.term,
+                    ctx,
+                };
+                self.send(leader, m);
+            }
+            _ => {
+                return Err(ProposeError::NotLeader {
+                    leader: self.leader,
+                })
+            }
         }
-        self.reads.register(ctx);
-        self.broadcast_pending = true;
         Ok(())
     }
 

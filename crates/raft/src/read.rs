@@ -1,10 +1,14 @@
 //! ReadIndex: reads released once a quorum has confirmed leadership after the request.
 
 use crate::quorum::majority;
+use crate::types::NodeId;
+
+/// Who asked for a read: this node (`None`) or a follower, and its name for it.
+pub(crate) type ReadOrigin = (Option<NodeId>, u64);
 
 #[derive(Clone, Copy, Debug)]
 struct PendingRead {
-    ctx: u64,
+    origin: ReadOrigin,
     seq: u64,
 }
 
@@ -21,12 +25,15 @@ pub(crate) struct ReadQueue {
 }
 
 impl ReadQueue {
-    pub(crate) fn register(&mut self, ctx: u64) {
+    pub(crate) fn register(&mut self, origin: ReadOrigin) {
         if self.seq_sent || self.pending.is_empty() {
             self.seq += 1;
             self.seq_sent = false;
         }
-        self.pending.push(PendingRead { ctx, seq: self.seq });
+        self.pending.push(PendingRead {
+            origin,
+            seq: self.seq,
+        });
     }
 
     /// The round to stamp on an outgoing message.
@@ -40,8 +47,8 @@ impl ReadQueue {
         self.seq_sent = false;
     }
 
-    pub(crate) fn abort_all(&mut self) -> Vec<u64> {
-        self.pending.drain(..).map(|r| r.ctx).collect()
+    pub(crate) fn abort_all(&mut self) -> Vec<ReadOrigin> {
+        self.pending.drain(..).map(|r| r.origin).collect()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -49,7 +56,7 @@ impl ReadQueue {
     }
 
     /// Releases the reads confirmed by `peer_acks` (the leader's own ack is implied).
-    pub(crate) fn confirmed(&mut self, mut peer_acks: Vec<u64>, voters: usize) -> Vec<u64> {
+    pub(crate) fn confirmed(&mut self, mut peer_acks: Vec<u64>, voters: usize) -> Vec<ReadOrigin> {
         peer_acks.push(self.seq);
         peer_acks.sort_unstable_by(|a, b| b.cmp(a));
         let quorum_seq = peer_acks[majority(voters) - 1];
@@ -58,7 +65,7 @@ impl ReadQueue {
             .iter()
             .take_while(|r| r.seq <= quorum_seq)
             .count();
-        self.pending.drain(..n).map(|r| r.ctx).collect()
+        self.pending.drain(..n).map(|r| r.origin).collect()
     }
 }
 
@@ -70,22 +77,25 @@ mod tests {
     fn reads_need_a_round_sent_after_them() {
         let mut q = ReadQueue::default();
         let old = q.stamp();
-        q.register(1);
-        q.register(2);
+        q.register((None, 1));
+        q.register((Some(NodeId(7)), 2));
         // Acks of a round stamped before the reads prove nothing.
         assert!(q.confirmed(vec![old, old], 3).is_empty());
         let round = q.stamp();
-        q.register(3); // needs a later round
-        assert_eq!(q.confirmed(vec![round, old], 3), vec![1, 2]);
+        q.register((None, 3)); // needs a later round
+        assert_eq!(
+            q.confirmed(vec![round, old], 3),
+            vec![(None, 1), (Some(NodeId(7)), 2)]
+        );
         let round2 = q.stamp();
         assert!(q.confirmed(vec![round, round], 3).is_empty());
-        assert_eq!(q.confirmed(vec![round2, old], 3), vec![3]);
+        assert_eq!(q.confirmed(vec![round2, old], 3), vec![(None, 3)]);
     }
 
     #[test]
     fn single_voter_confirms_itself() {
         let mut q = ReadQueue::default();
-        q.register(9);
-        assert_eq!(q.confirmed(vec![], 1), vec![9]);
+        q.register((None, 9));
+        assert_eq!(q.confirmed(vec![], 1), vec![(None, 9)]);
     }
 }

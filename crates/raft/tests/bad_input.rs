@@ -69,11 +69,12 @@ fn misused_verbs_are_typed_errors() {
             leader: Some(NodeId(2))
         })
     );
-    assert_eq!(
-        f.read_index(1),
-        Err(ProposeError::NotLeader {
-            leader: Some(NodeId(2))
-        })
+    // A read on a follower goes to its leader as a ReadIndex request.
+    assert_eq!(f.read_index(1), Ok(()));
+    let sent = drive(&mut f);
+    assert!(
+        matches!(&sent[..], [(NodeId(2), Message::ReadIndex { ctx: 1, .. })]),
+        "{sent:?}"
     );
     assert_eq!(f.on_persisted(IoId(999)), Err(UnknownIo(IoId(999))));
     assert_eq!(

@@ -331,7 +331,16 @@ fn small_or_huge(rng: &mut seedrng::Rng) -> u64 {
 fn arbitrary_message(rng: &mut seedrng::Rng) -> Message {
     let term = Term(small_or_huge(rng));
     let idx = |rng: &mut seedrng::Rng| LogIndex(small_or_huge(rng));
-    match rng.range(0, 6) {
+    match rng.range(0, 8) {
+        6 => Message::ReadIndex {
+            term,
+            ctx: small_or_huge(rng),
+        },
+        7 => Message::ReadIndexResponse {
+            term,
+            ctx: small_or_huge(rng),
+            index: Some(idx(rng)).filter(|_| rng.chance(1, 2)),
+        },
         0 => Message::VoteRequest {
             term,
             last_index: idx(rng),

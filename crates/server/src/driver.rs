@@ -261,7 +261,7 @@ impl Driver {
                 }
                 Effect::ReadAborted { ctx } => {
                     if let Some(r) = self.reads.remove(&ctx) {
-                        let _ = r.send(Err(DriverError::NotLeader(None)));
+                        let _ = r.send(Err(DriverError::LeaderChanged));
                     }
                 }
             }

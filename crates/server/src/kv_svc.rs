@@ -101,19 +101,10 @@ impl pb::kv_server::Kv for KvService {
             return self.local_range(request.get_ref()).map(Response::new);
         }
         if !request.get_ref().serializable {
-            match self.api.route(&request).await? {
-                Route::Local => self.api.read_barrier().await?,
-                Route::Leader(id) => {
-                    let req = request.into_inner();
-                    let mut resp = self
-                        .client(id)?
-                        .range(self.api.forwarded(req))
-                        .await?
-                        .into_inner();
-                    self.api.rehead(&mut resp.header);
-                    return Ok(Response::new(resp));
-                }
-            }
+            // On a follower too: the leader names a read index (after confirming its
+            // leadership with a quorum) and the read is served here once applied.
+            self.api.route(&request).await?;
+            self.api.read_barrier().await?;
         }
         self.local_range(request.get_ref()).map(Response::new)
     }

@@ -212,6 +212,18 @@ fn encode_message(msg: &Message, out: &mut Vec<u8>) {
                 put(out, v);
             }
         }
+        Message::ReadIndex { term, ctx } => {
+            out.push(7);
+            put(out, term.0);
+            put(out, *ctx);
+        }
+        Message::ReadIndexResponse { term, ctx, index } => {
+            out.push(8);
+            // Index 0 is never a read index (reads wait for an entry of the term).
+            for v in [term.0, *ctx, index.map_or(0, |i| i.0)] {
+                put(out, v);
+            }
+        }
     }
 }
 
@@ -346,6 +358,15 @@ fn decode_message(r: &mut Reader<'_>) -> Result<Message, WireError> {
             installed: r.flag()?,
             read_seq: r.u64()?,
         },
+        7 => Message::ReadIndex {
+            term: Term(r.u64()?),
+            ctx: r.u64()?,
+        },
+        8 => Message::ReadIndexResponse {
+            term: Term(r.u64()?),
+            ctx: r.u64()?,
+            index: Some(LogIndex(r.u64()?)).filter(|i| i.0 != 0),
+        },
         _ => return Err(WireError::Malformed("unknown message tag")),
     })
 }
@@ -448,6 +469,20 @@ mod tests {
                 next_offset: 7,
                 installed: true,
                 read_seq: 2,
+            },
+            Message::ReadIndex {
+                term: Term(3),
+                ctx: 77,
+            },
+            Message::ReadIndexResponse {
+                term: Term(3),
+                ctx: 77,
+                index: Some(LogIndex(12)),
+            },
+            Message::ReadIndexResponse {
+                term: Term(3),
+                ctx: 78,
+                index: None,
             },
         ]
     }

@@ -3,7 +3,7 @@
 
 use crate::client::Client;
 use crate::hash::mix;
-use crate::host::{ClientOutcome, Host, HostState, Outbox, Reply, STORAGE_FAILURE};
+use crate::host::{ClientOutcome, ClientRequest, Host, HostState, Outbox, Reply, STORAGE_FAILURE};
 use crate::invariants::{Invariants, Violation};
 use crate::nemesis::{HealAction, NemesisState};
 use crate::net::Network;
@@ -501,7 +501,12 @@ impl Simulation {
         let Some(cur) = client.current.filter(|f| f.attempt == attempt) else {
             return;
         };
-        let i = client.target;
+        let mut i = client.target;
+        if matches!(cur.request, ClientRequest::Read(_)) && self.rng.chance(1, 2) {
+            // Half of the reads go to any member: followers serve them through the
+            // leader's read index.
+            i = self.rng.range(0, self.hosts.len() as u64) as usize;
+        }
         if self.hosts[i].state != HostState::Up {
             return;
         }
@@ -605,6 +610,10 @@ pub(crate) fn describe(m: &Message) -> String {
             ..
         } => {
             format!("SnapshotResp t{term} at {index} next={next_offset} installed={installed}")
+        }
+        Message::ReadIndex { term, ctx } => format!("ReadIndex t{term} ctx={ctx}"),
+        Message::ReadIndexResponse { term, ctx, index } => {
+            format!("ReadIndexResp t{term} ctx={ctx} index={index:?}")
         }
     }
 }

@@ -1,0 +1,153 @@
+//! Follower reads (etcd's ReadIndex from a follower): the leader confirms its leadership
+//! with a quorum and names its commit index; a read whose leader is gone is aborted,
+//! never left hanging or released unconfirmed.
+
+use raft::{Config, Effect, LogIndex, Message, NodeId, RaftNode, Role};
+
+/// What a pump round saw besides messages: (node, ctx, Some(index) | None = aborted).
+type ReadOutcome = (NodeId, u64, Option<LogIndex>);
+
+fn cluster() -> Vec<RaftNode> {
+    (1..=3)
+        .map(|i| {
+            let mut c = Config::new(NodeId(i), (1..=3).map(NodeId).collect());
+            c.pre_vote = false;
+            c.check_quorum = false;
+            c.election_timeout_ticks = if i == 1 { 3 } else { 50 };
+            RaftNode::new(c).unwrap()
+        })
+        .collect()
+}
+
+/// Delivers messages (instantly durable disks) while `deliver` allows them; returns
+/// the read outcomes every node reported.
+fn pump(
+    nodes: &mut [RaftNode],
+    mut deliver: impl FnMut(NodeId, NodeId, &Message) -> bool,
+) -> Vec<ReadOutcome> {
+    let mut reads = Vec::new();
+    for _ in 0..50 {
+        let mut queue = Vec::new();
+        for n in nodes.iter_mut() {
+            loop {
+                let effects = n.take_effects();
+                if effects.is_empty() {
+                    break;
+                }
+                for e in effects {
+                    match e {
+                        Effect::Persist(p) => n.on_persisted(p.io).unwrap(),
+                        Effect::Send { to, message } => queue.push((n.id(), to, message)),
+                        Effect::ReadReady { ctx, index } => reads.push((n.id(), ctx, Some(index))),
+                        Effect::ReadAborted { ctx } => reads.push((n.id(), ctx, None)),
+                        Effect::Apply(_) => {}
+                    }
+                }
+            }
+        }
+        if queue.is_empty() {
+            break;
+        }
+        for (from, to, m) in queue {
+            if deliver(from, to, &m) {
+                let _ = nodes[(to.0 - 1) as usize].step(from, m);
+            }
+        }
+    }
+    reads
+}
+
+fn all(_: NodeId, _: NodeId, _: &Message) -> bool {
+    true
+}
+
+/// Node 1 leads with a committed entry of its term.
+fn elected() -> Vec<RaftNode> {
+    let mut nodes = cluster();
+    while nodes[0].status().role != Role::Leader {
+        nodes[0].tick();
+        pump(&mut nodes, all);
+    }
+    nodes[0].propose(b"x".to_vec().into()).unwrap();
+    pump(&mut nodes, all);
+    nodes
+}
+
+#[test]
+fn a_follower_read_gets_the_leaders_commit_index() {
+    let mut nodes = elected();
+    let commit = nodes[0].status().commit;
+    assert!(commit > LogIndex(0));
+    nodes[1].read_index(7).unwrap();
+    let reads = pump(&mut nodes, all);
+    assert_eq!(reads, vec![(NodeId(2), 7, Some(commit))]);
+}
+
+#[test]
+fn a_follower_read_needs_the_leaders_quorum() {
+    let mut nodes = elected();
+    // Node 2 can reach the leader, but the leader hears from nobody else: no quorum
+    // confirms its leadership, so the read is never released.
+    let cut = |from: NodeId, to: NodeId, m: &Message| match m {
+        Message::ReadIndex { .. } => true,
+        _ => from == NodeId(1) && to != NodeId(1) && !matches!(m, Message::Append { .. }),
+    };
+    nodes[1].read_index(8).unwrap();
+    assert_eq!(pump(&mut nodes, cut), vec![]);
+    for _ in 0..3 {
+        nodes[0].tick();
+        assert_eq!(pump(&mut nodes, cut), vec![]);
+    }
+    // Once the leader's messages flow again, the read is released.
+    nodes[0].tick();
+    let reads = pump(&mut nodes, all);
+    assert_eq!(reads, vec![(NodeId(2), 8, Some(nodes[0].status().commit))]);
+}
+
+#[test]
+fn a_read_waiting_on_a_deposed_leader_is_aborted() {
+    let mut nodes = elected();
+    // The read reaches nobody; then node 3 wins a new term and node 2 follows it.
+    nodes[1].read_index(9).unwrap();
+    pump(&mut nodes, |_, _, m| {
+        !matches!(m, Message::ReadIndex { .. })
+    });
+    while nodes[2].status().role != Role::Leader {
+        nodes[2].tick();
+        let reads = pump(&mut nodes, |from, to, _| {
+            from != NodeId(1) && to != NodeId(1)
+        });
+        if !reads.is_empty() {
+            assert_eq!(reads, vec![(NodeId(2), 9, None)]);
+            return;
+        }
+    }
+    panic!("node 2 joined a new term without aborting its read");
+}
+
+#[test]
+fn a_leader_that_steps_down_refuses_the_reads_it_holds() {
+    let mut nodes = elected();
+    nodes[1].read_index(10).unwrap();
+    // The leader gets the request, but no acknowledgement of its round comes back.
+    pump(&mut nodes, |from, _, m| {
+        matches!(m, Message::ReadIndex { .. }) || from != NodeId(1)
+    });
+    // A higher term deposes it: it answers the read with a refusal.
+    let term = nodes[0].status().term.next();
+    nodes[0]
+        .step(
+            NodeId(3),
+            Message::VoteRequest {
+                term,
+                last_index: LogIndex(0),
+                last_term: raft::Term(0),
+                pre_vote: false,
+            },
+        )
+        .unwrap();
+    let reads = pump(&mut nodes, |from, to, _| {
+        from == NodeId(1) && to == NodeId(2)
+    });
+    assert_eq!(reads, vec![(NodeId(2), 10, None)]);
+}
