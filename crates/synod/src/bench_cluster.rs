@@ -37,12 +37,14 @@ fn tail(path: &Path, n: usize) -> String {
 /// A `synod dev` child; SIGINT and a wait on drop.
 pub struct SynodDev {
     child: Child,
+    /// Every member's admin HTTP base URL (`/metrics`, `/status`), in endpoint order.
+    pub admin: Vec<String>,
 }
 
 impl SynodDev {
     /// Starts `nodes` members (clients on base_port, base_port+3, ...) with their data in
     /// `dir/data` (wiped first) and their output in `dir/dev.log`; returns once a leader
-    /// is elected, with the client endpoints.
+    /// is elected, with the client endpoints (and the admin URLs in `admin`).
     pub fn start(nodes: usize, base_port: u16, dir: &Path) -> Result<(Self, Vec<String>), String> {
         let data = dir.join("data");
         let _ = std::fs::remove_dir_all(&data);
@@ -71,23 +73,31 @@ impl SynodDev {
         }
         let mut child = cmd.spawn().map_err(|e| format!("start synod dev: {e}"))?;
         let out = child.stdout.take().expect("piped stdout");
-        let dev = SynodDev { child };
+        let mut dev = SynodDev {
+            child,
+            admin: Vec::new(),
+        };
         let mut reader = BufReader::new(out);
         let mut line = String::new();
-        let endpoints = loop {
+        let mut endpoints: Vec<String> = Vec::new();
+        // `synod dev` prints `endpoints: A,B,C`, then `admin: URL,URL,URL (paths)`.
+        while endpoints.is_empty() || dev.admin.is_empty() {
             line.clear();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
                 return Err(format!(
-                    "synod dev exited before printing its endpoints; {}:\n{}",
+                    "synod dev exited before printing its endpoints and admin URLs; {}:\n{}",
                     log_path.display(),
                     tail(&log_path, 20)
                 ));
             }
             let _ = log.write_all(line.as_bytes());
             if let Some(eps) = line.trim().strip_prefix("endpoints: ") {
-                break eps.split(',').map(str::to_string).collect();
+                endpoints = eps.split(',').map(str::to_string).collect();
+            } else if let Some(urls) = line.trim().strip_prefix("admin: ") {
+                let urls = urls.split_whitespace().next().unwrap_or_default();
+                dev.admin = urls.split(',').map(str::to_string).collect();
             }
-        };
+        }
         // Keep draining the members' output, or they would block on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut log));
         Ok((dev, endpoints))

@@ -119,7 +119,9 @@ pub struct LoadArgs {
     )]
     pub repeat: usize,
     /// Cases, comma-separated, each WORKLOAD-CLIENTSxCONNS [default: put-1x1, put-16x1,
-    /// put-64x8, put-256x16, get-64x8, sget-64x8].
+    /// put-64x8, put-256x16, get-64x8, sget-64x8], or mem-KEYS (e.g. mem-1000000, mem-200k):
+    /// every member's RSS before and after loading KEYS distinct keys, as MiB per million
+    /// keys (best run alone, on fresh clusters).
     #[arg(
         long,
         value_delimiter = ',',
@@ -127,6 +129,25 @@ pub struct LoadArgs {
         requires = "compare_etcd"
     )]
     pub cases: Vec<String>,
+    /// Memory cases: concurrent clients loading the keys (over up to 8 connections).
+    #[arg(
+        long,
+        default_value_t = 32,
+        help_heading = "Compare with etcd",
+        requires = "compare_etcd",
+        value_parser = clap::value_parser!(u64).range(1..=4096)
+    )]
+    pub mem_clients: u64,
+    /// Memory cases: Puts per Txn request (etcd's --max-txn-ops default is 128; fewer when
+    /// they would exceed 1 MiB); 1 sends plain Put requests.
+    #[arg(
+        long,
+        default_value_t = 128,
+        help_heading = "Compare with etcd",
+        requires = "compare_etcd",
+        value_parser = clap::value_parser!(u64).range(1..=128)
+    )]
+    pub mem_txn_ops: u64,
     /// First port of the Synod cluster (see `synod dev --base-port`).
     #[arg(long, default_value_t = 24_379, help_heading = "Compare with etcd")]
     pub synod_base_port: u16,

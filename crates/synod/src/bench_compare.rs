@@ -1,10 +1,12 @@
 //! `synod bench --compare-etcd`: the same cases against a Synod cluster and an etcd 3.4
 //! reference cluster of the same size on this machine, alternating which goes first, and
-//! one table of both figures and their ratio.
+//! one table of both figures and their ratio. `mem-N` cases measure every member's
+//! resident memory before and after loading N keys (see `bench_mem`).
 
 use crate::bench_cluster::{check_free, EtcdRef, SynodDev, ETCD_CLIENT_PORT, ETCD_PEER_PORT};
 use crate::bench_cmd::{install_stop_handlers, runtime, LoadArgs};
 use crate::bench_load::{self, Live, Spec, Workload, STOP};
+use crate::bench_mem::{self, MemResult, MemSpec};
 use crate::bench_report::{median, Measure, Progress, Summary};
 use clap::ValueEnum;
 use serde_json::json;
@@ -21,18 +23,38 @@ pub const DEFAULT_CASES: [&str; 6] = [
     "sget-64x8",
 ];
 
-/// One line of the table.
+/// One line of a table.
 #[derive(Clone, Debug)]
 pub struct Case {
     pub name: String,
-    pub workload: Workload,
-    pub clients: usize,
-    pub conns: usize,
+    pub kind: Kind,
 }
 
-/// `WORKLOAD-CLIENTS[xCONNS]`, e.g. `put-64x8` (one connection when CONNS is left out).
+/// What a case measures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Throughput and latency of `workload` from `clients` over `conns` connections.
+    Load {
+        workload: Workload,
+        clients: usize,
+        conns: usize,
+    },
+    /// Resident memory of every member before and after loading `keys` keys.
+    Mem { keys: u64 },
+}
+
+/// `WORKLOAD-CLIENTS[xCONNS]`, e.g. `put-64x8` (one connection when CONNS is left out),
+/// or `mem-KEYS`, e.g. `mem-1000000`.
 pub fn parse_case(s: &str) -> Result<Case, String> {
-    let bad = || format!("case '{s}' is not WORKLOAD-CLIENTSxCONNS (e.g. put-64x8)");
+    if let Some(keys) = bench_mem::parse_mem_case(s) {
+        return Ok(Case {
+            name: s.trim().to_string(),
+            kind: Kind::Mem { keys: keys? },
+        });
+    }
+    let bad = || {
+        format!("case '{s}' is not WORKLOAD-CLIENTSxCONNS (e.g. put-64x8) or mem-KEYS (e.g. mem-1000000)")
+    };
     let (w, n) = s.trim().rsplit_once('-').ok_or_else(bad)?;
     let workload = Workload::from_str(w, true).map_err(|_| bad())?;
     let (c, k) = n.split_once('x').unwrap_or((n, "1"));
@@ -43,9 +65,11 @@ pub fn parse_case(s: &str) -> Result<Case, String> {
     }
     Ok(Case {
         name: s.trim().to_string(),
-        workload,
-        clients,
-        conns,
+        kind: Kind::Load {
+            workload,
+            clients,
+            conns,
+        },
     })
 }
 
@@ -53,6 +77,8 @@ pub fn parse_case(s: &str) -> Result<Case, String> {
 struct System {
     name: &'static str,
     endpoints: Vec<String>,
+    /// Each member's Prometheus metrics URL, in the order of `endpoints`.
+    metrics: Vec<String>,
     /// Whether the key space was written once (before the first read case).
     preloaded: bool,
 }
@@ -60,8 +86,10 @@ struct System {
 /// Every run of one case on both systems.
 struct Row {
     case: Case,
-    /// Synod's runs, then etcd's.
+    /// Synod's runs, then etcd's (load cases).
     runs: [Vec<Summary>; 2],
+    /// Synod's result, then etcd's (memory cases).
+    mem: [Vec<MemResult>; 2],
 }
 
 /// The median of one figure over a system's runs.
@@ -87,11 +115,14 @@ pub fn run(args: &LoadArgs) -> Result<(), String> {
         ..args.spec()
     };
     for c in &cases {
-        bench_load::check_spec(&Spec {
-            clients: c.clients,
-            conns: c.conns,
-            ..template.clone()
-        })?;
+        match c.kind {
+            Kind::Load { clients, conns, .. } => bench_load::check_spec(&Spec {
+                clients,
+                conns,
+                ..template.clone()
+            })?,
+            Kind::Mem { keys } => bench_mem::check_mem_keys(keys, template.key_size)?,
+        }
     }
     if args.nodes == 0 || args.repeat == 0 {
         return Err("--nodes and --repeat must be at least 1".into());
@@ -121,9 +152,9 @@ fn with_clusters(
     template: &Spec,
 ) -> Result<Vec<Row>, String> {
     eprintln!("starting {} Synod members (synod dev)", args.nodes);
-    let (_synod, synod_eps) =
-        SynodDev::start(args.nodes, args.synod_base_port, &work.join("synod"))
-            .map_err(|e| format!("{e}\n(data and logs kept in {})", work.display()))?;
+    let (synod, synod_eps) = SynodDev::start(args.nodes, args.synod_base_port, &work.join("synod"))
+        .map_err(|e| format!("{e}\n(data and logs kept in {})", work.display()))?;
+    let synod_metrics: Vec<String> = synod.admin.iter().map(|a| format!("{a}/metrics")).collect();
     eprintln!(
         "starting {} etcd members ({})",
         args.nodes,
@@ -140,10 +171,16 @@ fn with_clusters(
         System {
             name: "synod",
             endpoints: synod_eps,
+            metrics: synod_metrics,
             preloaded: false,
         },
         System {
             name: "etcd",
+            // etcd serves /metrics on its client port.
+            metrics: etcd_eps
+                .iter()
+                .map(|e| format!("http://{e}/metrics"))
+                .collect(),
             endpoints: etcd_eps,
             preloaded: false,
         },
@@ -165,7 +202,33 @@ async fn measure_all(
         let mut row = Row {
             case: case.clone(),
             runs: [Vec::new(), Vec::new()],
+            mem: [Vec::new(), Vec::new()],
         };
+        if let Kind::Mem { keys } = case.kind {
+            if args.repeat > 1 {
+                eprintln!(
+                    "{}: loaded once per system (--repeat does not apply: a second load would \
+                     overwrite the same keys)",
+                    case.name
+                );
+            }
+            let first = pair % 2;
+            pair += 1;
+            for j in [first, 1 - first] {
+                let sys = &systems[j];
+                if STOP.load(Ordering::SeqCst) {
+                    return Err("interrupted".into());
+                }
+                let spec = mem_spec(args, template, keys);
+                let r = bench_mem::measure(sys.name, &sys.endpoints, &sys.metrics, &spec)
+                    .await
+                    .map_err(|e| format!("{} {}: {e}", case.name, sys.name))?;
+                eprintln!("{} {}: {}", case.name, sys.name, r.line());
+                row.mem[j].push(r);
+            }
+            rows.push(row);
+            continue;
+        }
         for r in 0..args.repeat {
             // Alternate which system goes first, so drifting noise hits both alike.
             let first = pair % 2;
@@ -202,20 +265,25 @@ async fn measure(
     if STOP.load(Ordering::SeqCst) {
         return Err("interrupted".into());
     }
+    let Kind::Load {
+        workload,
+        clients,
+        conns,
+    } = case.kind
+    else {
+        return Err(format!("{}: not a load case", case.name));
+    };
     let spec = Spec {
-        workload: case.workload,
-        clients: case.clients,
-        conns: case.conns,
+        workload,
+        clients,
+        conns,
         ..template.clone()
     };
     let ct = args.connect_timeout;
     let probe = bench_load::probe(&sys.endpoints, ct).await?;
     let eps = &probe.ordered;
     let channels = bench_load::connect_all(eps, spec.conns, ct, args.timeout).await?;
-    let reads = matches!(
-        case.workload,
-        Workload::Get | Workload::Sget | Workload::Mixed
-    );
+    let reads = matches!(workload, Workload::Get | Workload::Sget | Workload::Mixed);
     if reads && !sys.preloaded {
         let live = Arc::new(Live::default());
         let label = format!("{}: preload {} keys", sys.name, spec.key_space);
@@ -239,6 +307,27 @@ async fn measure(
     Ok(Summary::new(&spec, eps, &probe, term_changes, &outcome))
 }
 
+/// Requests of a memory case carry at most this many bytes of keys and values (etcd's
+/// and Synod's default --max-request-bytes is 1.5 MiB).
+const MEM_REQUEST_BUDGET: usize = 1 << 20;
+
+/// How the memory cases load: `--mem-txn-ops` Puts per Txn, fewer if they would not fit
+/// in [`MEM_REQUEST_BUDGET`].
+fn mem_spec(args: &LoadArgs, template: &Spec, keys: u64) -> MemSpec {
+    let per_put = template.key_size + template.value_size + 16;
+    let fit = (MEM_REQUEST_BUDGET / per_put).max(1);
+    MemSpec {
+        keys,
+        key_size: template.key_size,
+        value_size: template.value_size,
+        txn_ops: (args.mem_txn_ops as usize).min(fit),
+        clients: args.mem_clients as usize,
+        seed: template.seed,
+        connect_timeout: args.connect_timeout,
+        request_timeout: args.timeout,
+    }
+}
+
 /// `12345.6` as `12,346`.
 fn thousands(x: f64) -> String {
     let digits = format!("{:.0}", x.max(0.0));
@@ -254,7 +343,7 @@ fn thousands(x: f64) -> String {
 
 fn print_rows(args: &LoadArgs, spec: &Spec, rows: &[Row]) {
     if args.json {
-        let cases: Vec<_> = rows.iter().map(row_json).collect();
+        let cases: Vec<_> = rows.iter().map(|r| row_json(args, spec, r)).collect();
         let doc = json!({
             "nodes": args.nodes,
             "duration_s": spec.duration.as_secs_f64(),
@@ -267,6 +356,48 @@ fn print_rows(args: &LoadArgs, spec: &Spec, rows: &[Row]) {
         println!("{doc}");
         return;
     }
+    let load: Vec<&Row> = rows
+        .iter()
+        .filter(|r| matches!(r.case.kind, Kind::Load { .. }))
+        .collect();
+    let mem: Vec<&Row> = rows
+        .iter()
+        .filter(|r| matches!(r.case.kind, Kind::Mem { .. }))
+        .collect();
+    if !load.is_empty() {
+        print_load_rows(args, spec, &load);
+    }
+    if !mem.is_empty() {
+        if !load.is_empty() {
+            println!();
+        }
+        let m = mem_spec(args, spec, 1);
+        println!(
+            "{} members each on loopback; memory cases: {}-byte keys ('{}' and a zero-padded \
+             index), {}-byte values, written once each by {} clients over {} connections in \
+             {}; each system loaded once, alternating which goes first",
+            args.nodes,
+            spec.key_size,
+            bench_mem::KEY_PREFIX,
+            spec.value_size,
+            m.clients,
+            m.clients.min(8),
+            if m.txn_ops == 1 {
+                "plain Put requests".to_string()
+            } else {
+                format!("Txn requests of up to {} Puts", m.txn_ops)
+            }
+        );
+        bench_mem::print_header();
+        for row in mem {
+            if let ([s], [e]) = (&row.mem[0][..], &row.mem[1][..]) {
+                bench_mem::print_row(&row.case.name, s, e);
+            }
+        }
+    }
+}
+
+fn print_load_rows(args: &LoadArgs, spec: &Spec, rows: &[&Row]) {
     println!(
         "{} members each on loopback; {}-byte keys over {} keys, {}-byte values; {:.1} s \
          per run; median of {} run(s) per system, alternating which goes first",
@@ -306,7 +437,34 @@ fn print_rows(args: &LoadArgs, spec: &Spec, rows: &[Row]) {
     }
 }
 
-fn row_json(row: &Row) -> serde_json::Value {
+fn row_json(args: &LoadArgs, spec: &Spec, row: &Row) -> serde_json::Value {
+    let (workload, clients, conns) = match row.case.kind {
+        Kind::Load {
+            workload,
+            clients,
+            conns,
+        } => (workload, clients, conns),
+        Kind::Mem { keys } => {
+            let m = mem_spec(args, spec, keys);
+            let one = |r: &[MemResult]| r.first().map(MemResult::to_json);
+            let fig = |r: &[MemResult], f: fn(&MemResult) -> f64| r.first().map(f).unwrap_or(0.0);
+            let [s, e] = &row.mem;
+            return json!({
+                "case": row.case.name,
+                "kind": "mem",
+                "keys": keys,
+                "txn_ops": m.txn_ops,
+                "clients": m.clients,
+                "conns": m.clients.min(8),
+                "unit": "MiB of RSS per million keys (largest member after the load); lower is better",
+                "synod": one(s),
+                "etcd": one(e),
+                "ratio": fig(s, MemResult::mib_per_m) / fig(e, MemResult::mib_per_m).max(1e-9),
+                "delta_ratio": fig(s, MemResult::delta_mib_per_m)
+                    / fig(e, MemResult::delta_mib_per_m).max(1e-9),
+            });
+        }
+    };
     let side = |runs: &[Summary]| {
         json!({
             "ops_per_s": med(runs, |x| x.ops_per_s),
@@ -321,9 +479,10 @@ fn row_json(row: &Row) -> serde_json::Value {
     let [s, e] = &row.runs;
     json!({
         "case": row.case.name,
-        "workload": row.case.workload.name(),
-        "clients": row.case.clients,
-        "conns": row.case.conns,
+        "kind": "load",
+        "workload": workload.name(),
+        "clients": clients,
+        "conns": conns,
         "synod": side(s),
         "etcd": side(e),
         "ratio": med(s, |x| x.ops_per_s) / med(e, |x| x.ops_per_s).max(1e-9),
@@ -336,10 +495,29 @@ mod tests {
 
     #[test]
     fn cases_parse() {
-        let c = parse_case("put-64x8").unwrap();
-        assert_eq!((c.workload, c.clients, c.conns), (Workload::Put, 64, 8));
-        let c = parse_case("sget-16").unwrap();
-        assert_eq!((c.workload, c.clients, c.conns), (Workload::Sget, 16, 1));
+        let load = |workload, clients, conns| Kind::Load {
+            workload,
+            clients,
+            conns,
+        };
+        assert_eq!(
+            parse_case("put-64x8").unwrap().kind,
+            load(Workload::Put, 64, 8)
+        );
+        assert_eq!(
+            parse_case("sget-16").unwrap().kind,
+            load(Workload::Sget, 16, 1)
+        );
+        assert_eq!(
+            parse_case("mem-1000000").unwrap().kind,
+            Kind::Mem { keys: 1_000_000 }
+        );
+        assert_eq!(
+            parse_case("mem-200k").unwrap().kind,
+            Kind::Mem { keys: 200_000 }
+        );
+        assert!(parse_case("mem-0").is_err());
+        assert!(parse_case("mem-abc").is_err());
         assert!(parse_case("put").is_err());
         assert!(parse_case("scan-4x1").is_err());
         assert!(parse_case("put-0x1").is_err());

@@ -4,6 +4,7 @@ mod bench_cluster;
 mod bench_cmd;
 mod bench_compare;
 mod bench_load;
+mod bench_mem;
 mod bench_report;
 mod bench_wal;
 mod chaos;
