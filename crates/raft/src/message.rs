@@ -85,6 +85,15 @@ pub enum Message {
         /// The follower's name for the read, echoed back.
         ctx: u64,
     },
+    /// A follower hands a client command to its leader, which appends it like its own
+    /// proposal (or drops it if it no longer leads). The follower recognises the entry
+    /// by its payload when it applies it.
+    Propose {
+        /// The follower's term.
+        term: Term,
+        /// The command.
+        command: Payload,
+    },
     /// Answer to [`Message::ReadIndex`], sent once a quorum confirmed the leadership.
     ReadIndexResponse {
         /// The leader's term.
@@ -126,6 +135,7 @@ impl Message {
             | Message::Snapshot { term, .. }
             | Message::SnapshotResponse { term, .. }
             | Message::ReadIndex { term, .. }
+            | Message::Propose { term, .. }
             | Message::ReadIndexResponse { term, .. } => *term,
         }
     }
@@ -143,6 +153,7 @@ impl Message {
             Message::Snapshot { .. } => "Snapshot",
             Message::SnapshotResponse { .. } => "SnapshotResp",
             Message::ReadIndex { .. } => "ReadIndex",
+            Message::Propose { .. } => "Propose",
             Message::ReadIndexResponse { .. } => "ReadIndexResp",
         }
     }

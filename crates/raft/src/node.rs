@@ -250,6 +250,11 @@ impl RaftNode {
                 self.on_read_index(from, ctx);
                 Ok(())
             }
+            Message::Propose { command, .. } => {
+                // Not the leader (any more): dropped, as a lost message would be.
+                let _ = self.propose(command);
+                Ok(())
+            }
             Message::ReadIndexResponse { ctx, index, .. } => {
                 self.on_read_index_response(ctx, index);
                 Ok(())
@@ -288,6 +293,25 @@ impl RaftNode {
             term: self.term,
             index,
         })
+    }
+
+    /// A follower's write: hands `command` to the leader, which appends it as its own
+    /// proposal. Nothing reports back: the caller recognises the command when it is
+    /// applied, and a command lost on the way (the leader changed) is never applied.
+    pub fn forward(&mut self, command: Payload) -> Result<(), ProposeError> {
+        match (self.role, self.leader) {
+            (Role::Follower, Some(leader)) => {
+                let m = Message::Propose {
+                    term: self.term,
+                    command,
+                };
+                self.send(leader, m);
+                Ok(())
+            }
+            _ => Err(ProposeError::NotLeader {
+                leader: self.leader,
+            }),
+        }
     }
 
     pub(crate) fn append_local(&mut self, kind: EntryKind) -> LogIndex {

@@ -331,7 +331,11 @@ fn small_or_huge(rng: &mut seedrng::Rng) -> u64 {
 fn arbitrary_message(rng: &mut seedrng::Rng) -> Message {
     let term = Term(small_or_huge(rng));
     let idx = |rng: &mut seedrng::Rng| LogIndex(small_or_huge(rng));
-    match rng.range(0, 8) {
+    match rng.range(0, 9) {
+        8 => Message::Propose {
+            term,
+            command: vec![1u8; rng.range(0, 40) as usize].into(),
+        },
         6 => Message::ReadIndex {
             term,
             ctx: small_or_huge(rng),

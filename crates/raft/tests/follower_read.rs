@@ -151,3 +151,29 @@ fn a_leader_that_steps_down_refuses_the_reads_it_holds() {
     });
     assert_eq!(reads, vec![(NodeId(2), 10, None)]);
 }
+
+#[test]
+fn a_forwarded_write_is_appended_by_the_leader_and_applied_everywhere() {
+    let mut nodes = elected();
+    let before = nodes[0].status().last_index;
+    nodes[1]
+        .forward(b"from a follower".to_vec().into())
+        .unwrap();
+    pump(&mut nodes, all);
+    let after = nodes[0].status();
+    assert_eq!(after.last_index, before.next(), "the leader appended it");
+    assert!(after.commit >= after.last_index, "and committed it");
+    for n in &nodes[1..] {
+        assert!(
+            n.status().applied >= after.last_index,
+            "applied on {}",
+            n.id()
+        );
+    }
+    // The leader refuses nothing, but a non-follower cannot forward.
+    assert!(nodes[0].forward(b"x".to_vec().into()).is_err());
+    // Lost on the way (the leader is unreachable): nothing is appended anywhere.
+    nodes[2].forward(b"lost".to_vec().into()).unwrap();
+    pump(&mut nodes, |_, _, m| !matches!(m, Message::Propose { .. }));
+    assert_eq!(nodes[0].status().last_index, after.last_index);
+}

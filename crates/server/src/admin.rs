@@ -2,9 +2,8 @@
 //! `/status` (JSON) and `/version`. A deliberately small HTTP/1.1 responder: one
 //! request per connection, GET only.
 
-use crate::api::{Api, Route};
+use crate::api::Api;
 use crate::state::Metrics;
-use etcdpb::etcdserverpb as pb;
 use raft::Role;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -73,24 +72,12 @@ async fn handle(mut stream: TcpStream, api: Api) -> std::io::Result<()> {
 
 /// Healthy only when a leader is known and a linearizable read succeeds.
 async fn health(api: &Api) -> (u16, &'static str, String) {
-    let probe = tonic::Request::new(pb::RangeRequest {
-        key: b"health".to_vec(),
-        ..Default::default()
-    });
-    let result = match api.route(&probe).await {
+    let result = match api.await_leader().await {
         Err(s) => Err(s.message().to_string()),
-        Ok(Route::Local) => api
+        Ok(()) => api
             .read_barrier()
             .await
             .map_err(|s| s.message().to_string()),
-        Ok(Route::Leader(id)) => match api.channel_to(id) {
-            Err(s) => Err(s.message().to_string()),
-            Ok(ch) => pb::kv_client::KvClient::new(ch)
-                .range(api.forwarded(probe.into_inner()))
-                .await
-                .map(|_| ())
-                .map_err(|s| s.message().to_string()),
-        },
     };
     match result {
         Ok(()) => (

@@ -6,17 +6,12 @@ use crate::driver::{DriverError, Input};
 use crate::state::Shared;
 use etcdpb::etcdserverpb as pb;
 use raft::NodeId;
-use std::collections::HashMap;
+
 use std::sync::mpsc::Sender as StdSender;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
-
-/// Metadata marking a request a follower forwarded (forwarded requests are never
-/// forwarded again, so two members with different leader hints cannot loop).
-pub const FORWARDED: &str = "synod-forwarded";
 
 /// etcd's error statuses.
 pub mod errors {
@@ -58,21 +53,12 @@ pub mod errors {
     }
 }
 
-/// Where a request must go.
-pub enum Route {
-    /// This member leads: serve here.
-    Local,
-    /// Forward to the leader's client URL.
-    Leader(NodeId),
-}
-
 /// Shared by the gRPC services and the admin endpoints.
 #[derive(Clone)]
 pub struct Api {
     /// Shared state.
     pub shared: Arc<Shared>,
     driver: StdSender<Input>,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 /// A state machine error as etcd's status.
@@ -92,11 +78,7 @@ fn driver_status(e: DriverError) -> Status {
 impl Api {
     /// A handle for services.
     pub fn new(shared: Arc<Shared>, driver: StdSender<Input>) -> Api {
-        Api {
-            shared,
-            driver,
-            channels: Arc::new(Mutex::new(HashMap::new())),
-        }
+        Api { shared, driver }
     }
 
     /// Whether the store has outgrown `--quota-backend-bytes` (0 means 2 GiB, etcd's
@@ -119,27 +101,14 @@ impl Api {
         })
     }
 
-    /// Rewrites a forwarded response's header as this member's.
-    pub fn rehead(&self, h: &mut Option<pb::ResponseHeader>) {
-        let rev = h.as_ref().map_or(0, |h| h.revision);
-        *h = self.header(rev);
-    }
-
-    /// Waits (up to an election timeout) for a known leader; says where to go.
-    pub async fn route<T>(&self, req: &tonic::Request<T>) -> Result<Route, Status> {
-        let forwarded = req.metadata().contains_key(FORWARDED);
-        let known = self.shared.status.borrow().leader;
-        let leader = match known {
-            Some(l) => l,
-            None => self.wait_for_leader().await?,
-        };
-        if leader == self.shared.member_id {
-            Ok(Route::Local)
-        } else if forwarded {
-            Err(errors::no_leader())
-        } else {
-            Ok(Route::Leader(leader))
+    /// Waits (up to two election timeouts) until a leader is known. Writes and
+    /// linearizable reads go through the leader from any member: writes are handed to
+    /// it over the peer link, reads ask it for a read index.
+    pub async fn await_leader(&self) -> Result<(), Status> {
+        if self.shared.status.borrow().leader.is_none() {
+            self.wait_for_leader().await?;
         }
+        Ok(())
     }
 
     /// Waits up to two election timeouts for a leader to be known.
@@ -189,31 +158,5 @@ impl Api {
             Ok(Err(_)) => Err(errors::stopped()),
             Ok(Ok(r)) => r.map_err(driver_status),
         }
-    }
-
-    /// A channel to a member's client URL (cached).
-    pub fn channel_to(&self, id: NodeId) -> Result<Channel, Status> {
-        let urls = self.shared.client_urls_of(id);
-        let url = urls.first().ok_or_else(errors::no_leader)?.clone();
-        let mut cache = self.channels.lock().unwrap();
-        if let Some(c) = cache.get(&url) {
-            return Ok(c.clone());
-        }
-        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|_| errors::no_leader())?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true);
-        let ch = endpoint.connect_lazy();
-        cache.insert(url, ch.clone());
-        Ok(ch)
-    }
-
-    /// Wraps a request for forwarding.
-    pub fn forwarded<T>(&self, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        r.metadata_mut()
-            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-        r.set_timeout(Duration::from_secs(7));
-        r
     }
 }

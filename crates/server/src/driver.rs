@@ -92,9 +92,13 @@ pub struct Driver {
     snapshot_dir: PathBuf,
     inputs: Sender<Input>,
     snap: SnapState,
+    ticks: u64,
     next_id: u64,
     next_ctx: u64,
     writes: BTreeMap<LogIndex, (u64, WriteReply)>,
+    /// Writes this follower handed to the leader, by request id (answered when an
+    /// entry carrying the id is applied; given up when the client stops waiting).
+    forwarded: HashMap<u64, WriteReply>,
     reads: HashMap<u64, ReadReply>,
     ready_reads: Vec<(LogIndex, ReadReply)>,
     applied: LogIndex,
@@ -135,9 +139,11 @@ impl Driver {
             snapshot_dir: opts.snapshot_dir,
             inputs: opts.inputs,
             snap: SnapState::Idle,
+            ticks: 0,
             next_id: seed,
             next_ctx: 0,
             writes: BTreeMap::new(),
+            forwarded: HashMap::new(),
             reads: HashMap::new(),
             ready_reads: Vec::new(),
             applied: LogIndex(0),
@@ -179,6 +185,10 @@ impl Driver {
             while now >= next_tick {
                 self.raft.tick();
                 next_tick += self.tick;
+                self.ticks += 1;
+                if self.ticks.is_multiple_of(64) {
+                    self.purge_forwarded();
+                }
             }
             self.process();
         }
@@ -192,20 +202,7 @@ impl Driver {
                     eprintln!("warn: dropped a message from {:x}: {e}", from.0);
                 }
             }
-            Input::Propose(w, reply) => {
-                self.next_id = self.next_id.wrapping_add(1);
-                let id = self.next_id;
-                match self.raft.propose(w.encode(id).into()) {
-                    Ok(p) => {
-                        Metrics::add(&self.shared.metrics.proposals, 1);
-                        self.writes.insert(p.index, (id, reply));
-                    }
-                    Err(e) => {
-                        Metrics::add(&self.shared.metrics.proposals_failed, 1);
-                        let _ = reply.send(Err(not_leader(e)));
-                    }
-                }
-            }
+            Input::Propose(w, reply) => self.on_propose(w, reply),
             Input::ReadIndex(reply) => {
                 self.next_ctx += 1;
                 match self.raft.read_index(self.next_ctx) {
@@ -220,6 +217,41 @@ impl Driver {
             Input::Snapshot(outcome) => self.on_snapshot_written(outcome),
             Input::Shutdown => {}
         }
+    }
+
+    fn on_propose(&mut self, w: Write, reply: WriteReply) {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        let payload: raft::Payload = w.encode(id).into();
+        let outcome = match self.raft.propose(payload.clone()) {
+            Ok(p) => Ok(Some(p.index)),
+            // A follower hands the write to its leader over the peer link (batched
+            // with the round's other frames; no gRPC hop).
+            Err(ProposeError::NotLeader { leader: Some(_) }) => {
+                self.raft.forward(payload).map(|()| None)
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(Some(index)) => {
+                self.writes.insert(index, (id, reply));
+            }
+            Ok(None) => {
+                self.forwarded.insert(id, reply);
+            }
+            Err(e) => {
+                Metrics::add(&self.shared.metrics.proposals_failed, 1);
+                let _ = reply.send(Err(not_leader(e)));
+                return;
+            }
+        }
+        Metrics::add(&self.shared.metrics.proposals, 1);
+    }
+
+    /// Forwarded writes whose clients stopped waiting (the leader changed and the
+    /// entry never came back): forget them.
+    fn purge_forwarded(&mut self) {
+        self.forwarded.retain(|_, reply| !reply.is_closed());
     }
 
     /// Takes effects until none are left (a snapshot taken on the way adds its own
@@ -359,6 +391,11 @@ impl Driver {
             .write()
             .unwrap()
             .apply(index.0, &write.to_kv());
+        if let Some(reply) = self.forwarded.remove(&id) {
+            let _ = reply.send(result.clone().map_or(Err(DriverError::LeaderChanged), |r| {
+                r.map_err(DriverError::Kv)
+            }));
+        }
         if let Some((want, reply)) = self.writes.remove(&index) {
             let out = match result {
                 _ if want != id => Err(DriverError::LeaderChanged),

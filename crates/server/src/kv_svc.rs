@@ -1,10 +1,9 @@
 //! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
 
-use crate::api::{errors, kv_status, Api, Route};
+use crate::api::{errors, kv_status, Api};
 use crate::cmd::Write;
 use crate::convert;
 use etcdpb::etcdserverpb as pb;
-use etcdpb::etcdserverpb::kv_client::KvClient;
 use prost::Message as _;
 use tonic::{Request, Response, Status};
 
@@ -35,18 +34,10 @@ impl KvService {
         Ok(())
     }
 
-    fn client(&self, leader: raft::NodeId) -> Result<KvClient<tonic::transport::Channel>, Status> {
-        Ok(KvClient::new(self.api.channel_to(leader)?)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX))
-    }
-
-    /// Serves a write here or forwards it; `fwd` is the forwarding call.
-    async fn write(&self, route: Route, w: Write) -> Result<kv::Response, Forward> {
-        match route {
-            Route::Local => self.api.write(w).await.map_err(Forward::Failed),
-            Route::Leader(id) => Err(Forward::To(id, w)),
-        }
+    /// Proposes a write (handed to the leader when this member follows).
+    async fn write(&self, w: Write) -> Result<kv::Response, Status> {
+        self.api.await_leader().await?;
+        self.api.write(w).await
     }
 
     fn local_range(&self, req: &pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
@@ -57,31 +48,15 @@ impl KvService {
     }
 }
 
-/// A write that must go elsewhere, or failed here.
-enum Forward {
-    To(raft::NodeId, Write),
-    Failed(Status),
-}
-
-macro_rules! forward_or {
-    ($self:ident, $res:expr, $method:ident, $variant:ident, $conv:path) => {
-        match $res {
-            Ok(kv::Response::$variant(r)) => {
+/// A write's response as the gRPC reply of its kind.
+macro_rules! reply {
+    ($self:ident, $res:expr, $variant:ident, $conv:path) => {
+        match $res? {
+            kv::Response::$variant(r) => {
                 let rev = r.revision;
                 Ok(Response::new($conv(r, $self.api.header(rev))))
             }
-            Ok(other) => Err(Status::internal(format!("unexpected response {other:?}"))),
-            Err(Forward::Failed(s)) => Err(s),
-            Err(Forward::To(id, Write::$variant(req))) => {
-                let mut resp = $self
-                    .client(id)?
-                    .$method($self.api.forwarded(req))
-                    .await?
-                    .into_inner();
-                $self.api.rehead(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            Err(Forward::To(..)) => Err(Status::internal("forwarding mismatch")),
+            other => Err(Status::internal(format!("unexpected response {other:?}"))),
         }
     };
 }
@@ -103,7 +78,7 @@ impl pb::kv_server::Kv for KvService {
         if !request.get_ref().serializable {
             // On a follower too: the leader names a read index (after confirming its
             // leadership with a quorum) and the read is served here once applied.
-            self.api.route(&request).await?;
+            self.api.await_leader().await?;
             self.api.read_barrier().await?;
         }
         self.local_range(request.get_ref()).map(Response::new)
@@ -115,9 +90,8 @@ impl pb::kv_server::Kv for KvService {
     ) -> Result<Response<pb::PutResponse>, Status> {
         self.check_size(request.get_ref().encoded_len())?;
         self.check_quota()?;
-        let route = self.api.route(&request).await?;
-        let res = self.write(route, Write::Put(request.into_inner())).await;
-        forward_or!(self, res, put, Put, convert::put_out)
+        let res = self.write(Write::Put(request.into_inner())).await;
+        reply!(self, res, Put, convert::put_out)
     }
 
     async fn delete_range(
@@ -125,11 +99,8 @@ impl pb::kv_server::Kv for KvService {
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         self.check_size(request.get_ref().encoded_len())?;
-        let route = self.api.route(&request).await?;
-        let res = self
-            .write(route, Write::DeleteRange(request.into_inner()))
-            .await;
-        forward_or!(self, res, delete_range, DeleteRange, convert::delete_out)
+        let res = self.write(Write::DeleteRange(request.into_inner())).await;
+        reply!(self, res, DeleteRange, convert::delete_out)
     }
 
     async fn txn(
@@ -155,35 +126,19 @@ impl pb::kv_server::Kv for KvService {
         if writes(&t.success) || writes(&t.failure) {
             self.check_quota()?;
         }
-        let route = self.api.route(&request).await?;
-        let res = self.write(route, Write::Txn(request.into_inner())).await;
-        forward_or!(self, res, txn, Txn, convert::txn_out)
+        let res = self.write(Write::Txn(request.into_inner())).await;
+        reply!(self, res, Txn, convert::txn_out)
     }
 
     async fn compact(
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        let route = self.api.route(&request).await?;
-        match self
-            .write(route, Write::Compact(request.into_inner()))
-            .await
-        {
-            Ok(kv::Response::Compacted { revision }) => Ok(Response::new(pb::CompactionResponse {
+        match self.write(Write::Compact(request.into_inner())).await? {
+            kv::Response::Compacted { revision } => Ok(Response::new(pb::CompactionResponse {
                 header: self.api.header(revision),
             })),
-            Ok(other) => Err(Status::internal(format!("unexpected response {other:?}"))),
-            Err(Forward::Failed(s)) => Err(s),
-            Err(Forward::To(id, Write::Compact(req))) => {
-                let mut resp = self
-                    .client(id)?
-                    .compact(self.api.forwarded(req))
-                    .await?
-                    .into_inner();
-                self.api.rehead(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            Err(Forward::To(..)) => Err(Status::internal("forwarding mismatch")),
+            other => Err(Status::internal(format!("unexpected response {other:?}"))),
         }
     }
 }

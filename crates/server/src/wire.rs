@@ -217,6 +217,11 @@ fn encode_message(msg: &Message, out: &mut Vec<u8>) {
             put(out, term.0);
             put(out, *ctx);
         }
+        Message::Propose { term, command } => {
+            out.push(9);
+            put(out, term.0);
+            put_bytes(out, command);
+        }
         Message::ReadIndexResponse { term, ctx, index } => {
             out.push(8);
             // Index 0 is never a read index (reads wait for an entry of the term).
@@ -367,6 +372,10 @@ fn decode_message(r: &mut Reader<'_>) -> Result<Message, WireError> {
             ctx: r.u64()?,
             index: Some(LogIndex(r.u64()?)).filter(|i| i.0 != 0),
         },
+        9 => Message::Propose {
+            term: Term(r.u64()?),
+            command: Payload::from(r.bytes()?),
+        },
         _ => return Err(WireError::Malformed("unknown message tag")),
     })
 }
@@ -473,6 +482,10 @@ mod tests {
             Message::ReadIndex {
                 term: Term(3),
                 ctx: 77,
+            },
+            Message::Propose {
+                term: Term(3),
+                command: b"put k v".to_vec().into(),
             },
             Message::ReadIndexResponse {
                 term: Term(3),

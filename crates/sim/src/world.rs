@@ -612,6 +612,7 @@ pub(crate) fn describe(m: &Message) -> String {
             format!("SnapshotResp t{term} at {index} next={next_offset} installed={installed}")
         }
         Message::ReadIndex { term, ctx } => format!("ReadIndex t{term} ctx={ctx}"),
+        Message::Propose { term, command } => format!("Propose t{term} {}B", command.len()),
         Message::ReadIndexResponse { term, ctx, index } => {
             format!("ReadIndexResp t{term} ctx={ctx} index={index:?}")
         }
