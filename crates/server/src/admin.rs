@@ -125,7 +125,7 @@ fn status_json(api: &Api) -> String {
         .iter()
         .map(|(id, m)| format!("{{\"id\":\"{id:x}\",\"match_index\":{m}}}"))
         .collect();
-    let rev = api.shared.store.read().unwrap().revision();
+    let rev = api.shared.store.read().revision();
     format!(
         "{{\"member_id\":\"{:x}\",\"name\":{},\"role\":\"{}\",\"term\":{},\"leader\":\"{}\",\"commit_index\":{},\"applied_index\":{},\"last_index\":{},\"snapshot_index\":{},\"revision\":{rev},\"peers\":[{}]}}\n",
         api.shared.member_id.0,
@@ -156,7 +156,7 @@ fn metrics(api: &Api) -> String {
     let st = api.shared.status();
     let m = &api.shared.metrics;
     let (keys, bytes, rev) = {
-        let s = api.shared.store.read().unwrap();
+        let s = api.shared.store.read();
         (s.stored_keys(), s.approx_bytes(), s.revision())
     };
     let g = Metrics::get;

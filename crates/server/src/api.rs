@@ -88,7 +88,7 @@ impl Api {
             0 => 2 << 30,
             q => q,
         };
-        self.shared.store.read().unwrap().approx_bytes() >= quota
+        self.shared.store.read().approx_bytes() >= quota
     }
 
     /// A full response header at `revision`.

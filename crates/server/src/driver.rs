@@ -14,7 +14,6 @@ use raft::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -161,7 +160,11 @@ impl Driver {
     pub fn run(mut self, rx: Receiver<Input>) {
         let mut next_tick = Instant::now() + self.tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // While a snapshot is being cut, only poll: its slices run between inputs.
+            let wait = match self.snap {
+                SnapState::Serializing { .. } => Duration::ZERO,
+                _ => next_tick.saturating_duration_since(Instant::now()),
+            };
             let first = match rx.recv_timeout(wait) {
                 Ok(i) => Some(i),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -258,6 +261,7 @@ impl Driver {
     /// persist request, which goes through the same path), then serves ready reads.
     fn process(&mut self) {
         while self.drain_effects() || self.maybe_snapshot() {}
+        self.snapshot_slice();
         self.serve_reads();
         self.publish();
     }
@@ -344,12 +348,11 @@ impl Driver {
                     Ok(st) => st,
                     Err(e) => fatal("snapshot does not decode", format!("{e:?}")),
                 };
-                if let SnapState::Writing { abort } = &self.snap {
-                    // Before the write lock: the snapshot thread checks it under the
-                    // read lock, so it never reads the replacement.
-                    abort.store(true, Ordering::Release);
+                if let SnapState::Serializing { .. } = &self.snap {
+                    // The store it was reading is being replaced.
+                    self.snap = SnapState::Idle;
                 }
-                *self.shared.store.write().unwrap() = store;
+                *self.shared.store.write() = store;
                 if s.meta.index > self.snapshot_index {
                     Metrics::add(&self.shared.metrics.snapshots_installed, 1);
                     eprintln!(
@@ -385,12 +388,7 @@ impl Driver {
             Ok(x) => x,
             Err(err) => fatal(&format!("log entry {index} is damaged"), err),
         };
-        let result = self
-            .shared
-            .store
-            .write()
-            .unwrap()
-            .apply(index.0, &write.to_kv());
+        let result = self.shared.store.write().apply(index.0, &write.to_kv());
         if let Some(reply) = self.forwarded.remove(&id) {
             let _ = reply.send(result.clone().map_or(Err(DriverError::LeaderChanged), |r| {
                 r.map_err(DriverError::Kv)
@@ -449,20 +447,35 @@ impl Driver {
             return;
         };
         let meta = raft::SnapshotMeta { index, term };
-        let dir = self.snapshot_dir.clone();
-        match snapshotter::start(&self.shared, meta, dir, self.inputs.clone()) {
-            Ok(state) => self.snap = state,
-            Err(e) => fatal("snapshot", e),
-        }
+        self.snap = snapshotter::begin(&self.shared, meta);
         // The next snapshot counts from this one.
         self.snapshot_index = index;
     }
 
+    /// One slice of the snapshot being cut, if any; once it has read every key, the
+    /// history is released and the file is written in the background.
+    fn snapshot_slice(&mut self) {
+        let SnapState::Serializing { writer, .. } = &mut self.snap else {
+            return;
+        };
+        if !snapshotter::step(writer, &self.shared, Duration::from_millis(2)) {
+            return;
+        }
+        self.shared.store.write().release_history();
+        let SnapState::Serializing { writer, meta } =
+            std::mem::replace(&mut self.snap, SnapState::Writing)
+        else {
+            unreachable!("matched above");
+        };
+        let dir = self.snapshot_dir.clone();
+        if let Err(e) = snapshotter::write_file(writer, meta, dir, self.inputs.clone()) {
+            fatal("snapshot", e);
+        }
+    }
+
     fn on_snapshot_written(&mut self, outcome: SnapOutcome) {
-        self.shared.store.write().unwrap().release_history();
         self.snap = match outcome {
             SnapOutcome::Written(meta, data) => SnapState::Ready(meta, data),
-            SnapOutcome::Aborted => SnapState::Idle,
             SnapOutcome::Failed(e) => fatal("snapshot file", e),
         };
     }

@@ -41,7 +41,7 @@ impl KvService {
     }
 
     fn local_range(&self, req: &pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
-        let store = self.api.shared.store.read().unwrap();
+        let store = self.api.shared.store.read();
         let r = store.range(&convert::range_in(req)).map_err(kv_status)?;
         let rev = r.revision;
         Ok(convert::range_out(r, self.api.header(rev)))

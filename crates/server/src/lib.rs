@@ -125,7 +125,7 @@ pub async fn run(
             me,
             cfg.advertise_client_urls.clone(),
         )])),
-        store: std::sync::RwLock::new(kv::Store::new()),
+        store: parking_lot::RwLock::new(kv::Store::new()),
         status: status_tx,
         metrics: Default::default(),
         max_request_bytes: cfg.max_request_bytes,

@@ -38,7 +38,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                 is_learner: false,
             })
             .collect();
-        let rev = shared.store.read().unwrap().revision();
+        let rev = shared.store.read().revision();
         Ok(Response::new(pb::MemberListResponse {
             header: self.api.header(rev),
             members,
@@ -58,7 +58,7 @@ impl MaintenanceService {
     }
 
     fn revision(&self) -> i64 {
-        self.api.shared.store.read().unwrap().revision()
+        self.api.shared.store.read().revision()
     }
 }
 
@@ -90,7 +90,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let st = self.api.shared.status();
         let (rev, size) = {
-            let store = self.api.shared.store.read().unwrap();
+            let store = self.api.shared.store.read();
             (store.revision(), store.approx_bytes() as i64)
         };
         let mut errors = Vec::new();
@@ -133,7 +133,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         _request: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
         let (rev, hash) = {
-            let store = self.api.shared.store.read().unwrap();
+            let store = self.api.shared.store.read();
             (store.revision(), store.hash(store.revision()))
         };
         Ok(Response::new(pb::HashResponse {
@@ -146,7 +146,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         request: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
-        let store = self.api.shared.store.read().unwrap();
+        let store = self.api.shared.store.read();
         let current = store.revision();
         let want = request.get_ref().revision;
         let rev = if want <= 0 { current } else { want };

@@ -5,7 +5,7 @@ use kv::Store;
 use raft::{NodeId, Role};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
 use tokio::sync::watch;
 
 /// What the driver publishes after each round.
@@ -82,7 +82,7 @@ pub struct Shared {
     /// Client URLs: our own from flags, peers' learned from their handshakes.
     pub client_urls: Mutex<BTreeMap<NodeId, Vec<String>>>,
     /// The key-value state machine (the driver writes; readers read).
-    pub store: RwLock<Store>,
+    pub store: parking_lot::RwLock<Store>,
     /// Latest published status.
     pub status: watch::Sender<NodeStatus>,
     /// Counters.
