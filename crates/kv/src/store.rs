@@ -119,6 +119,28 @@ impl Store {
         self.keys.len()
     }
 
+    /// How many keys in the range are live at `rev` (nothing is copied).
+    pub(crate) fn count_live(&self, key: &[u8], end: &[u8], rev: i64) -> usize {
+        self.keys
+            .range(bounds(key, end))
+            .filter(|(_, h)| {
+                h.iter()
+                    .rev()
+                    .find(|v| v.rev <= rev)
+                    .is_some_and(|v| v.value.is_some())
+            })
+            .count()
+    }
+
+    /// The first `n` live keys of the range at `rev`, in key order.
+    pub(crate) fn live_first(&self, key: &[u8], end: &[u8], rev: i64, n: usize) -> Vec<KeyValue> {
+        self.keys
+            .range(bounds(key, end))
+            .filter_map(|(k, h)| at(k, h, rev))
+            .take(n)
+            .collect()
+    }
+
     /// Live keys in the range at `rev`.
     pub(crate) fn live(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<KeyValue> {
         self.keys
