@@ -157,13 +157,7 @@ mod suite {
         s.write(&snap_req(10, 1, b"ten")).unwrap();
         s.write(&snap_req(20, 1, b"twenty")).unwrap();
         s.sync().unwrap();
-        let snaps: Vec<String> = s
-            .backend_mut()
-            .list()
-            .unwrap()
-            .into_iter()
-            .filter(|n| n.contains("snap"))
-            .collect();
+        let snaps = snapshot_files(s.backend_mut());
         assert_eq!(snaps.len(), 1, "{snaps:?}");
         let r = s.recover().unwrap();
         assert_eq!(r.snapshot.unwrap().data.to_vec(), b"twenty".to_vec());
@@ -187,17 +181,16 @@ mod suite {
         s.adopt_saved_snapshot(at15.meta);
         s.write(&snap_req(15, 1, b"not written")).unwrap();
         s.sync().unwrap();
-        let snaps: Vec<String> = s
-            .backend_mut()
-            .list()
-            .unwrap()
-            .into_iter()
-            .filter(|n| n.contains("snap"))
-            .collect();
+        let snaps = snapshot_files(s.backend_mut());
         assert_eq!(snaps.len(), 1, "{snaps:?}");
         let r = s.recover().unwrap();
         assert_eq!(r.snapshot.unwrap().data.to_vec(), b"fifteen".to_vec());
         assert_eq!(r.entries, entries(16, 20, 1));
+    }
+
+    fn snapshot_files<B: Backend>(b: &mut B) -> Vec<String> {
+        let names = b.list().unwrap().into_iter();
+        names.filter(|n| n.contains("snap")).collect()
     }
 
     fn last_segment<B: Backend>(b: &mut B) -> String {
