@@ -51,7 +51,7 @@ pub enum Input {
     /// A linearizable read barrier: replies once the store has applied through the
     /// leader's commit index as of the request.
     ReadIndex(ReadReply),
-    /// The background snapshot finished (or gave up).
+    /// The snapshot thread wrote its file (or failed to).
     Snapshot(SnapOutcome),
     /// Stop the driver.
     Shutdown,
