@@ -1,6 +1,8 @@
 //! The sans-IO contract, driven by hand: durability gating, typed errors for bad input,
 //! configuration validation. No simulator: every message is moved explicitly.
 
+mod common;
+
 use raft::{
     AppendOutcome, Config, Effect, Entry, EntryKind, HardState, IoId, LogIndex, Message, NodeId,
     ProposeError, RaftNode, RecoverError, Recovered, Role, Snapshot, SnapshotMeta, Term,
@@ -418,41 +420,12 @@ fn arbitrary_message(rng: &mut seedrng::Rng) -> Message {
     }
 }
 
-/// Hand-driven cluster: delivers messages between nodes, persisting at once, with a
-/// filter deciding which messages arrive. Returns the messages that were delivered.
+/// Hand-driven cluster: the messages delivered.
 fn pump(
     nodes: &mut [RaftNode],
-    mut deliver: impl FnMut(NodeId, NodeId, &Message) -> bool,
+    deliver: impl FnMut(NodeId, NodeId, &Message) -> bool,
 ) -> Vec<(NodeId, NodeId, Message)> {
-    let mut delivered = Vec::new();
-    for _ in 0..50 {
-        let mut queue = Vec::new();
-        for n in nodes.iter_mut() {
-            loop {
-                let effects = n.take_effects();
-                if effects.is_empty() {
-                    break;
-                }
-                for e in effects {
-                    match e {
-                        Effect::Persist(p) => n.on_persisted(p.io).unwrap(),
-                        Effect::Send { to, message } => queue.push((n.id(), to, message)),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        if queue.is_empty() {
-            break;
-        }
-        for (from, to, m) in queue {
-            if deliver(from, to, &m) {
-                let _ = nodes[(to.0 - 1) as usize].step(from, m.clone());
-                delivered.push((from, to, m));
-            }
-        }
-    }
-    delivered
+    common::pump(nodes, deliver).delivered
 }
 
 /// A leader that compacts again while a snapshot transfer is under way finishes the

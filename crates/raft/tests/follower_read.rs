@@ -2,7 +2,9 @@
 //! with a quorum and names its commit index; a read whose leader is gone is aborted,
 //! never left hanging or released unconfirmed.
 
-use raft::{Config, Effect, LogIndex, Message, NodeId, RaftNode, Role};
+mod common;
+
+use raft::{Config, LogIndex, Message, NodeId, RaftNode, Role};
 
 /// What a pump round saw besides messages: (node, ctx, Some(index) | None = aborted).
 type ReadOutcome = (NodeId, u64, Option<LogIndex>);
@@ -19,42 +21,12 @@ fn cluster() -> Vec<RaftNode> {
         .collect()
 }
 
-/// Delivers messages (instantly durable disks) while `deliver` allows them; returns
-/// the read outcomes every node reported.
+/// Delivers messages while `deliver` allows them; returns the read outcomes.
 fn pump(
     nodes: &mut [RaftNode],
-    mut deliver: impl FnMut(NodeId, NodeId, &Message) -> bool,
+    deliver: impl FnMut(NodeId, NodeId, &Message) -> bool,
 ) -> Vec<ReadOutcome> {
-    let mut reads = Vec::new();
-    for _ in 0..50 {
-        let mut queue = Vec::new();
-        for n in nodes.iter_mut() {
-            loop {
-                let effects = n.take_effects();
-                if effects.is_empty() {
-                    break;
-                }
-                for e in effects {
-                    match e {
-                        Effect::Persist(p) => n.on_persisted(p.io).unwrap(),
-                        Effect::Send { to, message } => queue.push((n.id(), to, message)),
-                        Effect::ReadReady { ctx, index } => reads.push((n.id(), ctx, Some(index))),
-                        Effect::ReadAborted { ctx } => reads.push((n.id(), ctx, None)),
-                        Effect::Apply(_) => {}
-                    }
-                }
-            }
-        }
-        if queue.is_empty() {
-            break;
-        }
-        for (from, to, m) in queue {
-            if deliver(from, to, &m) {
-                let _ = nodes[(to.0 - 1) as usize].step(from, m);
-            }
-        }
-    }
-    reads
+    common::pump(nodes, deliver).reads
 }
 
 fn all(_: NodeId, _: NodeId, _: &Message) -> bool {
