@@ -19,6 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::{DiskStorage, FaultyBackend, FileBackend, RaftStorage};
 
+/// How long one slice of snapshot serialization may take (and the least time between
+/// two slices).
+const SLICE: Duration = Duration::from_millis(2);
+
 /// The storage a member runs on (faults only when configured).
 pub type MemberStorage = DiskStorage<FaultyBackend<FileBackend>>;
 use tokio::sync::oneshot;
@@ -91,6 +95,10 @@ pub struct Driver {
     snapshot_dir: PathBuf,
     inputs: Sender<Input>,
     snap: SnapState,
+    /// Applied entries between snapshots here: `snapshot_count` plus up to a tenth,
+    /// different on each member, so that members do not all cut theirs at once.
+    snapshot_stride: u64,
+    last_slice: Instant,
     ticks: u64,
     next_id: u64,
     next_ctx: u64,
@@ -128,6 +136,8 @@ impl Driver {
             .map_or(LogIndex(0), |s| s.meta.index);
         let seed = opts.raft.seed;
         let raft = RaftNode::restart(opts.raft, recovered).map_err(|e| e.to_string())?;
+        let count = opts.snapshot_count.max(1);
+        let snapshot_stride = count + shared.member_id.0 % (count / 10).max(1);
         Ok(Driver {
             raft,
             storage,
@@ -138,6 +148,8 @@ impl Driver {
             snapshot_dir: opts.snapshot_dir,
             inputs: opts.inputs,
             snap: SnapState::Idle,
+            snapshot_stride,
+            last_slice: Instant::now(),
             ticks: 0,
             next_id: seed,
             next_ctx: 0,
@@ -160,11 +172,11 @@ impl Driver {
     pub fn run(mut self, rx: Receiver<Input>) {
         let mut next_tick = Instant::now() + self.tick;
         loop {
-            // While a snapshot is being cut, only poll: its slices run between inputs.
-            let wait = match self.snap {
-                SnapState::Serializing { .. } => Duration::ZERO,
-                _ => next_tick.saturating_duration_since(Instant::now()),
-            };
+            // While a snapshot is being cut, wake up for its next slice.
+            let mut wait = next_tick.saturating_duration_since(Instant::now());
+            if let SnapState::Serializing { .. } = self.snap {
+                wait = wait.min(SLICE);
+            }
             let first = match rx.recv_timeout(wait) {
                 Ok(i) => Some(i),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -420,7 +432,7 @@ impl Driver {
     /// past it. True when the core compacted (it then has a persist request to drain).
     fn maybe_snapshot(&mut self) -> bool {
         match &self.snap {
-            SnapState::Idle if self.applied.0 >= self.snapshot_index.0 + self.snapshot_count => {
+            SnapState::Idle if self.applied.0 >= self.snapshot_index.0 + self.snapshot_stride => {
                 self.start_snapshot();
                 false
             }
@@ -458,7 +470,14 @@ impl Driver {
         let SnapState::Serializing { writer, .. } = &mut self.snap else {
             return;
         };
-        if !snapshotter::step(writer, &self.shared, Duration::from_millis(2)) {
+        // At most every other SLICE: the driver and the member's network threads keep
+        // at least half of a core while all members cut their snapshots at once.
+        if self.last_slice.elapsed() < SLICE {
+            return;
+        }
+        let done = snapshotter::step(writer, &self.shared, SLICE);
+        self.last_slice = Instant::now();
+        if !done {
             return;
         }
         self.shared.store.write().release_history();
