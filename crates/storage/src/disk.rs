@@ -13,9 +13,9 @@ use raft::{HardState, LogIndex, PersistRequest, Recovered, Snapshot, SnapshotMet
 pub struct StorageOptions {
     /// A WAL segment rotates once it reaches this size.
     pub segment_bytes: u64,
-    /// Keep zero-filled space ahead of the write position (4 MiB at a time, made durable
-    /// with the batch that triggers it), so most appends do not change the file size and
-    /// their fdatasync commits data only.
+    /// Fill each new segment with zeros up to `segment_bytes` (made durable with the
+    /// segment's first fdatasync), so appends never change the file size and each
+    /// fdatasync commits data only.
     pub preallocate: bool,
 }
 

@@ -48,12 +48,9 @@ pub(crate) struct Wal {
     hard_state: HardState,
     last_index: LogIndex,
     segment_bytes: u64,
-    /// Segments are filled with zeros ahead of the write position (a chunk at a time,
-    /// see [`PREALLOC_CHUNK`]), so most appends overwrite allocated space and their
-    /// fdatasync need not commit a file-size change.
+    /// New segments are filled with zeros up to `segment_bytes` before use, so appends
+    /// overwrite allocated space and fdatasync need not commit a file-size change.
     preallocate: bool,
-    /// End of the zero-filled space of the current segment (at least `len`).
-    prealloc_end: u64,
     /// The current segment was created and its directory entry is not yet durable.
     new_segment: bool,
 }
@@ -89,7 +86,6 @@ impl Wal {
             last_index,
             segment_bytes,
             preallocate,
-            prealloc_end: len,
             new_segment: false,
         };
         Ok((wal, out))
@@ -118,16 +114,8 @@ impl Wal {
             return Err(StorageError::Io("no WAL segment".into()));
         };
         let name = seg.name();
-        if self.preallocate {
-            // Zeros first (beyond everything written), then the batch over them; one
-            // fdatasync covers both. Filling a chunk at a time keeps each such sync
-            // short, where a whole 64 MiB segment at once stalled a round for as long
-            // as flushing 64 MiB takes.
-            let end = self.len + self.buf.len() as u64;
-            while self.prealloc_end < end + PREALLOC_CHUNK {
-                zero_fill(b, &name, self.prealloc_end, PREALLOC_CHUNK)?;
-                self.prealloc_end += PREALLOC_CHUNK;
-            }
+        if self.new_segment && self.preallocate {
+            preallocate(b, &name, self.segment_bytes)?;
         }
         b.write(&name, self.len, &self.buf)?;
         b.sync(&name)?;
@@ -148,7 +136,6 @@ impl Wal {
             first: self.last_index.next(),
         });
         self.len = 0;
-        self.prealloc_end = 0;
         self.new_segment = true;
         debug_assert!(self.buf.is_empty());
         encode(&Record::HardState(self.hard_state), &mut self.buf);
@@ -187,22 +174,19 @@ impl Wal {
     }
 }
 
-/// Zero-filled space kept ahead of the write position of a segment.
-const PREALLOC_CHUNK: u64 = 4 << 20;
-
-/// Writes `bytes` zeros at `from` (the next fdatasync covers them with its batch).
-fn zero_fill<B: Backend>(b: &mut B, name: &str, from: u64, bytes: u64) -> Result<(), StorageError> {
+/// Replays one segment into `out`; returns the valid length.
+/// Fills a new segment with zeros (one fdatasync later covers it with the first batch).
+fn preallocate<B: Backend>(b: &mut B, name: &str, bytes: u64) -> Result<(), StorageError> {
     let zeros = vec![0u8; 1 << 20];
     let mut at = 0;
     while at < bytes {
         let n = (bytes - at).min(zeros.len() as u64) as usize;
-        b.write(name, from + at, &zeros[..n])?;
+        b.write(name, at, &zeros[..n])?;
         at += n as u64;
     }
     Ok(())
 }
 
-/// Replays one segment into `out`; returns the valid length.
 fn replay_segment<B: Backend>(
     b: &mut B,
     seg: &Segment,
