@@ -14,7 +14,6 @@ pub(crate) struct Durability {
     persisted: u64,
     /// Lowest log index changed in memory since the last persist request.
     unstable_from: Option<LogIndex>,
-    snapshot_dirty: bool,
     last_written: HardState,
     /// Log last index that each issued io leaves on disk, when it touches the log.
     io_last: VecDeque<(u64, LogIndex)>,
@@ -55,8 +54,9 @@ impl Durability {
         self.persisted_last = self.persisted_last.min(index);
     }
 
-    pub(crate) fn mark_snapshot(&mut self) {
-        self.snapshot_dirty = true;
+    /// Whether storage reported `io` durable.
+    pub(crate) fn is_persisted(&self, io: IoId) -> bool {
+        io.0 <= self.persisted
     }
 
     /// Queues a message that may only leave once everything issued so far is durable.
@@ -64,13 +64,14 @@ impl Durability {
         self.gated.push((to, message));
     }
 
-    /// Builds the next persist request, if anything needs writing, and assigns the
-    /// gated messages to the newest io. Returns the request and messages released now.
+    /// Builds the next persist request, if anything needs writing (`snapshot` always
+    /// does), and assigns the gated messages to the newest io. Returns the request and
+    /// messages released now.
     pub(crate) fn flush(
         &mut self,
         hard_state: HardState,
         tail: impl FnOnce(LogIndex) -> (LogIndex, Vec<crate::types::Entry>),
-        snapshot: Option<&Snapshot>,
+        snapshot: Option<Snapshot>,
         last_index: LogIndex,
     ) -> (Option<PersistRequest>, Vec<(NodeId, Message)>) {
         // Persist only a commit index whose entries are already durable, so that a crash
@@ -83,17 +84,12 @@ impl Durability {
             .max(self.last_written.commit);
         let vote_changed =
             (hard_state.term, hard_state.vote) != (self.last_written.term, self.last_written.vote);
-        let request = if self.unstable_from.is_some() || self.snapshot_dirty || vote_changed {
+        let request = if self.unstable_from.is_some() || snapshot.is_some() || vote_changed {
             self.issued += 1;
             let entries = self.unstable_from.take().map(|from| {
                 let (from, entries) = tail(from);
                 EntryWrite { from, entries }
             });
-            let snapshot = if std::mem::take(&mut self.snapshot_dirty) {
-                snapshot.cloned()
-            } else {
-                None
-            };
             if entries.is_some() || snapshot.is_some() {
                 self.io_last.push_back((self.issued, last_index));
             }

@@ -1,7 +1,9 @@
 //! What the driver must do after feeding the node: the output half of the sans-IO contract.
 
 use crate::message::Message;
-use crate::types::{Entry, HardState, IoId, LogIndex, NodeId, Snapshot};
+use crate::types::{
+    Entry, HardState, IoId, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term,
+};
 
 /// A write the driver must make durable, then report with `on_persisted(io)`.
 ///
@@ -54,6 +56,14 @@ pub enum Effect {
         /// The message.
         message: Message,
     },
+    /// Read a chunk of a stored snapshot and send it: the core keeps no snapshot bytes
+    /// once they are handed to storage.
+    SendSnapshotChunk {
+        /// Destination.
+        to: NodeId,
+        /// What to read, and the message it goes into.
+        chunk: ChunkRequest,
+    },
     /// Apply committed state, in order.
     Apply(Apply),
     /// The read `ctx` may be served once the state machine has applied `index`.
@@ -68,4 +78,39 @@ pub enum Effect {
         /// The driver's read context.
         ctx: u64,
     },
+}
+
+/// An InstallSnapshot chunk to read from storage: up to `max_len` bytes of the stored
+/// snapshot `meta` from `offset`. The driver sends [`ChunkRequest::into_message`] with
+/// the bytes and the CRC32C of the whole snapshot that storage recorded; if storage no
+/// longer holds `meta`, it calls `RaftNode::snapshot_unavailable` instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkRequest {
+    /// The snapshot.
+    pub meta: SnapshotMeta,
+    /// Byte offset within its data.
+    pub offset: u64,
+    /// Most bytes to send.
+    pub max_len: usize,
+    /// The snapshot's size.
+    pub total_len: u64,
+    /// The leader's term.
+    pub term: Term,
+    /// Read-confirmation round, as in `Append`.
+    pub read_seq: u64,
+}
+
+impl ChunkRequest {
+    /// The message carrying `data` read at this request's offset.
+    pub fn into_message(self, data: Payload, checksum: u32) -> Message {
+        Message::Snapshot {
+            term: self.term,
+            meta: self.meta,
+            offset: self.offset,
+            total_len: self.total_len,
+            data,
+            checksum,
+            read_seq: self.read_seq,
+        }
+    }
 }

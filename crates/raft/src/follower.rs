@@ -35,10 +35,18 @@ impl RaftNode {
                 offset,
                 total_len,
                 data,
+                checksum,
                 read_seq,
                 ..
             } => {
-                self.on_snapshot_chunk(from, meta, offset, total_len, data, read_seq);
+                let chunk = Chunk {
+                    meta,
+                    offset,
+                    total_len,
+                    data,
+                    checksum,
+                };
+                self.on_snapshot_chunk(from, chunk, read_seq);
                 Ok(())
             }
             _ => Ok(()),
@@ -139,43 +147,38 @@ impl RaftNode {
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_snapshot_chunk(
-        &mut self,
-        from: NodeId,
-        meta: SnapshotMeta,
-        offset: u64,
-        total_len: u64,
-        data: Payload,
-        read_seq: u64,
-    ) {
+    fn on_snapshot_chunk(&mut self, from: NodeId, c: Chunk, read_seq: u64) {
+        let (meta, total_len) = (c.meta, c.total_len);
         if meta.index <= self.commit {
             // We already have everything it covers.
             self.snapshot_reply(from, meta.index, total_len, true, read_seq);
             return;
         }
-        let fresh =
-            !matches!(&self.incoming, Some(s) if s.meta == meta && s.total_len == total_len);
+        let fresh = !matches!(&self.incoming, Some(s) if s.meta == meta
+            && s.total_len == total_len && s.checksum == c.checksum);
         if fresh {
-            if offset != 0 {
+            if c.offset != 0 {
                 self.snapshot_reply(from, meta.index, 0, false, read_seq);
                 return;
             }
             self.incoming = Some(IncomingSnapshot {
                 meta,
                 total_len,
+                checksum: c.checksum,
+                crc: 0,
                 buf: Vec::new(),
             });
         }
         let Some(inc) = self.incoming.as_mut() else {
             return;
         };
-        if offset != inc.buf.len() as u64 {
+        if c.offset != inc.buf.len() as u64 {
             let expected = inc.buf.len() as u64;
             self.snapshot_reply(from, meta.index, expected, false, read_seq);
             return;
         }
-        inc.buf.extend_from_slice(&data);
+        inc.buf.extend_from_slice(&c.data);
+        inc.crc = crc32c::crc32c_append(inc.crc, &c.data);
         if (inc.buf.len() as u64) < total_len {
             let next = inc.buf.len() as u64;
             self.snapshot_reply(from, meta.index, next, false, read_seq);
@@ -184,6 +187,11 @@ impl RaftNode {
         let Some(done) = self.incoming.take() else {
             return;
         };
+        if done.crc != done.checksum || done.buf.len() as u64 != total_len {
+            // Damaged on the leader's disk or on the way: start over, never install it.
+            self.snapshot_reply(from, meta.index, 0, false, read_seq);
+            return;
+        }
         self.install_snapshot(Snapshot {
             meta,
             data: done.buf.into(),
@@ -235,7 +243,15 @@ impl RaftNode {
         self.pending_restore = None;
         self.effects
             .push(Effect::Apply(crate::effects::Apply::Snapshot(snap.clone())));
-        self.snapshot = Some(snap);
-        self.io.mark_snapshot();
+        self.unsaved_snapshot = Some(snap);
     }
+}
+
+/// One received InstallSnapshot chunk.
+struct Chunk {
+    meta: SnapshotMeta,
+    offset: u64,
+    total_len: u64,
+    data: Payload,
+    checksum: u32,
 }

@@ -1,6 +1,6 @@
 //! Leader side: heartbeats, pipelined replication, snapshots to laggards, commit, reads.
 
-use crate::effects::Effect;
+use crate::effects::{ChunkRequest, Effect};
 use crate::error::StepError;
 use crate::message::{AppendOutcome, MalformedReason, Message};
 use crate::node::RaftNode;
@@ -119,12 +119,14 @@ impl RaftNode {
         self.send(peer, m);
     }
 
-    fn start_snapshot(&mut self, peer: NodeId) {
-        let Some(snap) = self.snapshot.clone() else {
+    /// Starts sending the latest durable snapshot to `peer` (none yet: the next
+    /// heartbeat round tries again).
+    pub(crate) fn start_snapshot(&mut self, peer: NodeId) {
+        let Some(stored) = self.sendable_snapshot() else {
             return;
         };
         if let Some(p) = self.progress.get_mut(&peer) {
-            p.become_snapshot(snap);
+            p.become_snapshot(stored.meta, stored.len);
         }
         self.send_snapshot_chunk(peer);
     }
@@ -135,26 +137,23 @@ impl RaftNode {
             return;
         };
         let FlowState::Snapshot {
-            snapshot: snap,
+            meta,
+            total_len,
             offset,
-        } = &p.state
+        } = p.state
         else {
             return;
         };
-        let (snap, offset) = (snap.clone(), *offset);
-        let total = snap.data.len();
-        let start = (offset as usize).min(total);
-        let end = (start + self.cfg.snapshot_chunk_bytes).min(total);
-        let read_seq = self.reads.stamp();
-        let m = Message::Snapshot {
+        let chunk = ChunkRequest {
+            meta,
+            offset: offset.min(total_len),
+            max_len: self.cfg.snapshot_chunk_bytes,
+            total_len,
             term: self.term,
-            meta: snap.meta,
-            offset: start as u64,
-            total_len: total as u64,
-            data: snap.data[start..end].into(),
-            read_seq,
+            read_seq: self.reads.stamp(),
         };
-        self.send(peer, m);
+        self.effects
+            .push(Effect::SendSnapshotChunk { to: peer, chunk });
     }
 
     pub(crate) fn on_follower_response(
@@ -240,8 +239,8 @@ impl RaftNode {
             }
             return;
         }
-        if let FlowState::Snapshot { snapshot, offset } = &mut p.state {
-            if snapshot.meta.index == index {
+        if let FlowState::Snapshot { meta, offset, .. } = &mut p.state {
+            if meta.index == index {
                 p.progressed_since_heartbeat = true;
                 *offset = next_offset;
                 self.send_snapshot_chunk(from);

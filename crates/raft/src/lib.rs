@@ -18,9 +18,11 @@
 //!    [`RaftNode::propose`] / [`RaftNode::read_index`] for clients;
 //! 2. call [`RaftNode::take_effects`] and carry out each [`Effect`] in order:
 //!    write [`Effect::Persist`] requests and, once durable, call
-//!    [`RaftNode::on_persisted`]; send [`Effect::Send`] messages; apply
-//!    [`Effect::Apply`] items to the state machine; serve [`Effect::ReadReady`] reads once
-//!    the state machine has applied their index;
+//!    [`RaftNode::on_persisted`]; send [`Effect::Send`] messages; for
+//!    [`Effect::SendSnapshotChunk`], read the chunk back from storage and send it (the
+//!    core keeps no snapshot bytes once storage has them); apply [`Effect::Apply`] items
+//!    to the state machine; serve [`Effect::ReadReady`] reads once the state machine has
+//!    applied their index;
 //! 3. now and then hand over a snapshot with [`RaftNode::compact`].
 //!
 //! Messages that promise durability (a granted vote, an append acknowledgement) are
@@ -41,7 +43,9 @@
 //!             match e {
 //!                 // A real driver writes and fsyncs here.
 //!                 Effect::Persist(req) => node.on_persisted(req.io).unwrap(),
-//!                 Effect::Send { .. } => unreachable!("no peers"),
+//!                 Effect::Send { .. } | Effect::SendSnapshotChunk { .. } => {
+//!                     unreachable!("no peers")
+//!                 }
 //!                 Effect::Apply(a) => applied.push(a),
 //!                 Effect::ReadReady { .. } | Effect::ReadAborted { .. } => {}
 //!             }
@@ -77,7 +81,7 @@ mod types;
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use config::{Config, ConfigError};
-pub use effects::{Apply, Effect, EntryWrite, PersistRequest};
+pub use effects::{Apply, ChunkRequest, Effect, EntryWrite, PersistRequest};
 pub use error::{ProposeError, RecoverError, SnapshotError, StepError, UnknownIo};
 pub use message::{AppendOutcome, MalformedReason, Message};
 pub use node::{Proposal, RaftNode, Recovered, Status};

@@ -61,6 +61,9 @@ pub enum Message {
         total_len: u64,
         /// This chunk.
         data: Payload,
+        /// CRC32C of the whole snapshot's data: the follower checks what it assembled
+        /// (the chunks are read from the leader's disk) before installing it.
+        checksum: u32,
         /// Read-confirmation round, as in `Append`.
         read_seq: u64,
     },

@@ -6,7 +6,7 @@ use crate::effects::{Apply, Effect};
 use crate::error::{ProposeError, RecoverError, SnapshotError, StepError, UnknownIo};
 use crate::log::RaftLog;
 use crate::message::{self, Message};
-use crate::progress::Progress;
+use crate::progress::{FlowState, Progress};
 use crate::read::ReadQueue;
 use crate::types::{
     Entry, EntryKind, HardState, IoId, LogIndex, NodeId, Payload, Role, Snapshot, SnapshotMeta,
@@ -65,7 +65,21 @@ pub struct Status {
 pub(crate) struct IncomingSnapshot {
     pub(crate) meta: SnapshotMeta,
     pub(crate) total_len: u64,
+    /// The CRC32C the leader's storage recorded for the whole snapshot.
+    pub(crate) checksum: u32,
+    /// CRC32C of `buf` so far.
+    pub(crate) crc: u32,
     pub(crate) buf: Vec<u8>,
+}
+
+/// The latest snapshot handed to storage: the core keeps its name and size, not its
+/// bytes (InstallSnapshot chunks are read back from storage).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) len: u64,
+    /// The persist request that carried it; chunks are sent once it is durable.
+    pub(crate) io: IoId,
 }
 
 /// A Raft node: a deterministic state machine driven by the verbs below.
@@ -76,7 +90,9 @@ pub struct RaftNode {
     pub(crate) term: Term,
     pub(crate) vote: Option<NodeId>,
     pub(crate) log: RaftLog,
-    pub(crate) snapshot: Option<Snapshot>,
+    /// A snapshot taken or received but not yet handed to storage.
+    pub(crate) unsaved_snapshot: Option<Snapshot>,
+    pub(crate) stored_snapshot: Option<StoredSnapshot>,
     pub(crate) role: Role,
     pub(crate) leader: Option<NodeId>,
     // Invariant: applied <= commit <= log.last_index().
@@ -160,8 +176,13 @@ impl RaftNode {
             vote: hs.vote,
             io: Durability::recovered(hs, log.last_index()),
             log,
-            pending_restore: snapshot.clone(),
-            snapshot,
+            stored_snapshot: snapshot.as_ref().map(|s| StoredSnapshot {
+                meta: s.meta,
+                len: s.data.len() as u64,
+                io: IoId(0),
+            }),
+            pending_restore: snapshot,
+            unsaved_snapshot: None,
             role: Role::Follower,
             leader: None,
             commit,
@@ -411,15 +432,24 @@ impl RaftNode {
     fn flush_persist(&mut self) {
         let hs = self.hard_state();
         let log = &self.log;
+        let snapshot = self.unsaved_snapshot.take();
+        let handed = snapshot.as_ref().map(|s| (s.meta, s.data.len() as u64));
         let (request, released) = self.io.flush(
             hs,
             |from| {
                 let from = from.max(log.first_index());
                 (from, log.tail(from))
             },
-            self.snapshot.as_ref(),
+            snapshot,
             self.log.last_index(),
         );
+        if let (Some((meta, len)), Some(r)) = (handed, &request) {
+            self.stored_snapshot = Some(StoredSnapshot {
+                meta,
+                len,
+                io: r.io,
+            });
+        }
         if let Some(r) = request {
             self.effects.push(Effect::Persist(r));
         }
@@ -461,9 +491,29 @@ impl RaftNode {
         };
         let meta = SnapshotMeta { index, term };
         self.log.compact_to(meta);
-        self.snapshot = Some(Snapshot { meta, data });
-        self.io.mark_snapshot();
+        self.unsaved_snapshot = Some(Snapshot { meta, data });
         Ok(())
+    }
+
+    /// Storage no longer holds snapshot `meta`, whose chunk an
+    /// [`Effect::SendSnapshotChunk`] asked for: the transfer to `peer` restarts with the
+    /// latest durable snapshot, or falls back to probing until there is one.
+    pub fn snapshot_unavailable(&mut self, peer: NodeId, meta: SnapshotMeta) {
+        let Some(p) = self.progress.get_mut(&peer) else {
+            return;
+        };
+        if !matches!(p.state, FlowState::Snapshot { meta: m, .. } if m == meta) {
+            return;
+        }
+        p.become_probe();
+        if self.sendable_snapshot().is_some_and(|s| s.meta != meta) {
+            self.start_snapshot(peer);
+        }
+    }
+
+    /// The latest snapshot storage holds durably: what lagging followers are sent.
+    pub(crate) fn sendable_snapshot(&self) -> Option<StoredSnapshot> {
+        self.stored_snapshot.filter(|s| self.io.is_persisted(s.io))
     }
 
     pub(crate) fn hard_state(&self) -> HardState {

@@ -1,6 +1,6 @@
 //! A leader's view of one follower's replication (etcd calls this "Progress").
 
-use crate::types::{LogIndex, Snapshot};
+use crate::types::{LogIndex, SnapshotMeta};
 use std::collections::VecDeque;
 
 /// How the leader currently feeds a follower.
@@ -10,10 +10,15 @@ pub(crate) enum FlowState {
     Probe { paused: bool },
     /// Stream appends optimistically, up to the inflight window.
     Replicate,
-    /// Send `snapshot` chunk by chunk; `offset` is the next byte to send. The transfer
-    /// keeps its own reference, so a newer compaction on the leader does not restart it
-    /// from zero (which can livelock a slow transfer under a steady write rate).
-    Snapshot { snapshot: Snapshot, offset: u64 },
+    /// Send the stored snapshot `meta` (`total_len` bytes) chunk by chunk; `offset` is
+    /// the next byte to send. A newer compaction on the leader does not restart the
+    /// transfer from zero (which can livelock a slow transfer under a steady write
+    /// rate): storage keeps the previous snapshot for it.
+    Snapshot {
+        meta: SnapshotMeta,
+        total_len: u64,
+        offset: u64,
+    },
 }
 
 // Invariant: match_index < next_index.
@@ -123,9 +128,10 @@ impl Progress {
         self.inflight.clear();
     }
 
-    pub(crate) fn become_snapshot(&mut self, snapshot: Snapshot) {
+    pub(crate) fn become_snapshot(&mut self, meta: SnapshotMeta, total_len: u64) {
         self.state = FlowState::Snapshot {
-            snapshot,
+            meta,
+            total_len,
             offset: 0,
         };
         self.inflight.clear();

@@ -407,6 +407,7 @@ fn arbitrary_message(rng: &mut seedrng::Rng) -> Message {
                 offset: small_or_huge(rng),
                 total_len,
                 data: vec![7u8; len].into(),
+                checksum: rng.range(0, 3) as u32,
                 read_seq: 0,
             }
         }

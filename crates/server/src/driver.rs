@@ -301,6 +301,23 @@ impl Driver {
                     Metrics::add(&self.shared.metrics.wal_writes, 1);
                     last_io = Some(req.io);
                 }
+                Effect::SendSnapshotChunk { to, chunk } => {
+                    let meta = chunk.meta;
+                    match self
+                        .storage
+                        .read_snapshot_chunk(meta, chunk.offset, chunk.max_len)
+                    {
+                        Ok(Some(c)) => {
+                            let slot = outbox.entry(to).or_default();
+                            let m = chunk.into_message(c.data.into(), c.checksum);
+                            crate::wire::encode_frame(&m, &mut slot.0);
+                            slot.1 += 1;
+                        }
+                        // A newer snapshot replaced it: the next drain sends that one.
+                        Ok(None) => self.raft.snapshot_unavailable(to, meta),
+                        Err(e) => fatal("reading a snapshot file failed", e),
+                    }
+                }
                 Effect::Apply(a) => self.apply(a),
                 Effect::ReadReady { ctx, index } => {
                     if let Some(r) = self.reads.remove(&ctx) {

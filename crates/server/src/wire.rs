@@ -185,6 +185,7 @@ fn encode_message(msg: &Message, out: &mut Vec<u8>) {
             offset,
             total_len,
             data,
+            checksum,
             read_seq,
         } => {
             out.push(5);
@@ -195,6 +196,7 @@ fn encode_message(msg: &Message, out: &mut Vec<u8>) {
                 *offset,
                 *total_len,
                 *read_seq,
+                u64::from(*checksum),
             ] {
                 put(out, v);
             }
@@ -354,6 +356,8 @@ fn decode_message(r: &mut Reader<'_>) -> Result<Message, WireError> {
             offset: r.u64()?,
             total_len: r.u64()?,
             read_seq: r.u64()?,
+            checksum: u32::try_from(r.u64()?)
+                .map_err(|_| WireError::Malformed("snapshot checksum out of range"))?,
             data: Payload::from(r.bytes()?),
         },
         6 => Message::SnapshotResponse {
@@ -470,6 +474,7 @@ mod tests {
                 offset: 4,
                 total_len: 9,
                 data: b"abc".to_vec().into(),
+                checksum: 0xdead_beef,
                 read_seq: 2,
             },
             Message::SnapshotResponse {

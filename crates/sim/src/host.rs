@@ -259,6 +259,21 @@ impl Host {
                 }
                 out.messages.push((self.id, to, message));
             }
+            Effect::SendSnapshotChunk { to, chunk } => {
+                let (meta, offset, max) = (chunk.meta, chunk.offset, chunk.max_len);
+                let read = self.storage.read_snapshot_chunk(meta, offset, max);
+                match read.map_err(|e| violation(STORAGE_FAILURE, e.to_string()))? {
+                    Some(c) => {
+                        let message = chunk.into_message(c.data.into(), c.checksum);
+                        out.messages.push((self.id, to, message));
+                    }
+                    None => {
+                        if let Some(raft) = self.raft.as_mut() {
+                            raft.snapshot_unavailable(to, meta);
+                        }
+                    }
+                }
+            }
             Effect::Apply(Apply::Entry(entry)) => self.apply_entry(entry, inv, out)?,
             Effect::Apply(Apply::Snapshot(s)) => {
                 let sm = KvMachine::restore(&s.data)

@@ -2,10 +2,11 @@
 //! log (`storage::DiskStorage`) on the fault-injecting `storage::SimDisk`.
 
 use crate::storage::{CrashMode, MemStorage};
-use raft::{HardState, PersistRequest, Recovered};
+use raft::{HardState, PersistRequest, Recovered, SnapshotMeta};
 use seedrng::Rng;
 use storage::{
-    Backend, DiskFaults, DiskStorage, RaftStorage, SimDisk, StorageError, StorageOptions,
+    Backend, DiskFaults, DiskStorage, RaftStorage, SimDisk, SnapshotChunk, StorageError,
+    StorageOptions,
 };
 
 #[derive(Debug)]
@@ -85,6 +86,18 @@ impl NodeDisk {
 }
 
 impl RaftStorage for NodeDisk {
+    fn read_snapshot_chunk(
+        &mut self,
+        meta: SnapshotMeta,
+        offset: u64,
+        max: usize,
+    ) -> Result<Option<SnapshotChunk>, StorageError> {
+        match self {
+            NodeDisk::Model(m) => m.read_snapshot_chunk(meta, offset, max),
+            NodeDisk::Wal(w) => w.read_snapshot_chunk(meta, offset, max),
+        }
+    }
+
     fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError> {
         match self {
             NodeDisk::Model(m) => m.write(request),

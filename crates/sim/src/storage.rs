@@ -2,10 +2,10 @@
 //! a disk with crash semantics, used when the `disk` fault class is off. With `disk`
 //! on, nodes run the real write-ahead log on the fault-injecting `storage::SimDisk`.
 
-use raft::{Entry, EntryWrite, HardState, PersistRequest, Recovered, Snapshot};
+use raft::{Entry, EntryWrite, HardState, PersistRequest, Recovered, Snapshot, SnapshotMeta};
 use seedrng::Rng;
 
-pub use storage::{RaftStorage, StorageError};
+pub use storage::{RaftStorage, SnapshotChunk, StorageError};
 
 /// One buffered write, kept separately so a crash can keep a prefix and tear the rest.
 #[derive(Clone, Debug)]
@@ -20,6 +20,8 @@ enum PendingOp {
 struct DurableImage {
     hard_state: HardState,
     snapshot: Option<Snapshot>,
+    /// The snapshot before `snapshot` (kept for transfers under way, as on disk).
+    previous: Option<Snapshot>,
     entries: Vec<Entry>,
 }
 
@@ -28,7 +30,7 @@ impl DurableImage {
         match op {
             PendingOp::Snapshot(s) => {
                 self.entries.retain(|e| e.index > s.meta.index);
-                self.snapshot = Some(s);
+                self.previous = self.snapshot.replace(s);
             }
             PendingOp::Entries(w) => {
                 self.entries.retain(|e| e.index < w.from);
@@ -127,6 +129,36 @@ impl RaftStorage for MemStorage {
         }
         self.syncs += 1;
         Ok(())
+    }
+
+    fn read_snapshot_chunk(
+        &mut self,
+        meta: SnapshotMeta,
+        offset: u64,
+        max: usize,
+    ) -> Result<Option<SnapshotChunk>, StorageError> {
+        // The two newest snapshots written, synced or not.
+        let mut held: Vec<&Snapshot> = self
+            .pending
+            .iter()
+            .filter_map(|op| match op {
+                PendingOp::Snapshot(s) => Some(s),
+                _ => None,
+            })
+            .chain(self.durable.snapshot.iter())
+            .chain(self.durable.previous.iter())
+            .collect();
+        held.sort_by_key(|s| std::cmp::Reverse(s.meta.index));
+        held.dedup_by_key(|s| s.meta.index);
+        let Some(s) = held.into_iter().take(2).find(|s| s.meta == meta) else {
+            return Ok(None);
+        };
+        let start = (offset as usize).min(s.data.len());
+        let end = start.saturating_add(max).min(s.data.len());
+        Ok(Some(SnapshotChunk {
+            data: s.data[start..end].to_vec(),
+            checksum: crc32c::crc32c(&s.data),
+        }))
     }
 
     fn recover(&mut self) -> Result<Recovered, StorageError> {

@@ -5,7 +5,7 @@ use crate::backend::Backend;
 use crate::error::StorageError;
 use crate::record::Record;
 use crate::wal::Wal;
-use crate::{snapfile, RaftStorage};
+use crate::{snapfile, RaftStorage, SnapshotChunk};
 use raft::{HardState, LogIndex, PersistRequest, Recovered, Snapshot, SnapshotMeta};
 
 /// Tunables.
@@ -90,15 +90,6 @@ impl<B: Backend> DiskStorage<B> {
     /// next persist request carrying that snapshot only compacts the log.
     pub fn adopt_saved_snapshot(&mut self, meta: SnapshotMeta) {
         self.presaved = Some(meta);
-    }
-
-    /// Up to `max` bytes of the current snapshot from `offset` (InstallSnapshot chunks).
-    pub fn read_snapshot_chunk(
-        &mut self,
-        offset: u64,
-        max: usize,
-    ) -> Result<Vec<u8>, StorageError> {
-        snapfile::read_chunk(&mut self.backend, self.snapshot, offset, max)
     }
 
     fn guard<T>(&mut self, r: Result<T, StorageError>) -> Result<T, StorageError> {
@@ -186,6 +177,15 @@ impl<B: Backend> RaftStorage for DiskStorage<B> {
             self.durable_hard_state = self.wal.hard_state();
         }
         self.guard(r)
+    }
+
+    fn read_snapshot_chunk(
+        &mut self,
+        meta: SnapshotMeta,
+        offset: u64,
+        max: usize,
+    ) -> Result<Option<SnapshotChunk>, StorageError> {
+        snapfile::read_chunk(&mut self.backend, meta, offset, max)
     }
 
     fn recover(&mut self) -> Result<Recovered, StorageError> {

@@ -42,7 +42,16 @@ pub use file::FileBackend;
 pub use record::{decode, encode, Decoded, Record};
 pub use simdisk::{DiskFaults, SimDisk};
 
-use raft::{PersistRequest, Recovered};
+use raft::{PersistRequest, Recovered, SnapshotMeta};
+
+/// Part of a stored snapshot, read for an InstallSnapshot chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// CRC32C of the snapshot's whole data, as recorded when it was stored.
+    pub checksum: u32,
+}
 
 /// Durable storage for one Raft node: what drivers (the simulator, the server) write
 /// the core's persist requests through.
@@ -60,4 +69,14 @@ pub trait RaftStorage {
     fn sync(&mut self) -> Result<(), StorageError>;
     /// Reads back the durable state, as a restarting node sees it.
     fn recover(&mut self) -> Result<Recovered, StorageError>;
+    /// Up to `max` bytes of the written snapshot `meta` from `offset`, for an
+    /// InstallSnapshot chunk; `None` once storage no longer holds it. Storage keeps the
+    /// latest snapshot and the one before it, so a transfer under way survives one
+    /// newer snapshot.
+    fn read_snapshot_chunk(
+        &mut self,
+        meta: SnapshotMeta,
+        offset: u64,
+        max: usize,
+    ) -> Result<Option<SnapshotChunk>, StorageError>;
 }

@@ -1,14 +1,17 @@
 //! Snapshot files: `snap-<index>-<term>.snap` (16 hex digits each), holding
-//! `magic | index | term | len | crc32c | data`, the CRC covering the header fields and
-//! the data. Written to a temporary file, fsynced, renamed, then the directory is
-//! fsynced; older snapshots are removed only after that.
+//! `magic | index | term | len | data crc32c | header crc32c | data`. The data's CRC
+//! travels with InstallSnapshot chunks read straight from the file, so the receiver can
+//! check the whole snapshot end to end. Written to a temporary file, fsynced, renamed,
+//! then the directory is fsynced; only then are snapshots older than the previous one
+//! removed (the previous one may still be in transfer to a lagging follower).
 
 use crate::backend::Backend;
 use crate::error::StorageError;
+use crate::SnapshotChunk;
 use raft::{LogIndex, Snapshot, SnapshotMeta, Term};
 
-const MAGIC: &[u8; 8] = b"SYNSNAP1";
-const HEADER_BYTES: usize = 36;
+const MAGIC: &[u8; 8] = b"SYNSNAP2";
+const HEADER_BYTES: usize = 40;
 
 pub(crate) fn name(meta: SnapshotMeta) -> String {
     format!("snap-{:016x}-{:016x}.snap", meta.index.0, meta.term.0)
@@ -30,9 +33,36 @@ fn header(s: &Snapshot) -> Vec<u8> {
     out.extend_from_slice(&s.meta.index.0.to_le_bytes());
     out.extend_from_slice(&s.meta.term.0.to_le_bytes());
     out.extend_from_slice(&(s.data.len() as u64).to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out), &s.data);
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&s.data).to_le_bytes());
+    let header_crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&header_crc.to_le_bytes());
     out
+}
+
+/// A header that passed its checks: the data's length and CRC.
+struct Header {
+    len: u64,
+    data_crc: u32,
+}
+
+/// Checks magic, header CRC and the name's index and term.
+fn parse_header(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Header, StorageError> {
+    let bad = |offset: u64, reason: &str| StorageError::corrupt(file, offset, reason);
+    if d.len() < HEADER_BYTES || &d[..8] != MAGIC {
+        return Err(bad(0, "snapshot header missing or wrong magic"));
+    }
+    let u = |at: usize| u64::from_le_bytes(d[at..at + 8].try_into().unwrap_or([0; 8]));
+    let w = |at: usize| u32::from_le_bytes(d[at..at + 4].try_into().unwrap_or([0; 4]));
+    if crc32c::crc32c(&d[..36]) != w(36) {
+        return Err(bad(36, "snapshot header checksum mismatch"));
+    }
+    if u(8) != meta.index.0 || u(16) != meta.term.0 {
+        return Err(bad(8, "snapshot header does not match its file name"));
+    }
+    Ok(Header {
+        len: u(24),
+        data_crc: w(32),
+    })
 }
 
 /// Snapshot data is written and synced this much at a time: a large snapshot never
@@ -65,11 +95,19 @@ pub(crate) fn save_durable<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), St
     Ok(())
 }
 
-/// Removes snapshot files older than `index`.
+/// Removes snapshot files older than the newest one before `index` (that one stays, as
+/// a transfer to a lagging follower may still be reading it).
 pub(crate) fn remove_older<B: Backend>(b: &mut B, index: LogIndex) -> Result<(), StorageError> {
+    let names = b.list()?;
+    let previous = names
+        .iter()
+        .filter_map(|n| parse_name(n))
+        .map(|m| m.index)
+        .filter(|i| *i < index)
+        .max();
     let mut removed = false;
-    for n in b.list()? {
-        if parse_name(&n).is_some_and(|m| m.index < index) {
+    for n in names {
+        if parse_name(&n).is_some_and(|m| Some(m.index) < previous) {
             b.remove(&n)?;
             removed = true;
         }
@@ -100,22 +138,15 @@ pub(crate) fn load_latest<B: Backend>(b: &mut B) -> Result<Option<Snapshot>, Sto
 
 fn verify(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Snapshot, StorageError> {
     let bad = |offset: usize, reason: &str| StorageError::corrupt(file, offset as u64, reason);
-    if d.len() < HEADER_BYTES || &d[..8] != MAGIC {
-        return Err(bad(0, "snapshot header missing or wrong magic"));
-    }
-    let u = |at: usize| u64::from_le_bytes(d[at..at + 8].try_into().unwrap_or([0; 8]));
-    if u(8) != meta.index.0 || u(16) != meta.term.0 {
-        return Err(bad(8, "snapshot header does not match its file name"));
-    }
-    let len = u(24) as usize;
+    let h = parse_header(file, meta, d)?;
+    let len = h.len as usize;
     if d.len() != HEADER_BYTES + len {
         return Err(bad(
             d.len().min(HEADER_BYTES + len),
             "snapshot length does not match its header",
         ));
     }
-    let crc = u32::from_le_bytes([d[32], d[33], d[34], d[35]]);
-    if crc32c::crc32c_append(crc32c::crc32c(&d[..32]), &d[HEADER_BYTES..]) != crc {
+    if crc32c::crc32c(&d[HEADER_BYTES..]) != h.data_crc {
         return Err(bad(HEADER_BYTES, "snapshot checksum mismatch"));
     }
     Ok(Snapshot {
@@ -124,12 +155,32 @@ fn verify(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Snapshot, StorageE
     })
 }
 
-/// Up to `max` bytes of the snapshot's data from `offset` (for InstallSnapshot chunks).
+/// Up to `max` bytes of snapshot `meta`'s data from `offset`, with the whole data's CRC
+/// (for InstallSnapshot chunks); `None` if no file holds that snapshot any more. The
+/// header is checked on every read; the data is checked by the receiver against the CRC.
 pub(crate) fn read_chunk<B: Backend>(
     b: &mut B,
     meta: SnapshotMeta,
     offset: u64,
     max: usize,
-) -> Result<Vec<u8>, StorageError> {
-    Ok(b.read_at(&name(meta), HEADER_BYTES as u64 + offset, max)?)
+) -> Result<Option<SnapshotChunk>, StorageError> {
+    let file = name(meta);
+    if !b.list()?.contains(&file) {
+        return Ok(None);
+    }
+    let h = parse_header(&file, meta, &b.read_at(&file, 0, HEADER_BYTES)?)?;
+    let max = max.min(h.len.saturating_sub(offset) as usize);
+    let data = b.read_at(&file, HEADER_BYTES as u64 + offset, max)?;
+    if data.len() != max {
+        let at = HEADER_BYTES as u64 + offset + data.len() as u64;
+        return Err(StorageError::corrupt(
+            &file,
+            at,
+            "snapshot file shorter than its header says",
+        ));
+    }
+    Ok(Some(SnapshotChunk {
+        data,
+        checksum: h.data_crc,
+    }))
 }

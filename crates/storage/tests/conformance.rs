@@ -43,6 +43,13 @@ fn req(h: Option<HardState>, from: u64, es: Vec<Entry>) -> PersistRequest {
     }
 }
 
+fn meta(index: u64, term: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        index: LogIndex(index),
+        term: Term(term),
+    }
+}
+
 fn snap_req(index: u64, term: u64, data: &[u8]) -> PersistRequest {
     let snapshot = Snapshot {
         meta: SnapshotMeta {
@@ -148,20 +155,58 @@ mod suite {
             hs(1, None, 59),
             "hard state survives segment removal"
         );
-        assert_eq!(s.read_snapshot_chunk(6, 5).unwrap(), b"at 50".to_vec());
+        let chunk = s.read_snapshot_chunk(meta(50, 1), 6, 5).unwrap().unwrap();
+        assert_eq!(chunk.data, b"at 50".to_vec());
+        assert_eq!(chunk.checksum, crc32c::crc32c(b"state at 50"));
+        let tail = s.read_snapshot_chunk(meta(50, 1), 9, 100).unwrap().unwrap();
+        assert_eq!(
+            tail.data,
+            b"50".to_vec(),
+            "a chunk stops at the end of the data"
+        );
     }
 
+    /// The newest snapshot replaces the log; the one before it stays readable for a
+    /// transfer under way, and older ones go.
     pub fn newer_snapshot_replaces_older<B: Backend>(b: B) {
         let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
-        s.write(&req(None, 1, entries(1, 20, 1))).unwrap();
+        s.write(&req(None, 1, entries(1, 30, 1))).unwrap();
         s.write(&snap_req(10, 1, b"ten")).unwrap();
         s.write(&snap_req(20, 1, b"twenty")).unwrap();
+        s.write(&snap_req(30, 1, b"thirty")).unwrap();
         s.sync().unwrap();
         let snaps = snapshot_files(s.backend_mut());
-        assert_eq!(snaps.len(), 1, "{snaps:?}");
+        assert_eq!(snaps.len(), 2, "{snaps:?}");
+        assert_eq!(s.read_snapshot_chunk(meta(10, 1), 0, 9).unwrap(), None);
+        let previous = s.read_snapshot_chunk(meta(20, 1), 0, 9).unwrap().unwrap();
+        assert_eq!(previous.data, b"twenty".to_vec());
         let r = s.recover().unwrap();
-        assert_eq!(r.snapshot.unwrap().data.to_vec(), b"twenty".to_vec());
+        assert_eq!(r.snapshot.unwrap().data.to_vec(), b"thirty".to_vec());
         assert!(r.entries.is_empty());
+    }
+
+    /// Chunks are read straight from the file: a damaged header is an error, and
+    /// damaged data no longer matches the checksum that travels with it.
+    pub fn damaged_snapshot_chunks_are_detectable<B: Backend>(b: B) {
+        let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
+        s.write(&req(None, 1, entries(1, 5, 1))).unwrap();
+        s.write(&snap_req(5, 1, b"snapshot body")).unwrap();
+        s.sync().unwrap();
+        let name = snapshot_files(s.backend_mut()).pop().unwrap();
+        let at = |s: &mut DiskStorage<B>| s.read_snapshot_chunk(meta(5, 1), 0, 64);
+        let good = at(&mut s).unwrap().unwrap();
+        assert_eq!(good.checksum, crc32c::crc32c(&good.data));
+        let original = s.backend_mut().read(&name).unwrap();
+        for (offset, header) in [(original.len() - 1, false), (20, true)] {
+            let mut data = original.clone();
+            data[offset] ^= 4;
+            s.backend_mut().write(&name, 0, &data).unwrap();
+            match at(&mut s) {
+                Err(StorageError::Corrupt { file, .. }) => assert!(header && file == name),
+                Ok(Some(c)) => assert!(!header && c.checksum != crc32c::crc32c(&c.data)),
+                other => panic!("offset {offset}: {other:?}"),
+            }
+        }
     }
 
     pub fn snapshot_saved_elsewhere_is_adopted<B: Backend>(b: B) {
@@ -182,7 +227,7 @@ mod suite {
         s.write(&snap_req(15, 1, b"not written")).unwrap();
         s.sync().unwrap();
         let snaps = snapshot_files(s.backend_mut());
-        assert_eq!(snaps.len(), 1, "{snaps:?}");
+        assert_eq!(snaps.len(), 2, "the previous one stays: {snaps:?}");
         let r = s.recover().unwrap();
         assert_eq!(r.snapshot.unwrap().data.to_vec(), b"fifteen".to_vec());
         assert_eq!(r.entries, entries(16, 20, 1));
@@ -353,6 +398,7 @@ conformance!(
     empty_write_truncates,
     snapshot_compacts_the_log,
     newer_snapshot_replaces_older,
+    damaged_snapshot_chunks_are_detectable,
     snapshot_saved_elsewhere_is_adopted,
     torn_tail_is_cut_off,
     zeroed_tail_is_cut_off,

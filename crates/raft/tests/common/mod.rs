@@ -1,7 +1,37 @@
 //! A hand-driven cluster shared by the integration tests: messages are delivered
 //! between nodes with instantly durable disks, through a filter.
 
-use raft::{Effect, LogIndex, Message, NodeId, RaftNode};
+use raft::{Effect, LogIndex, Message, NodeId, Payload, RaftNode, SnapshotMeta};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+thread_local! {
+    /// Each node's stored snapshots (each test runs on its own thread): like real
+    /// storage, the newest two.
+    static DISKS: RefCell<BTreeMap<NodeId, Vec<(SnapshotMeta, Payload)>>> =
+        const { RefCell::new(BTreeMap::new()) };
+}
+
+fn store_snapshot(node: NodeId, meta: SnapshotMeta, data: Payload) {
+    DISKS.with(|d| {
+        let mut d = d.borrow_mut();
+        let held = d.entry(node).or_default();
+        held.push((meta, data));
+        held.sort_by_key(|(m, _)| std::cmp::Reverse(m.index));
+        held.truncate(2);
+    });
+}
+
+/// The chunk `node`'s storage would read, with the whole snapshot's CRC.
+fn read_chunk(node: NodeId, meta: SnapshotMeta, offset: u64, max: usize) -> Option<(Payload, u32)> {
+    DISKS.with(|d| {
+        let d = d.borrow();
+        let (_, data) = d.get(&node)?.iter().find(|(m, _)| *m == meta)?;
+        let start = (offset as usize).min(data.len());
+        let end = start.saturating_add(max).min(data.len());
+        Some((data[start..end].into(), crc32c::crc32c(data)))
+    })
+}
 
 /// What a pump saw: the messages delivered, and the reads nodes released
 /// (`Some(index)`) or aborted (`None`).
@@ -28,7 +58,21 @@ pub fn pump(
                 }
                 for e in effects {
                     match e {
-                        Effect::Persist(p) => n.on_persisted(p.io).unwrap(),
+                        Effect::Persist(p) => {
+                            if let Some(snap) = p.snapshot {
+                                store_snapshot(n.id(), snap.meta, snap.data);
+                            }
+                            n.on_persisted(p.io).unwrap()
+                        }
+                        Effect::SendSnapshotChunk { to, chunk } => {
+                            let (meta, offset) = (chunk.meta, chunk.offset);
+                            match read_chunk(n.id(), meta, offset, chunk.max_len) {
+                                Some((data, crc)) => {
+                                    queue.push((n.id(), to, chunk.into_message(data, crc)))
+                                }
+                                None => n.snapshot_unavailable(to, meta),
+                            }
+                        }
                         Effect::Send { to, message } => queue.push((n.id(), to, message)),
                         Effect::ReadReady { ctx, index } => {
                             out.reads.push((n.id(), ctx, Some(index)))
