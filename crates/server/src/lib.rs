@@ -67,6 +67,30 @@ async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, Con
         .map_err(|e| ConfigError(format!("cannot listen for {what} on {addr}: {e}")))
 }
 
+/// Raft's peer traffic (receiving, and sending what the driver could not write at once)
+/// runs on a runtime and thread of its own: however busy the client runtime is, it never
+/// holds back heartbeats and appends.
+fn start_peer_runtime(
+    listener: std::net::TcpListener,
+    shared: &Arc<Shared>,
+    client_urls: &[String],
+    driver: std::sync::mpsc::Sender<Input>,
+) -> Result<(tokio::runtime::Runtime, peer::PeerQueues), ConfigError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("peers")
+        .enable_all()
+        .build()
+        .map_err(|e| ConfigError(format!("cannot start the peer runtime: {e}")))?;
+    let _in_rt = rt.enter();
+    let listener = TcpListener::from_std(listener)
+        .map_err(|e| ConfigError(format!("cannot listen for peers: {e}")))?;
+    let queues = peer::start_senders(shared, client_urls);
+    rt.spawn(peer::serve(listener, shared.clone(), driver));
+    drop(_in_rt);
+    Ok((rt, queues))
+}
+
 /// Runs a member until `shutdown` resolves; returns once the driver has stopped.
 pub async fn run(
     cfg: ServerConfig,
@@ -101,7 +125,14 @@ pub async fn run(
         recovered.entries.len()
     );
     let client_l = bind("clients", cfg.listen_client).await?;
-    let peer_l = bind("peers", cfg.listen_peer).await?;
+    let peer_l = std::net::TcpListener::bind(cfg.listen_peer)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| {
+            ConfigError(format!(
+                "cannot listen for peers on {}: {e}",
+                cfg.listen_peer
+            ))
+        })?;
     let admin_l = match cfg.listen_metrics {
         Some(a) => Some(bind("metrics", a).await?),
         None => None,
@@ -143,7 +174,12 @@ pub async fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
     let (driver_tx, driver_rx) = std::sync::mpsc::channel::<Input>();
-    let queues = peer::start_senders(&shared, &cfg.advertise_client_urls);
+    let (peer_rt, queues) = start_peer_runtime(
+        peer_l,
+        &shared,
+        &cfg.advertise_client_urls,
+        driver_tx.clone(),
+    )?;
     let driver = Driver::new(
         DriverOptions {
             raft: raft_cfg,
@@ -164,7 +200,6 @@ pub async fn run(
         .name("raft".into())
         .spawn(move || driver.run(driver_rx))
         .map_err(|e| ConfigError(format!("cannot start the raft thread: {e}")))?;
-    tokio::spawn(peer::serve(peer_l, shared.clone(), driver_tx.clone()));
     let api = Api::new(shared.clone(), driver_tx.clone());
     if let Some(l) = admin_l {
         tokio::spawn(admin::serve(l, api.clone()));
@@ -203,6 +238,7 @@ pub async fn run(
         .await;
     let _ = driver_tx.send(Input::Shutdown);
     let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
+    peer_rt.shutdown_background();
     eprintln!("info: member {} stopped", cfg.name);
     served.map_err(|e| ConfigError(format!("client server failed: {e}")))
 }
