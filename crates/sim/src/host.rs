@@ -86,6 +86,9 @@ pub(crate) struct Host {
     pub(crate) last_written_io: IoId,
     pub(crate) sync_scheduled: bool,
     writes: BTreeMap<LogIndex, (u64, u64, Command)>,
+    /// Writes this follower handed to the leader (`RaftNode::forward`), by the command's
+    /// (client, seq): answered when an entry carrying that command is applied here.
+    forwarded: BTreeMap<(u64, u64), (u64, u64, Command)>,
     reads: BTreeMap<u64, (u64, u64, u8)>,
     ready_reads: Vec<(LogIndex, u64, u64, u8)>,
     next_ctx: u64,
@@ -109,6 +112,7 @@ impl Host {
             last_written_io: IoId(0),
             sync_scheduled: false,
             writes: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
             reads: BTreeMap::new(),
             ready_reads: Vec::new(),
             next_ctx: 0,
@@ -123,6 +127,7 @@ impl Host {
         self.sm = KvMachine::default();
         self.applied = LogIndex(0);
         self.writes.clear();
+        self.forwarded.clear();
         self.reads.clear();
         self.ready_reads.clear();
         self.paused_inbox.clear();
@@ -175,9 +180,21 @@ impl Host {
             return;
         };
         let result = match req {
-            ClientRequest::Write(cmd) => raft.propose(cmd.encode().into()).map(|p| {
-                self.writes.insert(p.index, (client, attempt, cmd));
-            }),
+            ClientRequest::Write(cmd) => {
+                let payload: raft::Payload = cmd.encode().into();
+                match raft.propose(payload.clone()) {
+                    Ok(p) => {
+                        self.writes.insert(p.index, (client, attempt, cmd));
+                        Ok(())
+                    }
+                    // A follower that knows its leader hands the write over, as the
+                    // server does (etcd's MsgProp).
+                    Err(raft::ProposeError::NotLeader { .. }) => raft.forward(payload).map(|()| {
+                        let entry = (client, attempt, cmd);
+                        self.forwarded.insert((cmd.client, cmd.seq), entry);
+                    }),
+                }
+            }
             ClientRequest::Read(key) => {
                 self.next_ctx += 1;
                 let ctx = self.next_ctx;
@@ -286,14 +303,16 @@ impl Host {
                     .range(..=s.meta.index)
                     .map(|(i, _)| *i)
                     .collect();
-                for i in stale {
-                    if let Some((client, attempt, _)) = self.writes.remove(&i) {
-                        out.replies.push(Reply {
-                            client,
-                            attempt,
-                            outcome: ClientOutcome::Redirect(None),
-                        });
-                    }
+                let forwarded = std::mem::take(&mut self.forwarded).into_values();
+                let stale = stale.iter().filter_map(|i| self.writes.remove(i));
+                // The snapshot may hold these writes: their outcome is unknown here, and
+                // a retry applies at most once (client sessions).
+                for (client, attempt, _) in stale.chain(forwarded) {
+                    out.replies.push(Reply {
+                        client,
+                        attempt,
+                        outcome: ClientOutcome::Redirect(None),
+                    });
                 }
             }
             Effect::ReadReady { ctx, index } => {
@@ -342,6 +361,24 @@ impl Host {
         }
         let sm = &self.sm;
         inv.on_apply(self.id, &entry, || sm.digest())?;
+        if let Some((applied, r)) = result {
+            if let Some((client, attempt, cmd)) =
+                self.forwarded.remove(&(applied.client, applied.seq))
+            {
+                let outcome = if applied == cmd {
+                    out.acked
+                        .push((entry.index.0, crate::invariants::entry_hash(&entry)));
+                    ClientOutcome::Written(r)
+                } else {
+                    ClientOutcome::Redirect(None)
+                };
+                out.replies.push(Reply {
+                    client,
+                    attempt,
+                    outcome,
+                });
+            }
+        }
         if let Some((client, attempt, cmd)) = self.writes.remove(&entry.index) {
             let outcome = match result {
                 Some((applied, r)) if applied == cmd => {

@@ -3,7 +3,7 @@
 
 use crate::client::Client;
 use crate::hash::mix;
-use crate::host::{ClientOutcome, ClientRequest, Host, HostState, Outbox, Reply, STORAGE_FAILURE};
+use crate::host::{ClientOutcome, Host, HostState, Outbox, Reply, STORAGE_FAILURE};
 use crate::invariants::{Invariants, Violation};
 use crate::nemesis::{HealAction, NemesisState};
 use crate::net::Network;
@@ -502,9 +502,9 @@ impl Simulation {
             return;
         };
         let mut i = client.target;
-        if matches!(cur.request, ClientRequest::Read(_)) && self.rng.chance(1, 2) {
-            // Half of the reads go to any member: followers serve them through the
-            // leader's read index.
+        if self.rng.chance(1, 2) {
+            // Half of the requests go to any member: followers serve reads through the
+            // leader's read index and hand writes to the leader.
             i = self.rng.range(0, self.hosts.len() as u64) as usize;
         }
         if self.hosts[i].state != HostState::Up {
