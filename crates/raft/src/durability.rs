@@ -1,9 +1,9 @@
 //! Persist-before-promise bookkeeping: io ids, what each io makes durable, and the
 //! messages held back until their io completes.
 
-use crate::effects::{EntryWrite, PersistRequest};
+use crate::effects::{EntryWrite, PersistRequest, SnapshotWrite};
 use crate::message::Message;
-use crate::types::{HardState, IoId, LogIndex, NodeId, Snapshot};
+use crate::types::{HardState, IoId, LogIndex, NodeId};
 use std::collections::VecDeque;
 
 /// The node's write pipeline towards stable storage.
@@ -71,7 +71,7 @@ impl Durability {
         &mut self,
         hard_state: HardState,
         tail: impl FnOnce(LogIndex) -> (LogIndex, Vec<crate::types::Entry>),
-        snapshot: Option<Snapshot>,
+        snapshot: Option<SnapshotWrite>,
         last_index: LogIndex,
     ) -> (Option<PersistRequest>, Vec<(NodeId, Message)>) {
         // Persist only a commit index whose entries are already durable, so that a crash

@@ -18,12 +18,33 @@ use crate::types::{
 pub struct PersistRequest {
     /// Names this request.
     pub io: IoId,
-    /// A snapshot to store; entries through its index may be discarded.
-    pub snapshot: Option<Snapshot>,
+    /// A snapshot to store (or one the driver already stored); entries through its
+    /// index may be discarded.
+    pub snapshot: Option<SnapshotWrite>,
     /// Log suffix to write.
     pub entries: Option<EntryWrite>,
     /// New hard state.
     pub hard_state: Option<HardState>,
+}
+
+/// The snapshot part of a [`PersistRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotWrite {
+    /// Store this snapshot.
+    Store(Snapshot),
+    /// The driver already made this snapshot durable in storage itself
+    /// ([`crate::RaftNode::compact_saved`]): only drop what it covers.
+    Saved(SnapshotMeta),
+}
+
+impl SnapshotWrite {
+    /// Which snapshot.
+    pub fn meta(&self) -> SnapshotMeta {
+        match self {
+            SnapshotWrite::Store(s) => s.meta,
+            SnapshotWrite::Saved(m) => *m,
+        }
+    }
 }
 
 /// Replace the log from `from` onwards by `entries` (which start at `from`, or are empty).

@@ -243,7 +243,8 @@ impl RaftNode {
         self.pending_restore = None;
         self.effects
             .push(Effect::Apply(crate::effects::Apply::Snapshot(snap.clone())));
-        self.unsaved_snapshot = Some(snap);
+        let len = snap.data.len() as u64;
+        self.unsaved_snapshot = Some((crate::effects::SnapshotWrite::Store(snap), len));
     }
 }
 

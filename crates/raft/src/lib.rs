@@ -81,7 +81,7 @@ mod types;
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use config::{Config, ConfigError};
-pub use effects::{Apply, ChunkRequest, Effect, EntryWrite, PersistRequest};
+pub use effects::{Apply, ChunkRequest, Effect, EntryWrite, PersistRequest, SnapshotWrite};
 pub use error::{ProposeError, RecoverError, SnapshotError, StepError, UnknownIo};
 pub use message::{AppendOutcome, MalformedReason, Message};
 pub use node::{Proposal, RaftNode, Recovered, Status};

@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::durability::Durability;
-use crate::effects::{Apply, Effect};
+use crate::effects::{Apply, Effect, SnapshotWrite};
 use crate::error::{ProposeError, RecoverError, SnapshotError, StepError, UnknownIo};
 use crate::log::RaftLog;
 use crate::message::{self, Message};
@@ -90,8 +90,8 @@ pub struct RaftNode {
     pub(crate) term: Term,
     pub(crate) vote: Option<NodeId>,
     pub(crate) log: RaftLog,
-    /// A snapshot taken or received but not yet handed to storage.
-    pub(crate) unsaved_snapshot: Option<Snapshot>,
+    /// A snapshot taken or received but not yet handed to storage, with its size.
+    pub(crate) unsaved_snapshot: Option<(SnapshotWrite, u64)>,
     pub(crate) stored_snapshot: Option<StoredSnapshot>,
     pub(crate) role: Role,
     pub(crate) leader: Option<NodeId>,
@@ -432,8 +432,13 @@ impl RaftNode {
     fn flush_persist(&mut self) {
         let hs = self.hard_state();
         let log = &self.log;
-        let snapshot = self.unsaved_snapshot.take();
-        let handed = snapshot.as_ref().map(|s| (s.meta, s.data.len() as u64));
+        let (snapshot, handed) = match self.unsaved_snapshot.take() {
+            Some((w, len)) => {
+                let meta = w.meta();
+                (Some(w), Some((meta, len)))
+            }
+            None => (None, None),
+        };
         let (request, released) = self.io.flush(
             hs,
             |from| {
@@ -476,6 +481,25 @@ impl RaftNode {
     /// the log is compacted through `index` and the snapshot is persisted and used for
     /// lagging followers.
     pub fn compact(&mut self, index: LogIndex, data: Payload) -> Result<(), SnapshotError> {
+        let meta = self.compact_log(index)?;
+        let len = data.len() as u64;
+        self.unsaved_snapshot = Some((SnapshotWrite::Store(Snapshot { meta, data }), len));
+        Ok(())
+    }
+
+    /// As [`RaftNode::compact`] for a snapshot of `len` bytes that the driver already
+    /// made durable in storage itself (written off the Raft thread): the core keeps
+    /// none of its bytes at any point, and the persist request only names it
+    /// ([`SnapshotWrite::Saved`]).
+    pub fn compact_saved(&mut self, index: LogIndex, len: u64) -> Result<(), SnapshotError> {
+        let meta = self.compact_log(index)?;
+        self.unsaved_snapshot = Some((SnapshotWrite::Saved(meta), len));
+        Ok(())
+    }
+
+    /// Drops the log through `index` (applied, still in the log); returns the snapshot's
+    /// name.
+    fn compact_log(&mut self, index: LogIndex) -> Result<SnapshotMeta, SnapshotError> {
         let compacted = self.log.snapshot_meta().index;
         if index <= compacted {
             return Err(SnapshotError::Stale { index, compacted });
@@ -491,8 +515,7 @@ impl RaftNode {
         };
         let meta = SnapshotMeta { index, term };
         self.log.compact_to(meta);
-        self.unsaved_snapshot = Some(Snapshot { meta, data });
-        Ok(())
+        Ok(meta)
     }
 
     /// Storage no longer holds snapshot `meta`, whose chunk an

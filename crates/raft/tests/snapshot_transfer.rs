@@ -4,7 +4,10 @@
 
 mod common;
 
-use raft::{Apply, Config, Effect, LogIndex, Message, NodeId, RaftNode, Role, SnapshotMeta, Term};
+use raft::{
+    Apply, Config, Effect, LogIndex, Message, NodeId, RaftNode, Role, SnapshotMeta, SnapshotWrite,
+    Term,
+};
 
 fn cluster() -> Vec<RaftNode> {
     (1..=3)
@@ -186,4 +189,40 @@ fn a_transfer_whose_snapshot_is_gone_restarts_with_the_newest() {
     assert!(to_3.iter().all(|(i, _)| *i != first), "{to_3:?}");
     assert_eq!(to_3.first(), Some(&(third, 0)), "restarted with the newest");
     assert!(nodes[2].status().commit >= third, "{:?}", nodes[2].status());
+}
+
+/// A snapshot the driver saved itself is only named in the persist request, and its
+/// chunks are offered with the size the driver gave once that request is durable.
+#[test]
+fn a_saved_snapshot_is_named_not_carried() {
+    let mut nodes = cluster();
+    elect_node_1(&mut nodes);
+    for k in 0..5u8 {
+        nodes[0].propose(vec![k].into()).unwrap();
+    }
+    common::pump(&mut nodes, cut);
+    let index = nodes[0].status().applied;
+    nodes[0].compact_saved(index, 4321).unwrap();
+    let effects = nodes[0].take_effects();
+    let persist = effects.iter().find_map(|e| match e {
+        Effect::Persist(p) => p.snapshot.clone().map(|s| (p.io, s)),
+        _ => None,
+    });
+    let (io, write) = persist.expect("a persist request names the snapshot");
+    let meta = SnapshotMeta {
+        index,
+        term: nodes[0].status().term,
+    };
+    assert_eq!(write, SnapshotWrite::Saved(meta));
+    nodes[0].on_persisted(io).unwrap();
+    let mut later = Vec::new();
+    for _ in 0..4 {
+        nodes[0].tick();
+        later.extend(nodes[0].take_effects());
+    }
+    let chunk = later.iter().find_map(|e| match e {
+        Effect::SendSnapshotChunk { to, chunk } => Some((*to, chunk.meta, chunk.total_len)),
+        _ => None,
+    });
+    assert_eq!(chunk, Some((NodeId(3), meta, 4321)));
 }

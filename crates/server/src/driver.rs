@@ -454,10 +454,10 @@ impl Driver {
                 false
             }
             SnapState::Ready(meta, _) if self.applied.0 >= meta.index.0 + self.keep_entries() => {
-                let SnapState::Ready(meta, data) = std::mem::take(&mut self.snap) else {
+                let SnapState::Ready(meta, len) = std::mem::take(&mut self.snap) else {
                     unreachable!("matched above");
                 };
-                self.compact(meta, data)
+                self.compact(meta, len)
             }
             _ => false,
         }
@@ -511,15 +511,14 @@ impl Driver {
 
     fn on_snapshot_written(&mut self, outcome: SnapOutcome) {
         self.snap = match outcome {
-            SnapOutcome::Written(meta, data) => SnapState::Ready(meta, data),
+            SnapOutcome::Written(meta, len) => SnapState::Ready(meta, len),
             SnapOutcome::Failed(e) => fatal("snapshot file", e),
         };
     }
 
-    fn compact(&mut self, meta: raft::SnapshotMeta, data: raft::Payload) -> bool {
-        match self.raft.compact(meta.index, data) {
+    fn compact(&mut self, meta: raft::SnapshotMeta, len: u64) -> bool {
+        match self.raft.compact_saved(meta.index, len) {
             Ok(()) => {
-                self.storage.adopt_saved_snapshot(meta);
                 Metrics::add(&self.shared.metrics.snapshots, 1);
                 true
             }

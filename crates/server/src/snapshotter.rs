@@ -15,7 +15,7 @@
 use crate::driver::Input;
 use crate::state::Shared;
 use kv::SnapshotWriter;
-use raft::{Payload, Snapshot, SnapshotMeta};
+use raft::SnapshotMeta;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -27,8 +27,8 @@ const KEYS_PER_STEP: usize = 256;
 /// What became of a background snapshot.
 #[derive(Debug)]
 pub enum SnapOutcome {
-    /// The file is durable.
-    Written(SnapshotMeta, Payload),
+    /// The file is durable; the snapshot has this many bytes.
+    Written(SnapshotMeta, u64),
     /// Writing or syncing the file failed: the member must stop.
     Failed(String),
 }
@@ -48,8 +48,9 @@ pub enum SnapState {
     },
     /// The background thread is writing the file.
     Writing,
-    /// Durable, waiting for the log to move far enough past it to compact.
-    Ready(SnapshotMeta, Payload),
+    /// Durable (this many bytes), waiting for the log to move far enough past it to
+    /// compact.
+    Ready(SnapshotMeta, u64),
 }
 
 /// Starts a snapshot named `meta` of the store as it is now.
@@ -90,24 +91,23 @@ pub fn write_file(
         .spawn(move || {
             lower_priority();
             let started = Instant::now();
-            let snapshot = Snapshot {
-                meta,
-                data: writer.finish().into(),
-            };
+            // Written from the writer's own buffer and then dropped: the bytes are never
+            // copied, and nothing but the file keeps them.
+            let data = writer.finish();
             let saved = FileBackend::open(&dir)
                 .map_err(|e| e.to_string())
                 .and_then(|mut b| {
-                    storage::save_snapshot_file(&mut b, &snapshot).map_err(|e| e.to_string())
+                    storage::save_snapshot_file(&mut b, meta, &data).map_err(|e| e.to_string())
                 });
             let outcome = match saved {
                 Ok(()) => {
                     eprintln!(
                         "info: snapshot at index {} written ({} MiB in {} ms)",
                         meta.index,
-                        snapshot.data.len() >> 20,
+                        data.len() >> 20,
                         started.elapsed().as_millis()
                     );
-                    SnapOutcome::Written(meta, snapshot.data)
+                    SnapOutcome::Written(meta, data.len() as u64)
                 }
                 Err(e) => SnapOutcome::Failed(e),
             };

@@ -160,7 +160,8 @@ impl Host {
             recovered.entries.len(),
             self.storage.files()
         ));
-        inv.on_restart(self.id, &recovered.entries, recovered.snapshot.as_ref())?;
+        let snapshot = recovered.snapshot.as_ref().map(|s| s.meta);
+        inv.on_restart(self.id, &recovered.entries, snapshot)?;
         let node = RaftNode::restart(cfg, recovered)
             .map_err(|e| violation("recovery", format!("node {}: {e}", self.id)))?;
         self.raft = Some(node);
@@ -253,12 +254,13 @@ impl Host {
                         req.io,
                         req.hard_state
                             .map(|h| (h.term.0, h.vote.map(|v| v.0), h.commit.0)),
-                        req.snapshot.as_ref().map(|s| s.meta.index.0),
+                        req.snapshot.as_ref().map(|s| s.meta().index.0),
                         req.entries.as_ref().map(|w| (w.from.0, w.entries.len())),
                         self.storage.durable_hard_state().commit
                     ));
                 }
-                inv.on_log_write(self.id, req.snapshot.as_ref(), req.entries.as_ref())?;
+                let snapshot = req.snapshot.as_ref().map(|s| s.meta());
+                inv.on_log_write(self.id, snapshot, req.entries.as_ref())?;
                 self.storage
                     .write(&req)
                     .map_err(|e| violation(STORAGE_FAILURE, e.to_string()))?;

@@ -5,7 +5,7 @@
 //! new entry and leader completeness one lookup per election.
 
 use crate::hash::{fnv, mix};
-use raft::{Entry, EntryKind, EntryWrite, LogIndex, NodeId, Role, Snapshot, Status, Term};
+use raft::{Entry, EntryKind, EntryWrite, LogIndex, NodeId, Role, SnapshotMeta, Status, Term};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -112,7 +112,7 @@ impl Invariants {
     pub(crate) fn on_log_write(
         &mut self,
         node: NodeId,
-        snapshot: Option<&Snapshot>,
+        snapshot: Option<SnapshotMeta>,
         write: Option<&EntryWrite>,
     ) -> Check {
         let mut mirror = self.mirrors.remove(&node).unwrap_or_default();
@@ -125,12 +125,12 @@ impl Invariants {
         &mut self,
         m: &mut LogMirror,
         node: NodeId,
-        snapshot: Option<&Snapshot>,
+        snapshot: Option<SnapshotMeta>,
         write: Option<&EntryWrite>,
     ) -> Check {
-        if let Some(s) = snapshot {
-            let idx = s.meta.index.0;
-            let keep = m.chain_at(idx).filter(|(t, _)| *t == s.meta.term);
+        if let Some(meta) = snapshot {
+            let idx = meta.index.0;
+            let keep = m.chain_at(idx).filter(|(t, _)| *t == meta.term);
             let tail_from = (idx - m.base_index.min(idx)) as usize;
             let tail = if keep.is_some() {
                 m.entries.split_off(tail_from.min(m.entries.len()))
@@ -423,14 +423,14 @@ impl Invariants {
         &mut self,
         node: NodeId,
         mirror_entries: &[Entry],
-        snapshot: Option<&Snapshot>,
+        snapshot: Option<SnapshotMeta>,
     ) -> Check {
         let w = self.watch.entry(node).or_default();
         w.commit = 0;
         w.applied = 0;
         w.was_leader_in = None;
         self.mirrors.remove(&node);
-        let from = snapshot.map_or(LogIndex(1), |s| s.meta.index.next());
+        let from = snapshot.map_or(LogIndex(1), |m| m.index.next());
         let write = EntryWrite {
             from,
             entries: mirror_entries.to_vec(),

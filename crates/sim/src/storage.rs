@@ -2,7 +2,9 @@
 //! a disk with crash semantics, used when the `disk` fault class is off. With `disk`
 //! on, nodes run the real write-ahead log on the fault-injecting `storage::SimDisk`.
 
-use raft::{Entry, EntryWrite, HardState, PersistRequest, Recovered, Snapshot, SnapshotMeta};
+use raft::{
+    Entry, EntryWrite, HardState, PersistRequest, Recovered, Snapshot, SnapshotMeta, SnapshotWrite,
+};
 use seedrng::Rng;
 
 pub use storage::{RaftStorage, SnapshotChunk, StorageError};
@@ -114,8 +116,14 @@ impl RaftStorage for MemStorage {
         if let Some(h) = request.hard_state {
             self.pending.push(PendingOp::HardState(h));
         }
-        if let Some(s) = &request.snapshot {
-            self.pending.push(PendingOp::Snapshot(s.clone()));
+        match &request.snapshot {
+            Some(SnapshotWrite::Store(s)) => self.pending.push(PendingOp::Snapshot(s.clone())),
+            Some(SnapshotWrite::Saved(meta)) => {
+                return Err(StorageError::Io(format!(
+                    "the model disk holds snapshots by value only, not saved {meta:?}"
+                )))
+            }
+            None => {}
         }
         if let Some(w) = &request.entries {
             self.pending.push(PendingOp::Entries(w.clone()));
@@ -229,7 +237,7 @@ mod tests {
         };
         s.write(&PersistRequest {
             io: IoId(2),
-            snapshot: Some(snap),
+            snapshot: Some(SnapshotWrite::Store(snap)),
             entries: None,
             hard_state: None,
         })

@@ -6,7 +6,7 @@ use crate::error::StorageError;
 use crate::record::Record;
 use crate::wal::Wal;
 use crate::{snapfile, RaftStorage, SnapshotChunk};
-use raft::{HardState, LogIndex, PersistRequest, Recovered, Snapshot, SnapshotMeta};
+use raft::{HardState, LogIndex, PersistRequest, Recovered, SnapshotMeta, SnapshotWrite};
 
 /// Tunables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,19 +35,20 @@ pub struct DiskStorage<B: Backend> {
     backend: B,
     opts: StorageOptions,
     wal: Wal,
-    snapshot: SnapshotMeta,
     compact_after_sync: Option<LogIndex>,
     durable_hard_state: HardState,
     failed: Option<StorageError>,
-    /// A snapshot file another thread already made durable ([`save_snapshot_file`]).
-    presaved: Option<SnapshotMeta>,
 }
 
-/// Writes a snapshot file durably without touching anything else in the directory: for
-/// a snapshot written off the Raft thread, then handed to
-/// [`DiskStorage::adopt_saved_snapshot`] before the core persists it.
-pub fn save_snapshot_file<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), StorageError> {
-    snapfile::save_durable(b, s)
+/// Writes snapshot `meta` durably without touching anything else in the directory: for
+/// a snapshot written off the Raft thread, then handed to the core with
+/// `RaftNode::compact_saved` (its persist request carries `SnapshotWrite::Saved`).
+pub fn save_snapshot_file<B: Backend>(
+    b: &mut B,
+    meta: SnapshotMeta,
+    data: &[u8],
+) -> Result<(), StorageError> {
+    snapfile::save_durable(b, meta, data)
 }
 
 impl<B: Backend> DiskStorage<B> {
@@ -56,17 +57,15 @@ impl<B: Backend> DiskStorage<B> {
         mut backend: B,
         opts: StorageOptions,
     ) -> Result<(DiskStorage<B>, Recovered), StorageError> {
-        let (wal, recovered, snapshot) = load(&mut backend, opts)?;
+        let (wal, recovered) = load(&mut backend, opts)?;
         let durable_hard_state = recovered.hard_state;
         let s = DiskStorage {
             backend,
             opts,
             wal,
-            snapshot,
             compact_after_sync: None,
             durable_hard_state,
             failed: None,
-            presaved: None,
         };
         Ok((s, recovered))
     }
@@ -86,12 +85,6 @@ impl<B: Backend> DiskStorage<B> {
         self.wal.segment_count()
     }
 
-    /// The snapshot file for `meta` is already durable (see [`save_snapshot_file`]): the
-    /// next persist request carrying that snapshot only compacts the log.
-    pub fn adopt_saved_snapshot(&mut self, meta: SnapshotMeta) {
-        self.presaved = Some(meta);
-    }
-
     fn guard<T>(&mut self, r: Result<T, StorageError>) -> Result<T, StorageError> {
         if let Err(e) = &r {
             self.failed = Some(e.clone());
@@ -103,26 +96,30 @@ impl<B: Backend> DiskStorage<B> {
         if let Some(h) = req.hard_state {
             self.wal.push(&Record::HardState(h));
         }
-        if let Some(s) = &req.snapshot {
+        if let Some(write) = &req.snapshot {
+            let meta = write.meta();
             // A snapshot that replaces the log: the replaced suffix is cut durably
             // *before* the snapshot is durable, so no crash can recover the new snapshot
             // followed by stale entries of another history.
-            if let Some(w) = req
-                .entries
-                .as_ref()
-                .filter(|w| w.from <= s.meta.index.next())
-            {
+            if let Some(w) = req.entries.as_ref().filter(|w| w.from <= meta.index.next()) {
                 self.wal.push(&Record::Truncate(w.from));
             }
             // The hard state must be durable before the snapshot (Raft's term order).
             self.wal.sync(&mut self.backend)?;
-            if self.presaved.take() == Some(s.meta) {
-                snapfile::remove_older(&mut self.backend, s.meta.index)?;
-            } else {
-                snapfile::save(&mut self.backend, s)?;
+            match write {
+                SnapshotWrite::Store(s) => snapfile::save(&mut self.backend, s)?,
+                SnapshotWrite::Saved(meta) => {
+                    // Saved by the driver (`save_snapshot_file`): never compact the log
+                    // on the word of a file that is not there.
+                    if !snapfile::exists(&mut self.backend, *meta)? {
+                        return Err(StorageError::Io(format!(
+                            "snapshot {meta:?} was reported saved but has no file"
+                        )));
+                    }
+                    snapfile::remove_older(&mut self.backend, meta.index)?;
+                }
             }
-            self.snapshot = s.meta;
-            self.compact_after_sync = Some(s.meta.index);
+            self.compact_after_sync = Some(meta.index);
         }
         if let Some(w) = &req.entries {
             if w.entries.is_empty() {
@@ -144,10 +141,7 @@ impl<B: Backend> DiskStorage<B> {
     }
 }
 
-fn load<B: Backend>(
-    b: &mut B,
-    opts: StorageOptions,
-) -> Result<(Wal, Recovered, SnapshotMeta), StorageError> {
+fn load<B: Backend>(b: &mut B, opts: StorageOptions) -> Result<(Wal, Recovered), StorageError> {
     let snapshot = snapfile::load_latest(b)?;
     let meta = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
     let (wal, replayed) = Wal::open(b, meta.index, opts.segment_bytes, opts.preallocate)?;
@@ -156,7 +150,7 @@ fn load<B: Backend>(
         snapshot,
         entries: replayed.entries,
     };
-    Ok((wal, recovered, meta))
+    Ok((wal, recovered))
 }
 
 impl<B: Backend> RaftStorage for DiskStorage<B> {
@@ -189,11 +183,9 @@ impl<B: Backend> RaftStorage for DiskStorage<B> {
     }
 
     fn recover(&mut self) -> Result<Recovered, StorageError> {
-        let (wal, recovered, meta) = load(&mut self.backend, self.opts)?;
+        let (wal, recovered) = load(&mut self.backend, self.opts)?;
         self.wal = wal;
-        self.snapshot = meta;
         self.compact_after_sync = None;
-        self.presaved = None;
         self.durable_hard_state = recovered.hard_state;
         self.failed = None;
         Ok(recovered)

@@ -27,13 +27,13 @@ fn parse_name(name: &str) -> Option<SnapshotMeta> {
 }
 
 /// The file's header (the data follows it).
-fn header(s: &Snapshot) -> Vec<u8> {
+fn header(meta: SnapshotMeta, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&s.meta.index.0.to_le_bytes());
-    out.extend_from_slice(&s.meta.term.0.to_le_bytes());
-    out.extend_from_slice(&(s.data.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&s.data).to_le_bytes());
+    out.extend_from_slice(&meta.index.0.to_le_bytes());
+    out.extend_from_slice(&meta.term.0.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
     let header_crc = crc32c::crc32c(&out);
     out.extend_from_slice(&header_crc.to_le_bytes());
     out
@@ -72,27 +72,36 @@ const SYNC_EVERY: usize = 8 << 20;
 
 /// Writes `s` durably, then removes older snapshot files.
 pub(crate) fn save<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), StorageError> {
-    save_durable(b, s)?;
+    save_durable(b, s.meta, &s.data)?;
     remove_older(b, s.meta.index)
 }
 
-/// Writes `s` durably under its final name (older snapshots stay).
-pub(crate) fn save_durable<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), StorageError> {
-    let final_name = name(s.meta);
+/// Writes snapshot `meta` durably under its final name (older snapshots stay).
+pub(crate) fn save_durable<B: Backend>(
+    b: &mut B,
+    meta: SnapshotMeta,
+    data: &[u8],
+) -> Result<(), StorageError> {
+    let final_name = name(meta);
     let tmp = format!("{final_name}.tmp");
-    b.write(&tmp, 0, &header(s))?;
+    b.write(&tmp, 0, &header(meta, data))?;
     let mut at = HEADER_BYTES as u64;
-    for chunk in s.data.chunks(SYNC_EVERY) {
+    for chunk in data.chunks(SYNC_EVERY) {
         b.write(&tmp, at, chunk)?;
         b.sync(&tmp)?;
         at += chunk.len() as u64;
     }
-    if s.data.is_empty() {
+    if data.is_empty() {
         b.sync(&tmp)?; // the header alone (otherwise the last chunk's sync covered it)
     }
     b.rename(&tmp, &final_name)?;
     b.sync_dir()?;
     Ok(())
+}
+
+/// Whether the file of snapshot `meta` is there.
+pub(crate) fn exists<B: Backend>(b: &mut B, meta: SnapshotMeta) -> Result<bool, StorageError> {
+    Ok(b.list()?.contains(&name(meta)))
 }
 
 /// Removes snapshot files older than the newest one before `index` (that one stays, as

@@ -4,7 +4,7 @@
 
 use raft::{
     Entry, EntryKind, EntryWrite, HardState, IoId, LogIndex, NodeId, PersistRequest, Recovered,
-    Snapshot, SnapshotMeta, Term,
+    Snapshot, SnapshotMeta, SnapshotWrite, Term,
 };
 use storage::{
     save_snapshot_file, Backend, DiskStorage, FileBackend, RaftStorage, SimDisk, StorageError,
@@ -50,6 +50,15 @@ fn meta(index: u64, term: u64) -> SnapshotMeta {
     }
 }
 
+fn saved_req(index: u64, term: u64) -> PersistRequest {
+    PersistRequest {
+        io: IoId(1),
+        hard_state: None,
+        snapshot: Some(SnapshotWrite::Saved(meta(index, term))),
+        entries: None,
+    }
+}
+
 fn snap_req(index: u64, term: u64, data: &[u8]) -> PersistRequest {
     let snapshot = Snapshot {
         meta: SnapshotMeta {
@@ -61,7 +70,7 @@ fn snap_req(index: u64, term: u64, data: &[u8]) -> PersistRequest {
     PersistRequest {
         io: IoId(1),
         hard_state: None,
-        snapshot: Some(snapshot),
+        snapshot: Some(SnapshotWrite::Store(snapshot)),
         entries: None,
     }
 }
@@ -214,23 +223,34 @@ mod suite {
         s.write(&req(None, 1, entries(1, 20, 1))).unwrap();
         s.write(&snap_req(10, 1, b"ten")).unwrap();
         s.sync().unwrap();
-        let at15 = snap_req(15, 1, b"fifteen").snapshot.unwrap();
-        save_snapshot_file(s.backend_mut(), &at15).unwrap();
+        save_snapshot_file(s.backend_mut(), meta(15, 1), b"fifteen").unwrap();
         // A crash before the core adopts it: the newer file wins, the WAL still holds
         // what follows it.
         let r = s.recover().unwrap();
         assert_eq!(r.snapshot.unwrap().data.to_vec(), b"fifteen".to_vec());
         assert_eq!(r.entries, entries(16, 20, 1));
-        // Adopting: the persist request only compacts (the file is not written again)
-        // and the older snapshot goes.
-        s.adopt_saved_snapshot(at15.meta);
-        s.write(&snap_req(15, 1, b"not written")).unwrap();
+        // Adopting: the persist request only names it and compacts.
+        s.write(&saved_req(15, 1)).unwrap();
         s.sync().unwrap();
         let snaps = snapshot_files(s.backend_mut());
         assert_eq!(snaps.len(), 2, "the previous one stays: {snaps:?}");
         let r = s.recover().unwrap();
         assert_eq!(r.snapshot.unwrap().data.to_vec(), b"fifteen".to_vec());
         assert_eq!(r.entries, entries(16, 20, 1));
+    }
+
+    /// A persist request naming a saved snapshot whose file is missing fails (and the
+    /// storage with it) instead of compacting the log on its word.
+    pub fn saved_snapshot_without_a_file_is_refused<B: Backend>(b: B) {
+        let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
+        s.write(&req(None, 1, entries(1, 20, 1))).unwrap();
+        s.sync().unwrap();
+        let err = s.write(&saved_req(15, 1)).unwrap_err();
+        assert!(err.to_string().contains("no file"), "{err}");
+        assert!(s.sync().is_err(), "the storage stays failed");
+        let r = s.recover().unwrap();
+        assert_eq!(r.snapshot, None);
+        assert_eq!(r.entries, entries(1, 20, 1));
     }
 
     fn snapshot_files<B: Backend>(b: &mut B) -> Vec<String> {
@@ -400,6 +420,7 @@ conformance!(
     newer_snapshot_replaces_older,
     damaged_snapshot_chunks_are_detectable,
     snapshot_saved_elsewhere_is_adopted,
+    saved_snapshot_without_a_file_is_refused,
     torn_tail_is_cut_off,
     zeroed_tail_is_cut_off,
     bit_flip_in_synced_log_refuses_to_start,

@@ -5,7 +5,7 @@
 
 use raft::{
     Entry, EntryKind, EntryWrite, HardState, IoId, LogIndex, PersistRequest, Snapshot,
-    SnapshotMeta, Term,
+    SnapshotMeta, SnapshotWrite, Term,
 };
 use storage::{DiskFaults, DiskStorage, RaftStorage, SimDisk, StorageError, StorageOptions};
 
@@ -93,13 +93,13 @@ fn request(step: &Step) -> Option<PersistRequest> {
         Step::Snapshot(i) => Some(PersistRequest {
             io: IoId(1),
             hard_state: None,
-            snapshot: Some(Snapshot {
+            snapshot: Some(SnapshotWrite::Store(Snapshot {
                 meta: SnapshotMeta {
                     index: LogIndex(*i),
                     term: Term(2),
                 },
                 data: vec![7; 100].into(),
-            }),
+            })),
             entries: None,
         }),
         Step::Sync => None,

@@ -1,7 +1,7 @@
 //! A hand-driven cluster shared by the integration tests: messages are delivered
 //! between nodes with instantly durable disks, through a filter.
 
-use raft::{Effect, LogIndex, Message, NodeId, Payload, RaftNode, SnapshotMeta};
+use raft::{Effect, LogIndex, Message, NodeId, Payload, RaftNode, SnapshotMeta, SnapshotWrite};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -59,7 +59,7 @@ pub fn pump(
                 for e in effects {
                     match e {
                         Effect::Persist(p) => {
-                            if let Some(snap) = p.snapshot {
+                            if let Some(SnapshotWrite::Store(snap)) = p.snapshot {
                                 store_snapshot(n.id(), snap.meta, snap.data);
                             }
                             n.on_persisted(p.io).unwrap()
