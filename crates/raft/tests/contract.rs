@@ -1,8 +1,6 @@
 //! The sans-IO contract, driven by hand: durability gating, typed errors for bad input,
 //! configuration validation. No simulator: every message is moved explicitly.
 
-mod common;
-
 use raft::{
     AppendOutcome, Config, Effect, Entry, EntryKind, HardState, IoId, LogIndex, Message, NodeId,
     ProposeError, RaftNode, RecoverError, Recovered, Role, Snapshot, SnapshotMeta, Term,
@@ -419,80 +417,4 @@ fn arbitrary_message(rng: &mut seedrng::Rng) -> Message {
             read_seq: 0,
         },
     }
-}
-
-/// Hand-driven cluster: the messages delivered.
-fn pump(
-    nodes: &mut [RaftNode],
-    deliver: impl FnMut(NodeId, NodeId, &Message) -> bool,
-) -> Vec<(NodeId, NodeId, Message)> {
-    common::pump(nodes, deliver).delivered
-}
-
-/// A leader that compacts again while a snapshot transfer is under way finishes the
-/// transfer it started instead of restarting from offset 0 with the new snapshot (a
-/// restart on every compaction can livelock a slow follower under a steady write rate).
-#[test]
-fn snapshot_transfer_survives_a_new_compaction() {
-    let mut nodes: Vec<RaftNode> = (1..=3)
-        .map(|i| {
-            let mut c = Config::new(NodeId(i), ids(3));
-            c.pre_vote = false;
-            c.check_quorum = false; // the test ticks the leader without delivering answers
-            c.snapshot_chunk_bytes = 100;
-            c.election_timeout_ticks = if i == 1 { 3 } else { 50 };
-            RaftNode::new(c).unwrap()
-        })
-        .collect();
-    let cut = |from: NodeId, to: NodeId, _: &Message| from != NodeId(3) && to != NodeId(3);
-    while nodes[0].status().role != Role::Leader {
-        nodes[0].tick();
-        pump(&mut nodes, cut);
-    }
-    let compact = |n: &mut RaftNode, fill: u8| {
-        for k in 0..5u8 {
-            n.propose(vec![k].into()).unwrap();
-        }
-        let applied = n.status().applied;
-        n.compact(applied, vec![fill; 1000].into()).unwrap();
-        applied
-    };
-    pump(&mut nodes, cut);
-    let first = compact(&mut nodes[0], 1);
-    pump(&mut nodes, cut);
-    // Let node 3 receive exactly the first two chunks, then cut it off again.
-    let mut chunks = 0;
-    nodes[0].tick();
-    nodes[0].tick();
-    pump(&mut nodes, |from, to, m| match m {
-        Message::Snapshot { .. } if to == NodeId(3) && chunks < 2 => {
-            chunks += 1;
-            true
-        }
-        Message::SnapshotResponse { .. } => from == NodeId(3),
-        _ => cut(from, to, m),
-    });
-    assert_eq!(chunks, 2);
-    pump(&mut nodes, cut);
-    let second = compact(&mut nodes[0], 2);
-    assert!(second > first);
-    pump(&mut nodes, cut);
-    for _ in 0..4 {
-        nodes[0].tick();
-    }
-    let sent = pump(&mut nodes, |_, _, _| true);
-    let next_chunk = sent.iter().find_map(|(_, to, m)| match m {
-        Message::Snapshot { meta, offset, .. } if *to == NodeId(3) => Some((meta.index, *offset)),
-        _ => None,
-    });
-    assert_eq!(
-        next_chunk,
-        Some((first, 200)),
-        "the transfer restarted instead of resuming"
-    );
-    assert!(
-        nodes[2].status().commit >= second,
-        "node 3 caught up: {:?}",
-        nodes[2].status()
-    );
 }
