@@ -67,6 +67,18 @@ async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, Con
         .map_err(|e| ConfigError(format!("cannot listen for {what} on {addr}: {e}")))
 }
 
+/// The peer runtime; stopped without blocking when dropped, which may happen inside the
+/// client runtime (dropping a runtime there directly panics), on any early return.
+struct PeerRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for PeerRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// Raft's peer traffic (receiving, and sending what the driver could not write at once)
 /// runs on a runtime and thread of its own: however busy the client runtime is, it never
 /// holds back heartbeats and appends.
@@ -75,19 +87,20 @@ fn start_peer_runtime(
     shared: &Arc<Shared>,
     client_urls: &[String],
     driver: std::sync::mpsc::Sender<Input>,
-) -> Result<(tokio::runtime::Runtime, peer::PeerQueues), ConfigError> {
+) -> Result<(PeerRuntime, peer::PeerQueues), ConfigError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("peers")
         .enable_all()
         .build()
         .map_err(|e| ConfigError(format!("cannot start the peer runtime: {e}")))?;
-    let _in_rt = rt.enter();
+    let handle = rt.handle().clone();
+    let rt = PeerRuntime(Some(rt));
+    let _in_rt = handle.enter();
     let listener = TcpListener::from_std(listener)
         .map_err(|e| ConfigError(format!("cannot listen for peers: {e}")))?;
     let queues = peer::start_senders(shared, client_urls);
-    rt.spawn(peer::serve(listener, shared.clone(), driver));
-    drop(_in_rt);
+    handle.spawn(peer::serve(listener, shared.clone(), driver));
     Ok((rt, queues))
 }
 
@@ -238,7 +251,7 @@ pub async fn run(
         .await;
     let _ = driver_tx.send(Input::Shutdown);
     let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
-    peer_rt.shutdown_background();
+    drop(peer_rt);
     eprintln!("info: member {} stopped", cfg.name);
     served.map_err(|e| ConfigError(format!("client server failed: {e}")))
 }
