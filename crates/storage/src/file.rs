@@ -38,13 +38,15 @@ impl FileBackend {
         &self.dir
     }
 
-    fn handle(&mut self, name: &str) -> Result<&File, IoError> {
+    /// The open file `name`; `create` makes it if missing (writes), otherwise a missing
+    /// file is `NotFound` (reads never create files).
+    fn handle(&mut self, name: &str, create: bool) -> Result<&File, IoError> {
         if !self.open.contains_key(name) {
             let path = self.dir.join(name);
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
+                .create(create)
                 .truncate(false)
                 .open(&path)
                 .map_err(|e| io("open", &path, e))?;
@@ -77,7 +79,7 @@ impl Backend for FileBackend {
 
     fn read_at(&mut self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, IoError> {
         let path = self.dir.join(name);
-        let f = self.handle(name)?;
+        let f = self.handle(name, false)?;
         let mut buf = vec![0u8; len];
         let mut got = 0;
         while got < len {
@@ -102,20 +104,20 @@ impl Backend for FileBackend {
 
     fn write(&mut self, name: &str, offset: u64, data: &[u8]) -> Result<(), IoError> {
         let path = self.dir.join(name);
-        let f = self.handle(name)?;
+        let f = self.handle(name, true)?;
         f.write_all_at(data, offset)
             .map_err(|e| io("write", &path, e))
     }
 
     fn sync(&mut self, name: &str) -> Result<(), IoError> {
         let path = self.dir.join(name);
-        let f = self.handle(name)?;
+        let f = self.handle(name, true)?;
         f.sync_data().map_err(|e| io("fdatasync", &path, e))
     }
 
     fn truncate(&mut self, name: &str, len: u64) -> Result<(), IoError> {
         let path = self.dir.join(name);
-        let f = self.handle(name)?;
+        let f = self.handle(name, true)?;
         f.set_len(len).map_err(|e| io("truncate", &path, e))
     }
 

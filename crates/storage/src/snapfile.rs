@@ -5,7 +5,7 @@
 //! then the directory is fsynced; only then are snapshots older than the previous one
 //! removed (the previous one may still be in transfer to a lagging follower).
 
-use crate::backend::Backend;
+use crate::backend::{Backend, IoError};
 use crate::error::StorageError;
 use crate::SnapshotChunk;
 use raft::{LogIndex, Snapshot, SnapshotMeta, Term};
@@ -174,10 +174,11 @@ pub(crate) fn read_chunk<B: Backend>(
     max: usize,
 ) -> Result<Option<SnapshotChunk>, StorageError> {
     let file = name(meta);
-    if !b.list()?.contains(&file) {
-        return Ok(None);
-    }
-    let h = parse_header(&file, meta, &b.read_at(&file, 0, HEADER_BYTES)?)?;
+    let head = match b.read_at(&file, 0, HEADER_BYTES) {
+        Err(IoError::NotFound(_)) => return Ok(None),
+        r => r?,
+    };
+    let h = parse_header(&file, meta, &head)?;
     let max = max.min(h.len.saturating_sub(offset) as usize);
     let data = b.read_at(&file, HEADER_BYTES as u64 + offset, max)?;
     if data.len() != max {
