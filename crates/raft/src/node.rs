@@ -432,13 +432,11 @@ impl RaftNode {
     fn flush_persist(&mut self) {
         let hs = self.hard_state();
         let log = &self.log;
-        let (snapshot, handed) = match self.unsaved_snapshot.take() {
-            Some((w, len)) => {
-                let meta = w.meta();
-                (Some(w), Some((meta, len)))
-            }
-            None => (None, None),
-        };
+        let handed = self
+            .unsaved_snapshot
+            .as_ref()
+            .map(|(w, len)| (w.meta(), *len));
+        let snapshot = self.unsaved_snapshot.take().map(|(w, _)| w);
         let (request, released) = self.io.flush(
             hs,
             |from| {

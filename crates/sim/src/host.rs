@@ -363,38 +363,12 @@ impl Host {
         }
         let sm = &self.sm;
         inv.on_apply(self.id, &entry, || sm.digest())?;
-        if let Some((applied, r)) = result {
-            if let Some((client, attempt, cmd)) =
-                self.forwarded.remove(&(applied.client, applied.seq))
-            {
-                let outcome = if applied == cmd {
-                    out.acked
-                        .push((entry.index.0, crate::invariants::entry_hash(&entry)));
-                    ClientOutcome::Written(r)
-                } else {
-                    ClientOutcome::Redirect(None)
-                };
-                out.replies.push(Reply {
-                    client,
-                    attempt,
-                    outcome,
-                });
-            }
-        }
-        if let Some((client, attempt, cmd)) = self.writes.remove(&entry.index) {
-            let outcome = match result {
-                Some((applied, r)) if applied == cmd => {
-                    out.acked
-                        .push((entry.index.0, crate::invariants::entry_hash(&entry)));
-                    ClientOutcome::Written(r)
-                }
-                _ => ClientOutcome::Redirect(None),
-            };
-            out.replies.push(Reply {
-                client,
-                attempt,
-                outcome,
-            });
+        let forwarded = result
+            .as_ref()
+            .and_then(|(applied, _)| self.forwarded.remove(&(applied.client, applied.seq)));
+        let proposed = self.writes.remove(&entry.index);
+        for waiting in forwarded.into_iter().chain(proposed) {
+            answer_write(&entry, result, waiting, out);
         }
         Ok(())
     }
@@ -445,6 +419,29 @@ impl Host {
         }
         Ok(())
     }
+}
+
+/// Answers a client whose write (`waiting`: client, attempt, command) was expected in
+/// `entry`: written if the entry carries that very command, otherwise unknown (retry).
+fn answer_write(
+    entry: &Entry,
+    result: Option<(Command, KvResult)>,
+    (client, attempt, cmd): (u64, u64, Command),
+    out: &mut Outbox,
+) {
+    let outcome = match result {
+        Some((applied, r)) if applied == cmd => {
+            out.acked
+                .push((entry.index.0, crate::invariants::entry_hash(entry)));
+            ClientOutcome::Written(r)
+        }
+        _ => ClientOutcome::Redirect(None),
+    };
+    out.replies.push(Reply {
+        client,
+        attempt,
+        outcome,
+    });
 }
 
 /// Not a protocol violation: the disk failed and the node must stop (fail-stop).
