@@ -10,6 +10,7 @@ pub mod api;
 pub mod cmd;
 pub mod config;
 pub mod convert;
+pub mod corked;
 pub mod driver;
 pub mod kv_svc;
 pub mod maint_svc;
@@ -224,11 +225,14 @@ pub async fn run(
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD;
     // The builder's tcp_nodelay does not reach sockets we accept ourselves: set it per
     // stream, or every response's trailers wait for the client's delayed ACK (~40 ms).
+    // Writes are corked (see `corked`): the answers completed in one scheduler pass
+    // leave in one write per connection.
     let incoming = tokio_stream::StreamExt::map(
         tokio_stream::wrappers::TcpListenerStream::new(client_l),
         |s| {
-            s.inspect(|s| {
+            s.map(|s| {
                 let _ = s.set_nodelay(true);
+                corked::Corked::new(s)
             })
         },
     );

@@ -141,7 +141,16 @@ pub async fn dial(ep: &str, connect: Duration, request: Duration) -> Result<Chan
         .tcp_nodelay(true)
         .connect_timeout(connect)
         .timeout(request);
-    match tokio::time::timeout(connect, endpoint.connect()).await {
+    // Corked writes: requests issued in one scheduler pass leave in one write.
+    let connector = tower::service_fn(|uri: tonic::transport::Uri| async move {
+        let host = uri.host().unwrap_or("127.0.0.1");
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(80);
+        let s = tokio::net::TcpStream::connect((host, port)).await?;
+        s.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(server::corked::Corked::new(s)))
+    });
+    match tokio::time::timeout(connect, endpoint.connect_with_connector(connector)).await {
         Err(_) => Err(format!("endpoint {ep}: no connection within {connect:?}")),
         Ok(Err(e)) => Err(format!("endpoint {ep}: cannot connect: {}", chain(&e))),
         Ok(Ok(ch)) => Ok(ch),
