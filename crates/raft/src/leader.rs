@@ -280,6 +280,18 @@ impl RaftNode {
         for origin in self.reads.confirmed(acks, self.cfg.voters.len()) {
             self.answer_read(origin, Some(self.commit));
         }
+        if !self.reads.round_in_flight() && self.reads.needs_round() {
+            self.broadcast_pending = true;
+        }
+    }
+
+    /// Queues a read at the leader. A round of messages confirms leadership for every
+    /// read registered before it; while one is under way, new reads wait for the next.
+    pub(crate) fn register_read(&mut self, origin: ReadOrigin) {
+        self.reads.register(origin);
+        if !self.reads.round_in_flight() {
+            self.broadcast_pending = true;
+        }
     }
 }
 
@@ -304,23 +316,46 @@ impl RaftNode {
     /// A follower's [`Message::ReadIndex`]: queued like a local read, or refused.
     pub(crate) fn on_read_index(&mut self, from: NodeId, ctx: u64) {
         if self.role == Role::Leader {
-            self.reads.register((Some(from), ctx));
-            self.broadcast_pending = true;
+            self.register_read((Some(from), ctx));
         } else {
             self.answer_read((Some(from), ctx), None);
         }
     }
 
     /// The leader's answer to one of this follower's reads.
-    pub(crate) fn on_read_index_response(&mut self, ctx: u64, index: Option<LogIndex>) {
-        if self.remote_reads.remove(&ctx) {
+    pub(crate) fn on_read_index_response(&mut self, batch: u64, index: Option<LogIndex>) {
+        let Some((done, next)) = self.remote_reads.answered(batch) else {
+            return;
+        };
+        for ctx in done {
             self.answer_read((None, ctx), index);
+        }
+        if let (Some(next), Some(leader)) = (next, self.leader) {
+            self.ask_read_index(leader, next);
+        }
+    }
+
+    /// Asks the leader for a read index on behalf of the reads in `batch`.
+    pub(crate) fn ask_read_index(&mut self, leader: NodeId, batch: u64) {
+        let m = Message::ReadIndex {
+            term: self.term,
+            ctx: batch,
+        };
+        self.send(leader, m);
+    }
+
+    /// A follower's tick: a read batch unanswered for an election timeout is asked for
+    /// again (its request or the answer was lost).
+    pub(crate) fn tick_remote_reads(&mut self) {
+        let limit = self.cfg.election_timeout_ticks;
+        if let (Some(batch), Some(leader)) = (self.remote_reads.tick(limit), self.leader) {
+            self.ask_read_index(leader, batch);
         }
     }
 
     /// Reads waiting on a leader that is no longer ours.
     pub(crate) fn abort_remote_reads(&mut self) {
-        for ctx in std::mem::take(&mut self.remote_reads) {
+        for ctx in self.remote_reads.take_all() {
             self.effects.push(Effect::ReadAborted { ctx });
         }
     }

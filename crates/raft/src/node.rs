@@ -7,13 +7,13 @@ use crate::error::{ProposeError, RecoverError, SnapshotError, StepError, Unknown
 use crate::log::RaftLog;
 use crate::message::{self, Message};
 use crate::progress::{FlowState, Progress};
-use crate::read::ReadQueue;
+use crate::read::{ReadQueue, RemoteReads};
 use crate::types::{
     Entry, EntryKind, HardState, IoId, LogIndex, NodeId, Payload, Role, Snapshot, SnapshotMeta,
     Term,
 };
 use seedrng::Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Durable state read back from storage at restart.
 #[derive(Clone, Debug, Default)]
@@ -107,7 +107,7 @@ pub struct RaftNode {
     pub(crate) effects: Vec<Effect>,
     pub(crate) reads: ReadQueue,
     /// This follower's reads waiting for the leader's read index.
-    pub(crate) remote_reads: BTreeSet<u64>,
+    pub(crate) remote_reads: RemoteReads,
     pub(crate) incoming: Option<IncomingSnapshot>,
     pub(crate) pending_restore: Option<Snapshot>,
     /// Every follower should hear from the leader at the next flush.
@@ -194,7 +194,7 @@ impl RaftNode {
             progress: BTreeMap::new(),
             effects: Vec::new(),
             reads: ReadQueue::default(),
-            remote_reads: BTreeSet::new(),
+            remote_reads: RemoteReads::default(),
             incoming: None,
             broadcast_pending: false,
             self_inbox: Vec::new(),
@@ -209,6 +209,7 @@ impl RaftNode {
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => {
+                self.tick_remote_reads();
                 self.election_elapsed += 1;
                 if self.election_elapsed >= self.randomized_timeout {
                     self.campaign(self.cfg.pre_vote);
@@ -350,19 +351,13 @@ impl RaftNode {
     /// leadership is confirmed by a quorum, or [`Effect::ReadAborted`] if it is lost.
     pub fn read_index(&mut self, ctx: u64) -> Result<(), ProposeError> {
         match (self.role, self.leader) {
-            (Role::Leader, _) => {
-                self.reads.register((None, ctx));
-                self.broadcast_pending = true;
-            }
+            (Role::Leader, _) => self.register_read((None, ctx)),
             (Role::Follower, Some(leader)) => {
                 // etcd's follower read: the leader confirms its leadership and names
                 // the index; this node serves the read once it has applied that far.
-                self.remote_reads.insert(ctx);
-                let m = Message::ReadIndex {
-                    term: self.term,
-                    ctx,
-                };
-                self.send(leader, m);
+                if let Some(batch) = self.remote_reads.add(ctx) {
+                    self.ask_read_index(leader, batch);
+                }
             }
             _ => {
                 return Err(ProposeError::NotLeader {
@@ -426,6 +421,10 @@ impl RaftNode {
         }
         self.flush_apply();
         self.flush_reads();
+        if self.role == Role::Leader && self.broadcast_pending {
+            // Reads that waited for the round just confirmed start the next one now.
+            self.flush_replication();
+        }
         std::mem::take(&mut self.effects)
     }
 

@@ -24,7 +24,88 @@ pub(crate) struct ReadQueue {
     pending: Vec<PendingRead>,
 }
 
+/// A follower's reads waiting for the leader's read index. One request is in flight at a
+/// time and names a batch; reads arriving meanwhile wait for the next request (etcd's
+/// linearizable read loop does the same), so a burst of reads costs one round trip.
+#[derive(Debug, Default)]
+pub(crate) struct RemoteReads {
+    /// The last batch name used (the request's `ctx`).
+    batch: u64,
+    /// The reads of the batch in flight, if one is.
+    inflight: Option<Vec<u64>>,
+    /// Ticks since the batch in flight was asked for.
+    age: u64,
+    waiting: Vec<u64>,
+}
+
+impl RemoteReads {
+    /// Queues a read; returns the name of a batch to ask for now, if none is in flight.
+    pub(crate) fn add(&mut self, ctx: u64) -> Option<u64> {
+        self.waiting.push(ctx);
+        self.start()
+    }
+
+    /// Starts the next batch from the waiting reads, unless one is in flight.
+    fn start(&mut self) -> Option<u64> {
+        if self.inflight.is_some() || self.waiting.is_empty() {
+            return None;
+        }
+        self.batch += 1;
+        self.age = 0;
+        self.inflight = Some(std::mem::take(&mut self.waiting));
+        Some(self.batch)
+    }
+
+    /// The leader answered batch `batch`: its reads, and the next batch to ask for.
+    pub(crate) fn answered(&mut self, batch: u64) -> Option<(Vec<u64>, Option<u64>)> {
+        if batch != self.batch {
+            return None; // an answer to a batch given up on
+        }
+        let done = self.inflight.take()?;
+        Some((done, self.start()))
+    }
+
+    /// One tick passed. After `limit` ticks without an answer the request or its answer
+    /// is presumed lost: the batch is asked for again under a new name (a read index
+    /// obtained later is still valid for every read in it).
+    pub(crate) fn tick(&mut self, limit: u64) -> Option<u64> {
+        self.inflight.as_ref()?;
+        self.age += 1;
+        if self.age < limit {
+            return None;
+        }
+        let mut reads = self.inflight.take().unwrap_or_default();
+        reads.append(&mut self.waiting);
+        self.waiting = reads;
+        self.start()
+    }
+
+    /// Every read, in flight or waiting (the leader changed: none will be answered).
+    pub(crate) fn take_all(&mut self) -> Vec<u64> {
+        let mut all = self.inflight.take().unwrap_or_default();
+        all.append(&mut self.waiting);
+        all
+    }
+}
+
 impl ReadQueue {
+    /// Whether some pending read was already stamped on messages and awaits their
+    /// acknowledgements: a new read then waits for that round to end (or for the next
+    /// message sent anyway) rather than starting a round of its own.
+    pub(crate) fn round_in_flight(&self) -> bool {
+        // The sequence only moves past a pending read's round once that round went out.
+        self.pending
+            .first()
+            .is_some_and(|r| r.seq < self.seq || self.seq_sent)
+    }
+
+    /// Whether some pending read was registered after the last stamped round.
+    pub(crate) fn needs_round(&self) -> bool {
+        !self.seq_sent
+            && !self.pending.is_empty()
+            && self.pending.last().is_some_and(|r| r.seq == self.seq)
+    }
+
     pub(crate) fn register(&mut self, origin: ReadOrigin) {
         if self.seq_sent || self.pending.is_empty() {
             self.seq += 1;
@@ -90,6 +171,52 @@ mod tests {
         let round2 = q.stamp();
         assert!(q.confirmed(vec![round, round], 3).is_empty());
         assert_eq!(q.confirmed(vec![round2, old], 3), vec![(None, 3)]);
+    }
+
+    #[test]
+    fn a_read_during_a_round_waits_for_the_next_one() {
+        let mut q = ReadQueue::default();
+        assert!(!q.round_in_flight() && !q.needs_round());
+        q.register((None, 1));
+        assert!(!q.round_in_flight() && q.needs_round());
+        let round = q.stamp();
+        assert!(q.round_in_flight() && !q.needs_round());
+        q.register((None, 2));
+        assert!(q.round_in_flight() && q.needs_round());
+        assert_eq!(q.confirmed(vec![round, 0], 3), vec![(None, 1)]);
+        assert!(!q.round_in_flight() && q.needs_round());
+    }
+
+    #[test]
+    fn follower_reads_go_in_batches_one_in_flight() {
+        let mut r = RemoteReads::default();
+        let b1 = r.add(10).expect("first read asks at once");
+        assert_eq!(r.add(11), None);
+        assert_eq!(r.add(12), None);
+        let (done, next) = r.answered(b1).unwrap();
+        assert_eq!(done, vec![10]);
+        let b2 = next.expect("waiting reads make the next batch");
+        assert_eq!(r.answered(b1), None, "a repeated answer releases nothing");
+        let (done, next) = r.answered(b2).unwrap();
+        assert_eq!((done, next), (vec![11, 12], None));
+    }
+
+    #[test]
+    fn a_lost_batch_is_asked_again_under_a_new_name() {
+        let mut r = RemoteReads::default();
+        let b1 = r.add(1).unwrap();
+        r.add(2);
+        assert_eq!(r.tick(3), None);
+        assert_eq!(r.tick(3), None);
+        let b2 = r.tick(3).expect("asked again after the limit");
+        assert_ne!(b1, b2);
+        assert_eq!(
+            r.answered(b1),
+            None,
+            "the late answer to the old name is ignored"
+        );
+        assert_eq!(r.answered(b2).unwrap().0, vec![1, 2]);
+        assert_eq!(r.take_all(), Vec::<u64>::new());
     }
 
     #[test]

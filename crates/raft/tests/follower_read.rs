@@ -149,3 +149,81 @@ fn a_forwarded_write_is_appended_by_the_leader_and_applied_everywhere() {
     pump(&mut nodes, |_, _, m| !matches!(m, Message::Propose { .. }));
     assert_eq!(nodes[0].status().last_index, after.last_index);
 }
+
+/// Messages of one kind among those a pump delivered.
+fn count(p: &common::Pumped, kind: fn(&Message) -> bool) -> usize {
+    p.delivered.iter().filter(|(_, _, m)| kind(m)).count()
+}
+
+fn is_read_index(m: &Message) -> bool {
+    matches!(m, Message::ReadIndex { .. })
+}
+
+#[test]
+fn a_burst_of_follower_reads_has_one_request_in_flight() {
+    let mut nodes = elected();
+    let commit = nodes[0].status().commit;
+    for ctx in 20..25 {
+        nodes[1].read_index(ctx).unwrap();
+    }
+    let p = common::pump(&mut nodes, all);
+    // The first read asks at once; the four that came while it was out share the next.
+    assert_eq!(count(&p, is_read_index), 2);
+    let mut reads = p.reads;
+    reads.sort();
+    let want: Vec<_> = (20..25).map(|c| (NodeId(2), c, Some(commit))).collect();
+    assert_eq!(reads, want);
+}
+
+#[test]
+fn reads_at_the_leader_during_a_round_wait_for_the_next_one() {
+    let mut nodes = elected();
+    let commit = nodes[0].status().commit;
+    nodes[0].read_index(30).unwrap();
+    // The first read's round reaches the followers; their acknowledgements are lost.
+    let first = common::pump(&mut nodes, |from, _, _| from == NodeId(1));
+    assert_eq!(first.delivered.len(), 2, "one round: a heartbeat to each follower");
+    assert!(first.reads.is_empty());
+    for ctx in 31..34 {
+        nodes[0].read_index(ctx).unwrap();
+    }
+    let mut offered = 0;
+    let held = common::pump(&mut nodes, |_, _, _| {
+        offered += 1;
+        false
+    });
+    assert_eq!(offered, 0, "a read during a round started a round of its own");
+    assert!(held.reads.is_empty());
+    // The next heartbeat round confirms every read registered before it.
+    let mut reads = Vec::new();
+    for _ in 0..20 {
+        nodes[0].tick();
+        reads.extend(common::pump(&mut nodes, all).reads);
+        if reads.len() == 4 {
+            break;
+        }
+    }
+    reads.sort();
+    let want: Vec<_> = (30..34).map(|c| (NodeId(1), c, Some(commit))).collect();
+    assert_eq!(reads, want);
+}
+
+#[test]
+fn a_lost_read_request_is_asked_for_again() {
+    let mut nodes = elected();
+    let commit = nodes[0].status().commit;
+    nodes[1].read_index(40).unwrap();
+    let lost = common::pump(&mut nodes, |_, _, m| !is_read_index(m));
+    assert!(lost.reads.is_empty());
+    // Heartbeats keep node 2 a follower; after an election timeout it asks again.
+    let mut reads = Vec::new();
+    for _ in 0..60 {
+        nodes[0].tick();
+        nodes[1].tick();
+        reads.extend(common::pump(&mut nodes, all).reads);
+        if !reads.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(reads, vec![(NodeId(2), 40, Some(commit))]);
+}
