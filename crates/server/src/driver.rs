@@ -57,6 +57,8 @@ pub enum Input {
     ReadIndex(ReadReply),
     /// The snapshot thread wrote its file (or failed to).
     Snapshot(SnapOutcome),
+    /// The next WAL segment was prepared in the background (true) or could not be.
+    SegmentPrepared(bool),
     /// Stop the driver.
     Shutdown,
 }
@@ -230,6 +232,7 @@ impl Driver {
                 }
             }
             Input::Snapshot(outcome) => self.on_snapshot_written(outcome),
+            Input::SegmentPrepared(ok) => self.storage.segment_prepared(ok),
             Input::Shutdown => {}
         }
     }
@@ -366,6 +369,11 @@ impl Driver {
         Metrics::add(&m.wal_fsync_micros, start.elapsed().as_micros() as u64);
         if let Err(e) = self.raft.on_persisted(io) {
             fatal("storage acknowledged an unknown write", format!("{e:?}"));
+        }
+        if let Some(bytes) = self.storage.segment_to_prepare() {
+            // Zero-filled off the commit path; the next rotation only renames it.
+            let dir = self.snapshot_dir.clone();
+            snapshotter::prepare_segment(dir, bytes, self.inputs.clone());
         }
     }
 

@@ -117,6 +117,32 @@ pub fn write_file(
         .map_err(|e| format!("cannot start the snapshot thread: {e}"))
 }
 
+/// Prepares the next WAL segment (`storage::prepare_segment`) on a background thread of
+/// the lowest priority; the outcome arrives as an input. A failure is only reported:
+/// the rotation then zero-fills inline, where a real disk problem stops the member.
+pub fn prepare_segment(dir: PathBuf, bytes: u64, report: Sender<Input>) {
+    let spawned = std::thread::Builder::new()
+        .name("wal-prepare".into())
+        .spawn({
+            let report = report.clone();
+            move || {
+                lower_priority();
+                let res = FileBackend::open(&dir)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut b| {
+                        storage::prepare_segment(&mut b, bytes).map_err(|e| e.to_string())
+                    });
+                if let Err(e) = &res {
+                    eprintln!("warn: preparing the next WAL segment failed: {e}");
+                }
+                let _ = report.send(Input::SegmentPrepared(res.is_ok()));
+            }
+        });
+    if spawned.is_err() {
+        let _ = report.send(Input::SegmentPrepared(false));
+    }
+}
+
 /// Nice 19 for the calling thread (Linux applies nice values per thread).
 fn lower_priority() {
     // SAFETY: gettid and setpriority take no pointers; failure only leaves the

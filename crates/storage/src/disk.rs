@@ -70,6 +70,25 @@ impl<B: Backend> DiskStorage<B> {
         Ok((s, recovered))
     }
 
+    /// The size of a WAL segment to prepare off the commit path now, if one is due
+    /// (the current segment is half full and none is prepared or being prepared). The
+    /// caller runs [`crate::prepare_segment`] on a backend of the same directory (a
+    /// background thread, say) and then reports with [`DiskStorage::segment_prepared`];
+    /// until then the storage never touches the prepared file.
+    pub fn segment_to_prepare(&mut self) -> Option<u64> {
+        if self.failed.is_some() {
+            return None;
+        }
+        self.wal.segment_to_prepare()
+    }
+
+    /// The preparation asked for by [`DiskStorage::segment_to_prepare`] ended; `ok`
+    /// when `prepare_segment` succeeded. After a failure the next rotation zero-fills
+    /// inline, as without preparation.
+    pub fn segment_prepared(&mut self, ok: bool) {
+        self.wal.segment_prepared(ok);
+    }
+
     /// The backend (the simulator crashes and corrupts it through this).
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend

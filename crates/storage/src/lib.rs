@@ -41,6 +41,7 @@ pub use faulty::{FaultPlan, FaultyBackend};
 pub use file::FileBackend;
 pub use record::{decode, encode, Decoded, Record};
 pub use simdisk::{DiskFaults, SimDisk};
+pub use wal::{prepare_segment, PREPARED_SEGMENT};
 
 use raft::{PersistRequest, Recovered, SnapshotMeta};
 

@@ -31,6 +31,35 @@ impl Segment {
     }
 }
 
+/// A zero-filled, synced segment made ahead of time by [`prepare_segment`]; the next
+/// rotation renames it into place instead of zero-filling on the commit path. The name
+/// is not a segment name, so recovery ignores a leftover one.
+pub const PREPARED_SEGMENT: &str = "wal-prepared.tmp";
+/// Where [`prepare_segment`] fills the file before renaming it to [`PREPARED_SEGMENT`].
+const PREPARING_SEGMENT: &str = "wal-preparing.tmp";
+
+/// Makes [`PREPARED_SEGMENT`]: `bytes` zeros, synced every 4 MiB (so the flush never
+/// holds the disk long against the log's own fdatasyncs), renamed into place and the
+/// directory synced. Runs on any backend of the log's directory, off the commit path;
+/// the owner of the log is told with `DiskStorage::segment_prepared` once it returns.
+pub fn prepare_segment<B: Backend>(b: &mut B, bytes: u64) -> Result<(), StorageError> {
+    const SYNC_EVERY: u64 = 4 << 20;
+    let zeros = vec![0u8; 1 << 20];
+    // A leftover from an interrupted preparation is simply overwritten.
+    let mut at = 0;
+    while at < bytes {
+        let n = (bytes - at).min(zeros.len() as u64) as usize;
+        b.write(PREPARING_SEGMENT, at, &zeros[..n])?;
+        at += n as u64;
+        if at % SYNC_EVERY == 0 || at == bytes {
+            b.sync(PREPARING_SEGMENT)?;
+        }
+    }
+    b.rename(PREPARING_SEGMENT, PREPARED_SEGMENT)?;
+    b.sync_dir()?;
+    Ok(())
+}
+
 /// What replay found.
 #[derive(Debug, Default)]
 pub(crate) struct Replayed {
@@ -53,6 +82,10 @@ pub(crate) struct Wal {
     preallocate: bool,
     /// The current segment was created and its directory entry is not yet durable.
     new_segment: bool,
+    /// [`PREPARED_SEGMENT`] exists, complete and durable.
+    prepared: bool,
+    /// Someone was asked to make it and has not reported back.
+    preparing: bool,
 }
 
 impl Wal {
@@ -87,6 +120,8 @@ impl Wal {
             segment_bytes,
             preallocate,
             new_segment: false,
+            prepared: false,
+            preparing: false,
         };
         Ok((wal, out))
     }
@@ -115,7 +150,13 @@ impl Wal {
         };
         let name = seg.name();
         if self.new_segment && self.preallocate {
-            preallocate(b, &name, self.segment_bytes)?;
+            if std::mem::take(&mut self.prepared) {
+                // Already zero-filled and durable: only its name is new (the directory
+                // sync below makes that durable).
+                b.rename(PREPARED_SEGMENT, &name)?;
+            } else {
+                preallocate(b, &name, self.segment_bytes)?;
+            }
         }
         b.write(&name, self.len, &self.buf)?;
         b.sync(&name)?;
@@ -126,6 +167,26 @@ impl Wal {
         self.len += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
+    }
+
+    /// The size of a segment to prepare now, if one is due: segments are preallocated,
+    /// the current one is half full, and none is prepared or being prepared.
+    pub(crate) fn segment_to_prepare(&mut self) -> Option<u64> {
+        let due = self.preallocate
+            && !self.prepared
+            && !self.preparing
+            && !self.segments.is_empty()
+            && self.len >= self.segment_bytes / 2;
+        self.preparing |= due;
+        due.then_some(self.segment_bytes)
+    }
+
+    /// The preparation asked for by `segment_to_prepare` ended (`ok`: the file is ready).
+    pub(crate) fn segment_prepared(&mut self, ok: bool) {
+        if self.preparing {
+            self.preparing = false;
+            self.prepared = ok;
+        }
     }
 
     /// Starts a new segment whose first record is the current hard state.

@@ -121,6 +121,43 @@ mod suite {
         assert_eq!(r.entries, [entries(1, 3, 1), entries(4, 5, 2)].concat());
     }
 
+    pub fn a_prepared_segment_is_renamed_into_place_at_rotation<B: Backend>(b: B) {
+        let log_files = |b: &mut B| {
+            let mut n = segments(b);
+            n.retain(|n| n.ends_with(".log"));
+            n
+        };
+        let (mut s, _) = DiskStorage::open(b, small()).unwrap();
+        let mut next = 1;
+        let asked = loop {
+            s.write(&req(None, next, entries(next, next, 1))).unwrap();
+            s.sync().unwrap();
+            next += 1;
+            if let Some(bytes) = s.segment_to_prepare() {
+                break bytes;
+            }
+        };
+        assert_eq!(asked, 512);
+        assert_eq!(s.segment_to_prepare(), None, "asked once until it reports");
+        storage::prepare_segment(s.backend_mut(), asked).unwrap();
+        s.segment_prepared(true);
+        let files = log_files(s.backend_mut()).len();
+        while log_files(s.backend_mut()).len() == files {
+            s.write(&req(None, next, entries(next, next, 1))).unwrap();
+            s.sync().unwrap();
+            next += 1;
+        }
+        let names = s.backend_mut().list().unwrap();
+        assert!(
+            !names.iter().any(|n| n == storage::PREPARED_SEGMENT),
+            "the rotation zero-filled a new file instead of using the prepared one"
+        );
+        assert_eq!(s.recover().unwrap().entries, entries(1, next - 1, 1));
+        // A prepared file nobody used yet (a crash before the rotation) is no segment.
+        storage::prepare_segment(s.backend_mut(), asked).unwrap();
+        assert_eq!(s.recover().unwrap().entries, entries(1, next - 1, 1));
+    }
+
     pub fn conflicting_suffix_is_replaced<B: Backend>(b: B) {
         let (mut s, _) = DiskStorage::open(b, opts()).unwrap();
         s.write(&req(None, 1, entries(1, 10, 1))).unwrap();
@@ -414,6 +451,7 @@ macro_rules! conformance {
 conformance!(
     empty_storage_recovers_nothing,
     synced_entries_and_hard_state_survive_reopen,
+    a_prepared_segment_is_renamed_into_place_at_rotation,
     conflicting_suffix_is_replaced,
     empty_write_truncates,
     snapshot_compacts_the_log,
