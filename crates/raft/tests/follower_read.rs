@@ -182,7 +182,11 @@ fn reads_at_the_leader_during_a_round_wait_for_the_next_one() {
     nodes[0].read_index(30).unwrap();
     // The first read's round reaches the followers; their acknowledgements are lost.
     let first = common::pump(&mut nodes, |from, _, _| from == NodeId(1));
-    assert_eq!(first.delivered.len(), 2, "one round: a heartbeat to each follower");
+    assert_eq!(
+        first.delivered.len(),
+        2,
+        "one round: a heartbeat to each follower"
+    );
     assert!(first.reads.is_empty());
     for ctx in 31..34 {
         nodes[0].read_index(ctx).unwrap();
@@ -192,7 +196,10 @@ fn reads_at_the_leader_during_a_round_wait_for_the_next_one() {
         offered += 1;
         false
     });
-    assert_eq!(offered, 0, "a read during a round started a round of its own");
+    assert_eq!(
+        offered, 0,
+        "a read during a round started a round of its own"
+    );
     assert!(held.reads.is_empty());
     // The next heartbeat round confirms every read registered before it.
     let mut reads = Vec::new();
