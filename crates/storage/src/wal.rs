@@ -43,18 +43,9 @@ const PREPARING_SEGMENT: &str = "wal-preparing.tmp";
 /// directory synced. Runs on any backend of the log's directory, off the commit path;
 /// the owner of the log is told with `DiskStorage::segment_prepared` once it returns.
 pub fn prepare_segment<B: Backend>(b: &mut B, bytes: u64) -> Result<(), StorageError> {
-    const SYNC_EVERY: u64 = 4 << 20;
-    let zeros = vec![0u8; 1 << 20];
     // A leftover from an interrupted preparation is simply overwritten.
-    let mut at = 0;
-    while at < bytes {
-        let n = (bytes - at).min(zeros.len() as u64) as usize;
-        b.write(PREPARING_SEGMENT, at, &zeros[..n])?;
-        at += n as u64;
-        if at % SYNC_EVERY == 0 || at == bytes {
-            b.sync(PREPARING_SEGMENT)?;
-        }
-    }
+    write_zeros(b, PREPARING_SEGMENT, bytes, Some(4 << 20))?;
+    b.sync(PREPARING_SEGMENT)?;
     b.rename(PREPARING_SEGMENT, PREPARED_SEGMENT)?;
     b.sync_dir()?;
     Ok(())
@@ -235,19 +226,33 @@ impl Wal {
     }
 }
 
-/// Replays one segment into `out`; returns the valid length.
 /// Fills a new segment with zeros (one fdatasync later covers it with the first batch).
 fn preallocate<B: Backend>(b: &mut B, name: &str, bytes: u64) -> Result<(), StorageError> {
+    write_zeros(b, name, bytes, None)
+}
+
+/// Writes `bytes` zeros to `name` from offset 0, 1 MiB at a time, syncing after every
+/// `sync_every` bytes when given.
+fn write_zeros<B: Backend>(
+    b: &mut B,
+    name: &str,
+    bytes: u64,
+    sync_every: Option<u64>,
+) -> Result<(), StorageError> {
     let zeros = vec![0u8; 1 << 20];
     let mut at = 0;
     while at < bytes {
         let n = (bytes - at).min(zeros.len() as u64) as usize;
         b.write(name, at, &zeros[..n])?;
         at += n as u64;
+        if sync_every.is_some_and(|every| at % every == 0) {
+            b.sync(name)?;
+        }
     }
     Ok(())
 }
 
+/// Replays one segment into `out`; returns the valid length.
 fn replay_segment<B: Backend>(
     b: &mut B,
     seg: &Segment,
