@@ -101,9 +101,7 @@ impl ReadQueue {
 
     /// Whether some pending read was registered after the last stamped round.
     pub(crate) fn needs_round(&self) -> bool {
-        !self.seq_sent
-            && !self.pending.is_empty()
-            && self.pending.last().is_some_and(|r| r.seq == self.seq)
+        !self.seq_sent && self.pending.last().is_some_and(|r| r.seq == self.seq)
     }
 
     pub(crate) fn register(&mut self, origin: ReadOrigin) {
