@@ -1,6 +1,7 @@
 //! The real backend: files in a directory, with fdatasync and directory fsync.
 
-use crate::backend::{Backend, IoError};
+use crate::backend::{write_file_buffered, Backend, IoError};
+use crate::direct::{self, DirectError};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -132,6 +133,25 @@ impl Backend for FileBackend {
         let path = self.dir.join(name);
         self.open.remove(name);
         fs::remove_file(&path).map_err(|e| io("remove", &path, e))
+    }
+
+    fn write_file(&mut self, name: &str, parts: &[&[u8]]) -> Result<(), IoError> {
+        let path = self.dir.join(name);
+        self.open.remove(name);
+        match direct::write_file(&path, parts) {
+            Ok(()) => Ok(()),
+            Err(DirectError::Io(e)) => Err(io("write", &path, e)),
+            Err(DirectError::Unsupported) => {
+                // Start over through the cache, from an empty file.
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io("remove", &path, e))
+                    }
+                    _ => {}
+                }
+                write_file_buffered(self, name, parts)
+            }
+        }
     }
 
     fn sync_dir(&mut self) -> Result<(), IoError> {

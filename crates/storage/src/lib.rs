@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod direct;
 mod disk;
 mod error;
 mod faulty;
@@ -34,7 +35,7 @@ mod simdisk;
 mod snapfile;
 mod wal;
 
-pub use backend::{Backend, IoError};
+pub use backend::{Backend, IoError, BULK_SYNC_EVERY};
 pub use disk::{save_snapshot_file, DiskStorage, StorageOptions};
 pub use error::StorageError;
 pub use faulty::{FaultPlan, FaultyBackend};

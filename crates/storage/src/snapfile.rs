@@ -65,11 +65,6 @@ fn parse_header(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Header, Stor
     })
 }
 
-/// Snapshot data is written and synced this much at a time: a large snapshot never
-/// leaves hundreds of MiB dirty, which the WAL's next fdatasync would otherwise wait
-/// behind (ext4 commits ordered data of other files with its journal).
-const SYNC_EVERY: usize = 8 << 20;
-
 /// Writes `s` durably, then removes older snapshot files.
 pub(crate) fn save<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), StorageError> {
     save_durable(b, s.meta, &s.data)?;
@@ -84,16 +79,7 @@ pub(crate) fn save_durable<B: Backend>(
 ) -> Result<(), StorageError> {
     let final_name = name(meta);
     let tmp = format!("{final_name}.tmp");
-    b.write(&tmp, 0, &header(meta, data))?;
-    let mut at = HEADER_BYTES as u64;
-    for chunk in data.chunks(SYNC_EVERY) {
-        b.write(&tmp, at, chunk)?;
-        b.sync(&tmp)?;
-        at += chunk.len() as u64;
-    }
-    if data.is_empty() {
-        b.sync(&tmp)?; // the header alone (otherwise the last chunk's sync covered it)
-    }
+    b.write_file(&tmp, &[&header(meta, data), data])?;
     b.rename(&tmp, &final_name)?;
     b.sync_dir()?;
     Ok(())
