@@ -39,17 +39,18 @@ pub enum Response {
 impl Store {
     /// Applies the entry at log `index`; `None` if that index was already applied (a
     /// replay after restart), so each entry takes effect exactly once.
-    pub fn apply(&mut self, index: u64, req: &Request) -> Option<Result<Response, KvError>> {
+    /// The request is consumed: a put's key and value move into the store.
+    pub fn apply(&mut self, index: u64, req: Request) -> Option<Result<Response, KvError>> {
         if index <= self.applied_index {
             return None;
         }
         self.applied_index = index;
         Some(match req {
-            Request::Range(r) => self.range(r).map(Response::Range),
-            Request::Put(p) => self.put(p).map(Response::Put),
-            Request::DeleteRange(d) => self.delete_range(d).map(Response::DeleteRange),
-            Request::Txn(t) => self.txn(t).map(Response::Txn),
-            Request::Compact(rev) => self.compact(*rev).map(|()| Response::Compacted {
+            Request::Range(r) => self.range(&r).map(Response::Range),
+            Request::Put(p) => self.put_owned(p).map(Response::Put),
+            Request::DeleteRange(d) => self.delete_range(&d).map(Response::DeleteRange),
+            Request::Txn(t) => self.txn(&t).map(Response::Txn),
+            Request::Compact(rev) => self.compact(rev).map(|()| Response::Compacted {
                 revision: self.revision,
             }),
         })

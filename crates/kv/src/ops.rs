@@ -2,7 +2,7 @@
 //! runs through an executor that writes at `revision + 1` and rolls back on error, so a
 //! failed request changes nothing; the revision advances only if something changed.
 
-use crate::store::{at, bounds, Store, Version};
+use crate::store::{bounds, key_value, live_at, Store, Version};
 use crate::types::*;
 use std::collections::BTreeSet;
 
@@ -25,14 +25,15 @@ impl Exec<'_> {
         }
     }
 
-    fn append(&mut self, key: &[u8], v: Version) {
-        self.store.bytes += crate::store::version_cost(key, &v);
-        self.store.keys.entry(key.to_vec()).or_default().push(v);
-        self.journal.push(key.to_vec());
-    }
-
-    fn current(&self, key: &[u8]) -> Option<KeyValue> {
-        self.store.keys.get(key).and_then(|h| at(key, h, self.rev))
+    fn append(&mut self, key: Vec<u8>, v: Version) {
+        self.store.bytes += crate::store::version_cost(&key, &v);
+        match self.store.keys.get_mut(key.as_slice()) {
+            Some(hist) => hist.push(v),
+            None => {
+                self.store.keys.insert(key.clone(), vec![v]);
+            }
+        }
+        self.journal.push(key);
     }
 
     /// Commits (bumping the revision if anything changed) or rolls back.
@@ -62,14 +63,21 @@ impl Exec<'_> {
         }
     }
 
-    fn put(&mut self, r: &PutRequest) -> Result<PutResponse, KvError> {
-        check_put(r)?;
-        let prev = self.current(&r.key);
+    /// A put of the caller's own request: its key and value move into the store, and
+    /// the previous version is copied out only when the request asks for it.
+    fn put(&mut self, mut r: PutRequest) -> Result<PutResponse, KvError> {
+        check_put(&r)?;
+        let rev = self.rev;
+        let prev = self
+            .store
+            .keys
+            .get(r.key.as_slice())
+            .and_then(|h| live_at(h, rev));
         if (r.ignore_value || r.ignore_lease) && prev.is_none() {
             return Err(KvError::KeyNotFound);
         }
         let lease = if r.ignore_lease {
-            prev.as_ref().map_or(0, |p| p.lease)
+            prev.map_or(0, |p| p.lease)
         } else {
             r.lease
         };
@@ -77,17 +85,18 @@ impl Exec<'_> {
             return Err(KvError::LeaseNotFound);
         }
         let value = if r.ignore_value {
-            prev.as_ref().map(|p| p.value.clone()).unwrap_or_default()
+            prev.and_then(|p| p.value.clone()).unwrap_or_default()
         } else {
-            r.value.clone()
+            std::mem::take(&mut r.value)
         };
-        let (create, version) = prev
-            .as_ref()
-            .map_or((self.rev, 1), |p| (p.create_revision, p.version + 1));
+        let (create, version) = prev.map_or((rev, 1), |p| (p.create, p.version + 1));
+        let prev_kv = prev
+            .filter(|_| r.prev_kv)
+            .and_then(|p| key_value(&r.key, p));
         self.append(
-            &r.key,
+            r.key,
             Version {
-                rev: self.rev,
+                rev,
                 create,
                 version,
                 value: Some(value),
@@ -95,7 +104,7 @@ impl Exec<'_> {
             },
         );
         Ok(PutResponse {
-            prev_kv: if r.prev_kv { prev } else { None },
+            prev_kv,
             revision: 0,
         })
     }
@@ -107,7 +116,7 @@ impl Exec<'_> {
         let doomed = self.store.live(&r.key, &r.range_end, self.rev);
         for kv in &doomed {
             self.append(
-                &kv.key,
+                kv.key.clone(),
                 Version {
                     rev: self.rev,
                     create: 0,
@@ -132,7 +141,7 @@ impl Exec<'_> {
         for op in branch {
             responses.push(match op {
                 RequestOp::Range(r) => ResponseOp::Range(range_at(self.store, r, self.rev)?),
-                RequestOp::Put(p) => ResponseOp::Put(self.put(p)?),
+                RequestOp::Put(p) => ResponseOp::Put(self.put(p.clone())?),
                 RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete(d)?),
                 RequestOp::Txn(n) => ResponseOp::Txn(self.txn(n)?),
             });
@@ -377,6 +386,12 @@ impl Store {
 
     /// A put; the revision advances by one.
     pub fn put(&mut self, r: &PutRequest) -> Result<PutResponse, KvError> {
+        self.put_owned(r.clone())
+    }
+
+    /// [`Store::put`] of a request the caller gives up (its key and value are moved
+    /// into the store, not copied).
+    pub fn put_owned(&mut self, r: PutRequest) -> Result<PutResponse, KvError> {
         let mut resp = self.execute(|e| e.put(r))?;
         resp.revision = self.revision;
         Ok(resp)

@@ -81,14 +81,25 @@ pub(crate) fn retained(hist: &[Version], compact: i64) -> &[Version] {
 
 /// The key's state at `rev`, if it exists then.
 pub(crate) fn at(key: &[u8], hist: &[Version], rev: i64) -> Option<KeyValue> {
-    let v = hist.iter().rev().find(|v| v.rev <= rev)?;
-    let value = v.value.as_ref()?;
+    key_value(key, live_at(hist, rev)?)
+}
+
+/// The version of a key's history that is current at `rev`, unless it is a deletion.
+pub(crate) fn live_at(hist: &[Version], rev: i64) -> Option<&Version> {
+    hist.iter()
+        .rev()
+        .find(|v| v.rev <= rev)
+        .filter(|v| v.value.is_some())
+}
+
+/// `v` of `key` as a KeyValue (`None` for a deletion).
+pub(crate) fn key_value(key: &[u8], v: &Version) -> Option<KeyValue> {
     Some(KeyValue {
         key: key.to_vec(),
         create_revision: v.create,
         mod_revision: v.rev,
         version: v.version,
-        value: value.clone(),
+        value: v.value.clone()?,
         lease: v.lease,
     })
 }

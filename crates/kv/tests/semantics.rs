@@ -602,9 +602,13 @@ fn hash_snapshot_and_idempotent_apply() {
     let mut s1 = Store::new();
     let mut s2 = Store::new();
     for (i, r) in reqs.iter().enumerate() {
-        assert!(s1.apply(i as u64 + 1, r).unwrap().is_ok());
-        s2.apply(i as u64 + 1, r);
-        assert_eq!(s2.apply(i as u64 + 1, r), None, "an index applies once");
+        assert!(s1.apply(i as u64 + 1, r.clone()).unwrap().is_ok());
+        s2.apply(i as u64 + 1, r.clone());
+        assert_eq!(
+            s2.apply(i as u64 + 1, r.clone()),
+            None,
+            "an index applies once"
+        );
     }
     assert_eq!(s1, s2);
     assert_eq!(s1.hash(s1.revision()), s2.hash(s2.revision()));

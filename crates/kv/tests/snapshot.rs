@@ -21,7 +21,7 @@ fn del(k: &str) -> Request {
 fn apply_all(to: &mut [&mut Store], index: &mut u64, r: Request) {
     *index += 1;
     for s in to.iter_mut() {
-        s.apply(*index, &r);
+        s.apply(*index, r.clone());
     }
 }
 

@@ -68,12 +68,12 @@ impl Write {
         Ok((id, w))
     }
 
-    /// The state machine's request.
-    pub fn to_kv(&self) -> kv::Request {
+    /// The state machine's request (a put's key and value move, not copied).
+    pub fn into_kv(self) -> kv::Request {
         match self {
-            Write::Put(p) => kv::Request::Put(convert::put_in(p)),
-            Write::DeleteRange(d) => kv::Request::DeleteRange(convert::delete_in(d)),
-            Write::Txn(t) => kv::Request::Txn(convert::txn_in(t)),
+            Write::Put(p) => kv::Request::Put(convert::put_into(p)),
+            Write::DeleteRange(d) => kv::Request::DeleteRange(convert::delete_in(&d)),
+            Write::Txn(t) => kv::Request::Txn(convert::txn_in(&t)),
             Write::Compact(c) => kv::Request::Compact(c.revision),
         }
     }

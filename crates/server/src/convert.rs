@@ -33,9 +33,14 @@ pub fn range_in(r: &pb::RangeRequest) -> kv::RangeRequest {
 
 /// A wire PutRequest as the store's.
 pub fn put_in(p: &pb::PutRequest) -> kv::PutRequest {
+    put_into(p.clone())
+}
+
+/// [`put_in`] of a request the caller gives up.
+pub fn put_into(p: pb::PutRequest) -> kv::PutRequest {
     kv::PutRequest {
-        key: p.key.clone(),
-        value: p.value.clone(),
+        key: p.key,
+        value: p.value,
         lease: p.lease,
         prev_kv: p.prev_kv,
         ignore_value: p.ignore_value,

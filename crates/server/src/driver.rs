@@ -425,7 +425,7 @@ impl Driver {
             Ok(x) => x,
             Err(err) => fatal(&format!("log entry {index} is damaged"), err),
         };
-        let result = self.shared.store.write().apply(index.0, &write.to_kv());
+        let result = self.shared.store.write().apply(index.0, write.into_kv());
         if let Some(reply) = self.forwarded.remove(&id) {
             let _ = reply.send(result.clone().map_or(Err(DriverError::LeaderChanged), |r| {
                 r.map_err(DriverError::Kv)
