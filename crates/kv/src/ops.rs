@@ -109,27 +109,42 @@ impl Exec<'_> {
         })
     }
 
+    /// A delete: a tombstone on every key live in the range, written in one pass over
+    /// the range; values are copied out only when the request asks for them.
     fn delete(&mut self, r: &DeleteRangeRequest) -> Result<DeleteRangeResponse, KvError> {
         if r.key.is_empty() {
             return Err(KvError::KeyNotProvided);
         }
-        let doomed = self.store.live(&r.key, &r.range_end, self.rev);
-        for kv in &doomed {
-            self.append(
-                kv.key.clone(),
-                Version {
-                    rev: self.rev,
-                    create: 0,
-                    version: 0,
-                    value: None,
-                    lease: 0,
-                },
-            );
+        let prev_kvs = if r.prev_kv {
+            self.store.live(&r.key, &r.range_end, self.rev)
+        } else {
+            Vec::new()
+        };
+        let Exec {
+            store,
+            rev,
+            journal,
+        } = self;
+        let mut deleted = 0;
+        for (key, hist) in store.keys.range_mut(bounds(&r.key, &r.range_end)) {
+            if live_at(hist, *rev).is_none() {
+                continue;
+            }
+            let tombstone = Version {
+                rev: *rev,
+                create: 0,
+                version: 0,
+                value: None,
+                lease: 0,
+            };
+            store.bytes += crate::store::version_cost(key, &tombstone);
+            hist.push(tombstone);
+            journal.push(key.clone());
+            deleted += 1;
         }
-        let deleted = doomed.len() as i64;
         Ok(DeleteRangeResponse {
             deleted,
-            prev_kvs: if r.prev_kv { doomed } else { Vec::new() },
+            prev_kvs,
             revision: 0,
         })
     }

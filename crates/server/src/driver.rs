@@ -5,6 +5,7 @@
 //! committed entries are applied.
 
 use crate::cmd::Write;
+use crate::slow::{Phase, RoundTimes, SLOW_ROUND};
 use crate::snapshotter::{self, SnapOutcome, SnapState};
 use crate::state::{Metrics, NodeStatus, Shared};
 use kv::{KvError, Store};
@@ -113,6 +114,8 @@ pub struct Driver {
     applied: LogIndex,
     snapshot_index: LogIndex,
     last_leader: Option<NodeId>,
+    /// Where the current round's time went (a slow round is logged).
+    times: RoundTimes,
     #[cfg(feature = "planted-bugs")]
     lazy_sync: Option<Instant>,
 }
@@ -162,6 +165,7 @@ impl Driver {
             applied: LogIndex(0),
             snapshot_index,
             last_leader: None,
+            times: RoundTimes::default(),
             #[cfg(feature = "planted-bugs")]
             lazy_sync: opts
                 .planted_bug
@@ -191,6 +195,8 @@ impl Driver {
                     Err(_) => break,
                 }
             }
+            self.times.begin();
+            let stepping = Instant::now();
             for input in inputs {
                 if matches!(input, Input::Shutdown) {
                     self.fail_pending();
@@ -198,6 +204,7 @@ impl Driver {
                 }
                 self.on_input(input);
             }
+            self.times.add(Phase::Step, stepping);
             let now = Instant::now();
             while now >= next_tick {
                 self.raft.tick();
@@ -208,6 +215,9 @@ impl Driver {
                 }
             }
             self.process();
+            if let Some(slow) = self.times.slow(SLOW_ROUND) {
+                eprintln!("warn: {slow}");
+            }
         }
     }
 
@@ -298,9 +308,11 @@ impl Driver {
                     slot.1 += 1;
                 }
                 Effect::Persist(req) => {
+                    let writing = Instant::now();
                     if let Err(e) = self.storage.write(&req) {
                         fatal("WAL write failed", e);
                     }
+                    self.times.add(Phase::Write, writing);
                     Metrics::add(&self.shared.metrics.wal_writes, 1);
                     last_io = Some(req.io);
                 }
@@ -321,7 +333,11 @@ impl Driver {
                         Err(e) => fatal("reading a snapshot file failed", e),
                     }
                 }
-                Effect::Apply(a) => self.apply(a),
+                Effect::Apply(a) => {
+                    let applying = Instant::now();
+                    self.apply(a);
+                    self.times.add(Phase::Apply, applying);
+                }
                 Effect::ReadReady { ctx, index } => {
                     if let Some(r) = self.reads.remove(&ctx) {
                         self.ready_reads.push((index, r));
@@ -364,6 +380,7 @@ impl Driver {
         if let Err(e) = self.storage.sync() {
             fatal("WAL fdatasync failed", e);
         }
+        self.times.add(Phase::Sync, start);
         let m = &self.shared.metrics;
         Metrics::add(&m.wal_fsyncs, 1);
         Metrics::add(&m.wal_fsync_micros, start.elapsed().as_micros() as u64);
@@ -417,6 +434,7 @@ impl Driver {
     fn apply_entry(&mut self, e: Entry) {
         let index = e.index;
         self.applied = index;
+        self.times.applied_one();
         Metrics::add(&self.shared.metrics.applied_entries, 1);
         let EntryKind::Command(payload) = &e.kind else {
             return;
@@ -500,8 +518,10 @@ impl Driver {
         if self.last_slice.elapsed() < SLICE {
             return;
         }
+        let slicing = Instant::now();
         let done = snapshotter::step(writer, &self.shared, SLICE);
         self.last_slice = Instant::now();
+        self.times.add(Phase::Serialize, slicing);
         if !done {
             return;
         }
@@ -525,7 +545,10 @@ impl Driver {
     }
 
     fn compact(&mut self, meta: raft::SnapshotMeta, len: u64) -> bool {
-        match self.raft.compact_saved(meta.index, len) {
+        let compacting = Instant::now();
+        let compacted = self.raft.compact_saved(meta.index, len);
+        self.times.add(Phase::Compact, compacting);
+        match compacted {
             Ok(()) => {
                 Metrics::add(&self.shared.metrics.snapshots, 1);
                 true

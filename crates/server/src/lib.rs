@@ -15,6 +15,7 @@ pub mod driver;
 pub mod kv_svc;
 pub mod maint_svc;
 pub mod peer;
+pub mod slow;
 pub mod snapshotter;
 pub mod state;
 pub mod wire;
