@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// Rounds longer than this are logged.
 pub const SLOW_ROUND: Duration = Duration::from_millis(100);
 
-/// The phases a round's time is split into.
+/// The phases a round's time is split into (in the order they are printed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Stepping inputs (peer messages, proposals, reads) through the core.
@@ -27,20 +27,21 @@ pub enum Phase {
     Serialize,
 }
 
-const PHASES: [(Phase, &str); 6] = [
-    (Phase::Step, "step"),
-    (Phase::Write, "WAL write"),
-    (Phase::Sync, "fdatasync"),
-    (Phase::Apply, "apply"),
-    (Phase::Compact, "compaction"),
-    (Phase::Serialize, "snapshot slice"),
+/// Each phase's name, indexed by `Phase as usize`.
+const NAMES: [&str; 6] = [
+    "step",
+    "WAL write",
+    "fdatasync",
+    "apply",
+    "compaction",
+    "snapshot slice",
 ];
 
 /// Time spent per phase in the current round.
 #[derive(Debug)]
 pub struct RoundTimes {
     start: Instant,
-    spent: [Duration; 6],
+    spent: [Duration; NAMES.len()],
     applied: u64,
 }
 
@@ -48,7 +49,7 @@ impl Default for RoundTimes {
     fn default() -> RoundTimes {
         RoundTimes {
             start: Instant::now(),
-            spent: [Duration::ZERO; 6],
+            spent: [Duration::ZERO; NAMES.len()],
             applied: 0,
         }
     }
@@ -62,8 +63,7 @@ impl RoundTimes {
 
     /// Adds the time since `since` to `phase`.
     pub fn add(&mut self, phase: Phase, since: Instant) {
-        let i = PHASES.iter().position(|(p, _)| *p == phase).unwrap_or(0);
-        self.spent[i] += since.elapsed();
+        self.spent[phase as usize] += since.elapsed();
     }
 
     /// Counts one applied entry.
@@ -88,7 +88,7 @@ impl fmt::Display for SlowRound<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "a Raft round took {} ms:", self.total.as_millis())?;
         let mut accounted = Duration::ZERO;
-        for ((_, name), d) in PHASES.iter().zip(self.t.spent) {
+        for (name, d) in NAMES.iter().zip(self.t.spent) {
             accounted += d;
             if d >= Duration::from_millis(1) {
                 write!(f, " {name} {} ms,", d.as_millis())?;
