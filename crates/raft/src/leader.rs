@@ -344,13 +344,20 @@ impl RaftNode {
         self.send(leader, m);
     }
 
-    /// A follower's tick: a read batch unanswered for an election timeout is asked for
-    /// again (its request or the answer was lost).
+    /// A follower's tick: a read batch unanswered for half an election timeout is asked
+    /// for again (its request or the answer was lost). etcd retries after 500 ms, half
+    /// its default election timeout; waiting a whole one held every later read of this
+    /// follower for that long after a single lost message.
     pub(crate) fn tick_remote_reads(&mut self) {
-        let limit = self.cfg.election_timeout_ticks;
+        let limit = self.retry_read_after();
         if let (Some(batch), Some(leader)) = (self.remote_reads.tick(limit), self.leader) {
             self.ask_read_index(leader, batch);
         }
+    }
+
+    /// Ticks after which an unanswered read batch is asked for again.
+    fn retry_read_after(&self) -> u64 {
+        (self.cfg.election_timeout_ticks / 2).max(self.cfg.heartbeat_interval_ticks + 1)
     }
 
     /// Reads waiting on a leader that is no longer ours.

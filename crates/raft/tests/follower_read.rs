@@ -222,9 +222,10 @@ fn a_lost_read_request_is_asked_for_again() {
     nodes[1].read_index(40).unwrap();
     let lost = common::pump(&mut nodes, |_, _, m| !is_read_index(m));
     assert!(lost.reads.is_empty());
-    // Heartbeats keep node 2 a follower; after an election timeout it asks again.
+    // Heartbeats keep node 2 a follower; after half its election timeout (50 ticks) it
+    // asks again.
     let mut reads = Vec::new();
-    for _ in 0..60 {
+    for _ in 0..25 {
         nodes[0].tick();
         nodes[1].tick();
         reads.extend(common::pump(&mut nodes, all).reads);
