@@ -24,6 +24,12 @@ use storage::{DiskStorage, FaultyBackend, FileBackend, RaftStorage};
 /// two slices).
 const SLICE: Duration = Duration::from_millis(2);
 
+/// Snapshots smaller than this follow `--snapshot-count` alone.
+const GROWTH_FLOOR: u64 = 64 << 20;
+
+/// The most command bytes a snapshot waits for beyond `--snapshot-count`.
+const GROWTH_CAP: u64 = 128 << 20;
+
 /// The storage a member runs on (faults only when configured).
 pub type MemberStorage = DiskStorage<FaultyBackend<FileBackend>>;
 use tokio::sync::oneshot;
@@ -101,6 +107,10 @@ pub struct Driver {
     /// Applied entries between snapshots here: `snapshot_count` plus up to a tenth,
     /// different on each member, so that members do not all cut theirs at once.
     snapshot_stride: u64,
+    /// Command bytes applied since the last snapshot began.
+    log_bytes: u64,
+    /// Size of the last snapshot this member wrote (0: none yet).
+    last_snapshot_len: u64,
     last_slice: Instant,
     ticks: u64,
     next_id: u64,
@@ -118,6 +128,11 @@ pub struct Driver {
     times: RoundTimes,
     #[cfg(feature = "planted-bugs")]
     lazy_sync: Option<Instant>,
+}
+
+/// [`Driver::log_grew_enough`] for `log_bytes` applied since a snapshot of `last_len`.
+fn log_grew_enough(log_bytes: u64, last_len: u64) -> bool {
+    last_len < GROWTH_FLOOR || log_bytes >= (last_len / 2).min(GROWTH_CAP)
 }
 
 /// A fatal storage failure: the member must stop (a failed fsync is never retried).
@@ -154,6 +169,8 @@ impl Driver {
             inputs: opts.inputs,
             snap: SnapState::Idle,
             snapshot_stride,
+            log_bytes: 0,
+            last_snapshot_len: 0,
             last_slice: Instant::now(),
             ticks: 0,
             next_id: seed,
@@ -439,6 +456,7 @@ impl Driver {
         let EntryKind::Command(payload) = &e.kind else {
             return;
         };
+        self.log_bytes += payload.len() as u64;
         let (id, write) = match Write::decode(payload) {
             Ok(x) => x,
             Err(err) => fatal(&format!("log entry {index} is damaged"), err),
@@ -475,7 +493,10 @@ impl Driver {
     /// past it. True when the core compacted (it then has a persist request to drain).
     fn maybe_snapshot(&mut self) -> bool {
         match &self.snap {
-            SnapState::Idle if self.applied.0 >= self.snapshot_index.0 + self.snapshot_stride => {
+            SnapState::Idle
+                if self.applied.0 >= self.snapshot_index.0 + self.snapshot_stride
+                    && self.log_grew_enough() =>
+            {
                 self.start_snapshot();
                 false
             }
@@ -487,6 +508,17 @@ impl Driver {
             }
             _ => false,
         }
+    }
+
+    /// Whether the log grew enough since the last snapshot to pay for writing the next.
+    /// A snapshot rewrites the whole store, history included, so with a fixed entry
+    /// count its cost per entry grows with the store. Once snapshots pass
+    /// [`GROWTH_FLOOR`], the next also waits until the log holds half as many bytes as
+    /// the last snapshot had (at most [`GROWTH_CAP`]), which keeps the bytes written per
+    /// entry bounded, as Redis's `auto-aof-rewrite-percentage` does; the cap bounds the
+    /// memory the Raft log holds meanwhile.
+    fn log_grew_enough(&self) -> bool {
+        log_grew_enough(self.log_bytes, self.last_snapshot_len)
     }
 
     /// Entries kept behind a snapshot so that followers a little behind catch up by log.
@@ -503,6 +535,7 @@ impl Driver {
         };
         let meta = raft::SnapshotMeta { index, term };
         self.snap = snapshotter::begin(&self.shared, meta);
+        self.log_bytes = 0;
         // The next snapshot counts from this one.
         self.snapshot_index = index;
     }
@@ -539,7 +572,10 @@ impl Driver {
 
     fn on_snapshot_written(&mut self, outcome: SnapOutcome) {
         self.snap = match outcome {
-            SnapOutcome::Written(meta, len) => SnapState::Ready(meta, len),
+            SnapOutcome::Written(meta, len) => {
+                self.last_snapshot_len = len;
+                SnapState::Ready(meta, len)
+            }
             SnapOutcome::Failed(e) => fatal("snapshot file", e),
         };
     }
@@ -612,4 +648,23 @@ impl Driver {
 fn not_leader(e: ProposeError) -> DriverError {
     let ProposeError::NotLeader { leader } = e;
     DriverError::NotLeader(leader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_wait_for_log_growth_only_once_they_are_large() {
+        const MIB: u64 = 1 << 20;
+        // Small snapshots: the entry count alone decides.
+        assert!(log_grew_enough(0, 0));
+        assert!(log_grew_enough(0, GROWTH_FLOOR - 1));
+        // Large ones: half their size in new log bytes...
+        assert!(!log_grew_enough(50 * MIB - 1, 100 * MIB));
+        assert!(log_grew_enough(50 * MIB, 100 * MIB));
+        // ...but never more than the cap.
+        assert!(!log_grew_enough(GROWTH_CAP - 1, 4096 * MIB));
+        assert!(log_grew_enough(GROWTH_CAP, 4096 * MIB));
+    }
 }
