@@ -130,7 +130,13 @@ pub struct Driver {
     lazy_sync: Option<Instant>,
 }
 
-/// [`Driver::log_grew_enough`] for `log_bytes` applied since a snapshot of `last_len`.
+/// Whether `log_bytes` of commands applied since the last snapshot, of `last_len`
+/// bytes, pay for writing the next. A snapshot rewrites the whole store, history
+/// included, so with a fixed entry count its cost per entry grows with the store. Once
+/// snapshots pass [`GROWTH_FLOOR`], the next also waits until the log holds half as
+/// many bytes as the last snapshot had (at most [`GROWTH_CAP`]), which keeps the bytes
+/// written per entry bounded, as Redis's `auto-aof-rewrite-percentage` does; the cap
+/// bounds the memory the Raft log holds meanwhile.
 fn log_grew_enough(log_bytes: u64, last_len: u64) -> bool {
     last_len < GROWTH_FLOOR || log_bytes >= (last_len / 2).min(GROWTH_CAP)
 }
@@ -221,7 +227,7 @@ impl Driver {
                 }
                 self.on_input(input);
             }
-            self.times.add(Phase::Step, stepping);
+            self.times.add(Phase::Step, stepping.elapsed());
             let now = Instant::now();
             while now >= next_tick {
                 self.raft.tick();
@@ -329,7 +335,7 @@ impl Driver {
                     if let Err(e) = self.storage.write(&req) {
                         fatal("WAL write failed", e);
                     }
-                    self.times.add(Phase::Write, writing);
+                    self.times.add(Phase::Write, writing.elapsed());
                     Metrics::add(&self.shared.metrics.wal_writes, 1);
                     last_io = Some(req.io);
                 }
@@ -353,7 +359,7 @@ impl Driver {
                 Effect::Apply(a) => {
                     let applying = Instant::now();
                     self.apply(a);
-                    self.times.add(Phase::Apply, applying);
+                    self.times.add(Phase::Apply, applying.elapsed());
                 }
                 Effect::ReadReady { ctx, index } => {
                     if let Some(r) = self.reads.remove(&ctx) {
@@ -397,10 +403,11 @@ impl Driver {
         if let Err(e) = self.storage.sync() {
             fatal("WAL fdatasync failed", e);
         }
-        self.times.add(Phase::Sync, start);
+        let took = start.elapsed();
+        self.times.add(Phase::Sync, took);
         let m = &self.shared.metrics;
         Metrics::add(&m.wal_fsyncs, 1);
-        Metrics::add(&m.wal_fsync_micros, start.elapsed().as_micros() as u64);
+        Metrics::add(&m.wal_fsync_micros, took.as_micros() as u64);
         if let Err(e) = self.raft.on_persisted(io) {
             fatal("storage acknowledged an unknown write", format!("{e:?}"));
         }
@@ -495,7 +502,7 @@ impl Driver {
         match &self.snap {
             SnapState::Idle
                 if self.applied.0 >= self.snapshot_index.0 + self.snapshot_stride
-                    && self.log_grew_enough() =>
+                    && log_grew_enough(self.log_bytes, self.last_snapshot_len) =>
             {
                 self.start_snapshot();
                 false
@@ -508,17 +515,6 @@ impl Driver {
             }
             _ => false,
         }
-    }
-
-    /// Whether the log grew enough since the last snapshot to pay for writing the next.
-    /// A snapshot rewrites the whole store, history included, so with a fixed entry
-    /// count its cost per entry grows with the store. Once snapshots pass
-    /// [`GROWTH_FLOOR`], the next also waits until the log holds half as many bytes as
-    /// the last snapshot had (at most [`GROWTH_CAP`]), which keeps the bytes written per
-    /// entry bounded, as Redis's `auto-aof-rewrite-percentage` does; the cap bounds the
-    /// memory the Raft log holds meanwhile.
-    fn log_grew_enough(&self) -> bool {
-        log_grew_enough(self.log_bytes, self.last_snapshot_len)
     }
 
     /// Entries kept behind a snapshot so that followers a little behind catch up by log.
@@ -554,7 +550,7 @@ impl Driver {
         let slicing = Instant::now();
         let done = snapshotter::step(writer, &self.shared, SLICE);
         self.last_slice = Instant::now();
-        self.times.add(Phase::Serialize, slicing);
+        self.times.add(Phase::Serialize, slicing.elapsed());
         if !done {
             return;
         }
@@ -583,7 +579,7 @@ impl Driver {
     fn compact(&mut self, meta: raft::SnapshotMeta, len: u64) -> bool {
         let compacting = Instant::now();
         let compacted = self.raft.compact_saved(meta.index, len);
-        self.times.add(Phase::Compact, compacting);
+        self.times.add(Phase::Compact, compacting.elapsed());
         match compacted {
             Ok(()) => {
                 Metrics::add(&self.shared.metrics.snapshots, 1);

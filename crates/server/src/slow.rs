@@ -61,9 +61,9 @@ impl RoundTimes {
         *self = RoundTimes::default();
     }
 
-    /// Adds the time since `since` to `phase`.
-    pub fn add(&mut self, phase: Phase, since: Instant) {
-        self.spent[phase as usize] += since.elapsed();
+    /// Adds `spent` to `phase`.
+    pub fn add(&mut self, phase: Phase, spent: Duration) {
+        self.spent[phase as usize] += spent;
     }
 
     /// Counts one applied entry.
@@ -117,7 +117,7 @@ mod tests {
             return; // the clock started less than 5 ms ago: nothing to backdate to
         };
         t.start = past;
-        t.add(Phase::Sync, past);
+        t.add(Phase::Sync, past.elapsed());
         t.applied_one();
         let line = t
             .slow(Duration::ZERO)
