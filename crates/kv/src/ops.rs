@@ -2,7 +2,7 @@
 //! runs through an executor that writes at `revision + 1` and rolls back on error, so a
 //! failed request changes nothing; the revision advances only if something changed.
 
-use crate::store::{bounds, key_value, live_at, Store, Version};
+use crate::store::{bounds, key_value, live_at, Key, Store, Version};
 use crate::types::*;
 use std::collections::BTreeSet;
 
@@ -12,7 +12,7 @@ pub const MAX_TXN_OPS: usize = 128;
 struct Exec<'a> {
     store: &'a mut Store,
     rev: i64,
-    journal: Vec<Vec<u8>>,
+    journal: Vec<Key>,
 }
 
 impl Exec<'_> {
@@ -25,7 +25,7 @@ impl Exec<'_> {
         }
     }
 
-    fn append(&mut self, key: Vec<u8>, v: Version) {
+    fn append(&mut self, key: Key, v: Version) {
         self.store.bytes += crate::store::version_cost(&key, &v);
         match self.store.keys.get_mut(key.as_slice()) {
             Some(hist) => hist.push(v),
@@ -94,7 +94,7 @@ impl Exec<'_> {
             .filter(|_| r.prev_kv)
             .and_then(|p| key_value(&r.key, p));
         self.append(
-            r.key,
+            Key::from_vec(r.key),
             Version {
                 rev,
                 create,
@@ -126,7 +126,10 @@ impl Exec<'_> {
             journal,
         } = self;
         let mut deleted = 0;
-        for (key, hist) in store.keys.range_mut(bounds(&r.key, &r.range_end)) {
+        for (key, hist) in store
+            .keys
+            .range_mut::<[u8], _>(bounds(&r.key, &r.range_end))
+        {
             if live_at(hist, *rev).is_none() {
                 continue;
             }
@@ -255,7 +258,7 @@ fn writes(ops: &[RequestOp]) -> Result<BranchWrites, KvError> {
     }
     let in_range = |k: &Vec<u8>, (key, end): &(Vec<u8>, Vec<u8>)| {
         use std::ops::RangeBounds;
-        bounds(key, end).contains(k)
+        bounds(key, end).contains(k.as_slice())
     };
     if puts.iter().any(|k| dels.iter().any(|d| in_range(k, d))) {
         return Err(KvError::DuplicateKey);

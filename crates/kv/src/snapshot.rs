@@ -3,7 +3,7 @@
 //! it was when the writer began (later versions are skipped; the store holds back
 //! compaction meanwhile).
 
-use crate::store::Store;
+use crate::store::{Key, Store};
 use std::ops::Bound;
 
 /// Serializes a [`Store`] as of [`SnapshotWriter::begin`] in pieces.
@@ -17,7 +17,7 @@ pub struct SnapshotWriter {
     applied_index: u64,
     count_at: usize,
     keys: u64,
-    cursor: Option<Vec<u8>>,
+    cursor: Option<Key>,
     done: bool,
 }
 
@@ -63,12 +63,14 @@ impl SnapshotWriter {
         if self.done {
             return true;
         }
-        let from = match self.cursor.take() {
-            Some(k) => Bound::Excluded(k),
+        let cursor = self.cursor.take();
+        let from = match &cursor {
+            Some(k) => Bound::Excluded(k.as_slice()),
             None => Bound::Unbounded,
         };
         let mut last = None;
-        for (k, hist) in store.keys.range((from, Bound::Unbounded)).take(max_keys) {
+        let keys = store.keys.range::<[u8], _>((from, Bound::Unbounded));
+        for (k, hist) in keys.take(max_keys) {
             last = Some(k);
             let n = hist.iter().take_while(|v| v.rev <= self.revision).count();
             if n == 0 {
