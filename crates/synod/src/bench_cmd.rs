@@ -3,6 +3,7 @@
 //! group-commit throughput and latency of the write-ahead log on a real file, next to the
 //! machine's raw fsync rate measured in the same run.
 
+use crate::bench_h2::GrpcClient;
 use crate::bench_load::{self, Spec, Workload, STOP};
 use crate::bench_report::{Measure, Progress, Summary};
 use crate::bench_wal::{self, Live, WalConfig, WalResult};
@@ -82,6 +83,10 @@ pub struct LoadArgs {
     /// Per-request timeout (a request over it counts as an error).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// The gRPC client requests go through: `h2` writes unary calls straight onto HTTP/2
+    /// connections (cleartext only); `tonic` uses tonic's Channel.
+    #[arg(long, value_enum, default_value_t = GrpcClient::H2)]
+    pub grpc_client: GrpcClient,
     /// Time allowed to connect to an endpoint and hear its status.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
@@ -177,6 +182,7 @@ impl LoadArgs {
             value_size: self.value_size as usize,
             key_space: self.key_space,
             read_ratio: self.read_ratio,
+            client: self.grpc_client,
             seed: self.seed.unwrap_or_else(|| {
                 let t = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -249,7 +255,7 @@ fn load(args: &LoadArgs) -> Result<(), String> {
                 .clone()
                 .ok_or("no endpoint reports itself as the leader")?],
         };
-        let channels = bench_load::connect_all(&targets, spec.conns, ct, args.timeout).await?;
+        let channels = bench_load::connect_kv(&targets, &spec, ct, args.timeout).await?;
         if args.preload {
             let live = Arc::new(bench_load::Live::default());
             let bar = Progress::start("preload".into(), Measure::Ops(spec.key_space), live.clone());

@@ -282,7 +282,7 @@ async fn measure(
     let ct = args.connect_timeout;
     let probe = bench_load::probe(&sys.endpoints, ct).await?;
     let eps = &probe.ordered;
-    let channels = bench_load::connect_all(eps, spec.conns, ct, args.timeout).await?;
+    let channels = bench_load::connect_kv(eps, &spec, ct, args.timeout).await?;
     let reads = matches!(workload, Workload::Get | Workload::Sget | Workload::Mixed);
     if reads && !sys.preloaded {
         let live = Arc::new(Live::default());
@@ -400,13 +400,15 @@ fn print_rows(args: &LoadArgs, spec: &Spec, rows: &[Row]) {
 fn print_load_rows(args: &LoadArgs, spec: &Spec, rows: &[&Row]) {
     println!(
         "{} members each on loopback; {}-byte keys over {} keys, {}-byte values; {:.1} s \
-         per run; median of {} run(s) per system, alternating which goes first",
+         per run; median of {} run(s) per system, alternating which goes first; the same \
+         {} gRPC client for both",
         args.nodes,
         spec.key_size,
         spec.key_space,
         spec.value_size,
         spec.duration.as_secs_f64(),
-        args.repeat
+        args.repeat,
+        spec.client.name()
     );
     println!();
     println!(

@@ -6,6 +6,7 @@
 //! microseconds, recorded per client in an HdrHistogram and merged at the end; failed
 //! requests are counted, not timed.
 
+use crate::bench_h2::{GrpcClient, Kv};
 use etcdpb::etcdserverpb::{
     self as pb, compare, kv_client::KvClient, maintenance_client::MaintenanceClient, request_op,
     response_op,
@@ -68,6 +69,8 @@ pub struct Spec {
     pub key_space: u64,
     pub read_ratio: f64,
     pub seed: u64,
+    /// The gRPC client the requests go through.
+    pub client: GrpcClient,
 }
 
 /// Counters the progress bar reads while a run goes on.
@@ -235,6 +238,24 @@ pub async fn connect_all(
     Ok(out)
 }
 
+/// `conns` KV connections of `spec.client`'s kind, round-robin over `endpoints`.
+pub async fn connect_kv(
+    endpoints: &[String],
+    spec: &Spec,
+    connect: Duration,
+    request: Duration,
+) -> Result<Vec<Kv>, String> {
+    let mut out = Vec::with_capacity(spec.conns);
+    for i in 0..spec.conns {
+        let ep = &endpoints[i % endpoints.len()];
+        out.push(match spec.client {
+            GrpcClient::Tonic => Kv::Tonic(KvClient::new(dial(ep, connect, request).await?)),
+            GrpcClient::H2 => Kv::H2(crate::bench_h2::dial_h2(ep, connect, request).await?),
+        });
+    }
+    Ok(out)
+}
+
 /// What every client of a run shares.
 struct Shared {
     spec: Spec,
@@ -285,7 +306,7 @@ impl Shared {
 
 /// One closed-loop client (or one open-loop worker).
 struct Client {
-    kv: KvClient<Channel>,
+    kv: Kv,
     rng: Rng,
     /// Txn: the mod revision last seen per key index.
     revs: HashMap<u64, i64>,
@@ -310,7 +331,7 @@ impl Client {
             ..Default::default()
         };
         match sh.spec.workload {
-            Workload::Put => self.kv.put(self.put(key.clone(), sh)).await.map(drop),
+            Workload::Put => self.kv.put(self.put(key, sh)).await.map(drop),
             Workload::Get => self.kv.range(range(false)).await.map(drop),
             Workload::Sget => self.kv.range(range(true)).await.map(drop),
             Workload::Mixed if self.rng.unit() < sh.spec.read_ratio => {
@@ -343,7 +364,7 @@ impl Client {
                 })),
             }],
         };
-        let resp = self.kv.txn(txn).await?.into_inner();
+        let resp = self.kv.txn(txn).await?;
         let rev = if resp.succeeded {
             resp.header.map_or(0, |h| h.revision)
         } else {
@@ -385,7 +406,7 @@ async fn client_loop(mut c: Client, sh: Arc<Shared>) -> (Histogram<u64>, u64, u6
 }
 
 /// Runs `spec` over `channels` until its duration is over (or [`STOP`]).
-pub async fn run(spec: &Spec, channels: &[Channel], live: Arc<Live>) -> Outcome {
+pub async fn run(spec: &Spec, conns: &[Kv], live: Arc<Live>) -> Outcome {
     let mut value = vec![0u8; spec.value_size];
     let mut rng = Rng::new(spec.seed);
     value
@@ -404,7 +425,7 @@ pub async fn run(spec: &Spec, channels: &[Channel], live: Arc<Live>) -> Outcome 
     let tasks: Vec<_> = (0..spec.clients)
         .map(|i| {
             let c = Client {
-                kv: KvClient::new(channels[i % channels.len()].clone()),
+                kv: conns[i % conns.len()].clone(),
                 rng: rng.fork(i as u64),
                 revs: HashMap::new(),
                 cas_failed: 0,
@@ -433,11 +454,11 @@ pub async fn run(spec: &Spec, channels: &[Channel], live: Arc<Live>) -> Outcome 
 }
 
 /// Writes every key of the key space once (not measured), `clients` at a time.
-pub async fn preload(spec: &Spec, channels: &[Channel], live: Arc<Live>) -> Result<(), String> {
+pub async fn preload(spec: &Spec, conns: &[Kv], live: Arc<Live>) -> Result<(), String> {
     let value = Arc::new(vec![b'p'; spec.value_size]);
     let tasks: Vec<_> = (0..spec.clients)
         .map(|c| {
-            let mut kv = KvClient::new(channels[c % channels.len()].clone());
+            let mut kv = conns[c % conns.len()].clone();
             let (value, live, spec) = (value.clone(), live.clone(), spec.clone());
             tokio::spawn(async move {
                 let step = spec.clients as u64;
@@ -466,7 +487,7 @@ pub async fn preload(spec: &Spec, channels: &[Channel], live: Arc<Live>) -> Resu
 /// A put that rides out a leader change or a stalled member (preloading is not
 /// measured, and writing the same key twice changes nothing that matters); each retry is
 /// reported on stderr.
-async fn put_retrying(kv: &mut KvClient<Channel>, req: pb::PutRequest) -> Result<(), String> {
+async fn put_retrying(kv: &mut Kv, req: pb::PutRequest) -> Result<(), String> {
     use tonic::Code;
     let mut attempt = 0;
     loop {

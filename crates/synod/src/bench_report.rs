@@ -14,6 +14,8 @@ pub struct Summary {
     pub workload: &'static str,
     pub clients: usize,
     pub conns: usize,
+    /// The gRPC client the requests went through (`h2` or `tonic`).
+    pub grpc_client: &'static str,
     /// In connection order (the leader's first).
     pub endpoints: Vec<String>,
     pub leader: Option<String>,
@@ -61,6 +63,7 @@ impl Summary {
             workload: spec.workload.name(),
             clients: spec.clients,
             conns: spec.conns,
+            grpc_client: spec.client.name(),
             endpoints: endpoints.to_vec(),
             leader: probe.leader.clone(),
             rate: spec.rate,
@@ -87,6 +90,7 @@ impl Summary {
             "workload": self.workload,
             "clients": self.clients,
             "conns": self.conns,
+            "grpc_client": self.grpc_client,
             "endpoints": self.endpoints,
             "leader": self.leader,
             "rate": self.rate,
@@ -113,10 +117,11 @@ impl Summary {
             .rate
             .map_or("closed loop".to_string(), |r| format!("open loop at {r}/s"));
         println!(
-            "{}: {} clients over {} connections to {} ({}), {rate}, {:.2} s, seed {}",
+            "{}: {} clients over {} {} connections to {} ({}), {rate}, {:.2} s, seed {}",
             self.workload,
             self.clients,
             self.conns,
+            self.grpc_client,
             self.endpoints.join(","),
             self.leader
                 .as_ref()

@@ -3,6 +3,7 @@
 mod bench_cluster;
 mod bench_cmd;
 mod bench_compare;
+mod bench_h2;
 mod bench_load;
 mod bench_mem;
 mod bench_report;

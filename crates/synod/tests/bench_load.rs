@@ -79,7 +79,25 @@ fn every_workload_runs_against_a_real_cluster() {
         let v = json_run(&c, &["--workload", w, "--clients", "4", "--duration", "2s"]);
         assert_eq!(v["workload"], w, "{v}");
         assert_eq!(v["clients"], 4, "{v}");
+        assert_eq!(v["grpc_client"], "h2", "{v}");
         assert_eq!(v["endpoints"].as_array().map(Vec::len), Some(3), "{v}");
+    }
+    // tonic's client, kept for comparison, answers the same workloads.
+    for w in ["put", "txn"] {
+        let v = json_run(
+            &c,
+            &[
+                "--workload",
+                w,
+                "--clients",
+                "4",
+                "--duration",
+                "1s",
+                "--grpc-client",
+                "tonic",
+            ],
+        );
+        assert_eq!(v["grpc_client"], "tonic", "{v}");
     }
 
     // Open loop: 100 requests per second for 1 s over 3 connections.
