@@ -162,17 +162,11 @@ impl H2Conn {
         if head.status != http::StatusCode::OK {
             return Err(Status::unknown(format!("HTTP status {}", head.status)));
         }
-        let mut msg = Bytes::new();
+        let mut msg = BytesMut::new();
         while let Some(chunk) = recv.data().await {
             let chunk = chunk.map_err(h2_status)?;
             let _ = recv.flow_control().release_capacity(chunk.len());
-            msg = if msg.is_empty() {
-                chunk
-            } else {
-                let mut joined = BytesMut::from(&msg[..]);
-                joined.extend_from_slice(&chunk);
-                joined.freeze()
-            };
+            msg.extend_from_slice(&chunk);
         }
         match recv.trailers().await.map_err(h2_status)? {
             Some(t) if t.contains_key("grpc-status") => grpc_status(&t)?,
