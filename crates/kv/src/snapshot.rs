@@ -69,8 +69,8 @@ impl SnapshotWriter {
             None => Bound::Unbounded,
         };
         let mut last = None;
-        let keys = store.keys.range::<[u8], _>((from, Bound::Unbounded));
-        for (k, hist) in keys.take(max_keys) {
+        let rest = store.keys.range::<[u8], _>((from, Bound::Unbounded));
+        for (k, hist) in rest.take(max_keys) {
             last = Some(k);
             let n = hist.iter().take_while(|v| v.rev <= self.revision).count();
             if n == 0 {

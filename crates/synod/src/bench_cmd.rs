@@ -255,11 +255,11 @@ fn load(args: &LoadArgs) -> Result<(), String> {
                 .clone()
                 .ok_or("no endpoint reports itself as the leader")?],
         };
-        let channels = bench_load::connect_kv(&targets, &spec, ct, args.timeout).await?;
+        let conns = bench_load::connect_kv(&targets, &spec, ct, args.timeout).await?;
         if args.preload {
             let live = Arc::new(bench_load::Live::default());
             let bar = Progress::start("preload".into(), Measure::Ops(spec.key_space), live.clone());
-            let done = bench_load::preload(&spec, &channels, live).await;
+            let done = bench_load::preload(&spec, &conns, live).await;
             bar.finish();
             done?;
         }
@@ -269,7 +269,7 @@ fn load(args: &LoadArgs) -> Result<(), String> {
             Measure::Time(spec.duration),
             live.clone(),
         );
-        let outcome = bench_load::run(&spec, &channels, live).await;
+        let outcome = bench_load::run(&spec, &conns, live).await;
         bar.finish();
         let term = bench_load::term_now(&args.endpoints, ct).await;
         let term_changes = term.saturating_sub(probe.term);

@@ -282,13 +282,13 @@ async fn measure(
     let ct = args.connect_timeout;
     let probe = bench_load::probe(&sys.endpoints, ct).await?;
     let eps = &probe.ordered;
-    let channels = bench_load::connect_kv(eps, &spec, ct, args.timeout).await?;
+    let conns = bench_load::connect_kv(eps, &spec, ct, args.timeout).await?;
     let reads = matches!(workload, Workload::Get | Workload::Sget | Workload::Mixed);
     if reads && !sys.preloaded {
         let live = Arc::new(Live::default());
         let label = format!("{}: preload {} keys", sys.name, spec.key_space);
         let bar = Progress::start(label, Measure::Ops(spec.key_space), live.clone());
-        let done = bench_load::preload(&spec, &channels, live).await;
+        let done = bench_load::preload(&spec, &conns, live).await;
         bar.finish();
         done.map_err(|e| format!("{}: {e}", sys.name))?;
         sys.preloaded = true;
@@ -296,7 +296,7 @@ async fn measure(
     let live = Arc::new(Live::default());
     let label = format!("{} {}", case.name, sys.name);
     let bar = Progress::start(label, Measure::Time(spec.duration), live.clone());
-    let outcome = bench_load::run(&spec, &channels, live).await;
+    let outcome = bench_load::run(&spec, &conns, live).await;
     bar.finish();
     if STOP.load(Ordering::SeqCst) {
         return Err("interrupted".into());
