@@ -12,10 +12,13 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use etcdpb::etcdserverpb::{self as pb, kv_client::KvClient};
+use h2::client::{Connection, SendRequest};
 use http::header::{HeaderValue, CONTENT_TYPE, TE};
 use http::{HeaderMap, Method, Request, Uri};
 use prost::Message;
-use std::time::Duration;
+use server::corked::Corked;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -43,14 +46,100 @@ impl GrpcClient {
 const STREAM_WINDOW: u32 = 2 << 20;
 const CONN_WINDOW: u32 = 5 << 20;
 
-/// One h2 connection; clones share it.
+/// How long a connection that could not be re-established waits before the next try
+/// (so requests on it fail a few times a second, not in a tight loop).
+const REDIAL_PAUSE: Duration = Duration::from_millis(100);
+
+/// One h2 connection; clones share it. A connection that breaks (the member died or
+/// closed it) is dialled again by the next request that needs it.
 #[derive(Clone)]
 pub struct H2Conn {
-    send: h2::client::SendRequest<Bytes>,
+    link: Arc<Link>,
     put: Uri,
     range: Uri,
     txn: Uri,
     timeout: Duration,
+}
+
+struct Link {
+    /// `host:port`.
+    auth: String,
+    connect: Duration,
+    /// The live connection and its generation; `None` once it broke.
+    send: Mutex<(u64, Option<SendRequest<Bytes>>)>,
+    /// Held while dialling again; when the last attempt failed.
+    redial: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Link {
+    /// Marks generation `generation` broken (a newer connection stays).
+    fn broken(&self, generation: u64) {
+        let mut send = self.send.lock().unwrap();
+        if send.0 == generation {
+            send.1 = None;
+        }
+    }
+
+    /// The live connection, dialling a new one if it broke.
+    async fn sender(self: &Arc<Self>) -> Result<(u64, SendRequest<Bytes>), Status> {
+        if let (generation, Some(s)) = &*self.send.lock().unwrap() {
+            return Ok((*generation, s.clone()));
+        }
+        let mut failed_at = self.redial.lock().await;
+        if let (generation, Some(s)) = &*self.send.lock().unwrap() {
+            return Ok((*generation, s.clone())); // another request dialled meanwhile
+        }
+        if let Some(at) = *failed_at {
+            tokio::time::sleep_until((at + REDIAL_PAUSE).into()).await;
+        }
+        match handshake(&self.auth, self.connect).await {
+            Ok((s, conn)) => {
+                *failed_at = None;
+                let mut send = self.send.lock().unwrap();
+                send.0 += 1;
+                send.1 = Some(s.clone());
+                self.drive(send.0, conn);
+                Ok((send.0, s))
+            }
+            Err(e) => {
+                *failed_at = Some(Instant::now());
+                Err(Status::unavailable(format!("{}: {e}", self.auth)))
+            }
+        }
+    }
+
+    /// Runs connection `generation` until it closes, then marks it broken.
+    fn drive(self: &Arc<Self>, generation: u64, conn: Connection<Corked, Bytes>) {
+        let link = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            if let Some(link) = link.upgrade() {
+                link.broken(generation);
+            }
+        });
+    }
+}
+
+/// A TCP connection to `auth` and the HTTP/2 handshake on it.
+async fn handshake(
+    auth: &str,
+    connect: Duration,
+) -> Result<(SendRequest<Bytes>, Connection<Corked, Bytes>), String> {
+    let connecting = async {
+        let s = tokio::net::TcpStream::connect(auth).await?;
+        s.set_nodelay(true)?;
+        h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONN_WINDOW)
+            .handshake::<_, Bytes>(Corked::new(s))
+            .await
+            .map_err(std::io::Error::other)
+    };
+    match tokio::time::timeout(connect, connecting).await {
+        Err(_) => Err(format!("no connection within {connect:?}")),
+        Ok(Err(e)) => Err(format!("cannot connect: {e}")),
+        Ok(Ok(x)) => Ok(x),
+    }
 }
 
 /// One KV connection of either kind; clones share the connection.
@@ -102,27 +191,18 @@ pub async fn dial_h2(ep: &str, connect: Duration, request: Duration) -> Result<H
             .map_err(|e| format!("endpoint {ep}: {e}"))
     };
     let (put, range, txn) = (uri("Put")?, uri("Range")?, uri("Txn")?);
-    let connecting = async {
-        let s = tokio::net::TcpStream::connect(auth).await?;
-        s.set_nodelay(true)?;
-        h2::client::Builder::new()
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONN_WINDOW)
-            .handshake::<_, Bytes>(server::corked::Corked::new(s))
-            .await
-            .map_err(std::io::Error::other)
-    };
-    let (send, conn) = match tokio::time::timeout(connect, connecting).await {
-        Err(_) => return Err(format!("endpoint {ep}: no connection within {connect:?}")),
-        Ok(Err(e)) => return Err(format!("endpoint {ep}: cannot connect: {e}")),
-        Ok(Ok(x)) => x,
-    };
-    tokio::spawn(async move {
-        // Ends when the connection closes; the next request then reports the error.
-        let _ = conn.await;
+    let (send, conn) = handshake(auth, connect)
+        .await
+        .map_err(|e| format!("endpoint {ep}: {e}"))?;
+    let link = Arc::new(Link {
+        auth: auth.to_string(),
+        connect,
+        send: Mutex::new((0, Some(send))),
+        redial: tokio::sync::Mutex::new(None),
     });
+    link.drive(0, conn);
     Ok(H2Conn {
-        send,
+        link,
         put,
         range,
         txn,
@@ -147,16 +227,26 @@ impl H2Conn {
     }
 
     async fn call<Q: Message, R: Message + Default>(&self, path: &Uri, q: &Q) -> Result<R, Status> {
-        let mut send = self.send.clone().ready().await.map_err(h2_status)?;
+        let (generation, send) = self.link.sender().await?;
+        let failed = |e: h2::Error| {
+            if e.is_io() || e.is_go_away() {
+                self.link.broken(generation);
+            }
+            h2_status(e)
+        };
+        let mut send = send.ready().await.map_err(|e| {
+            self.link.broken(generation); // only a dead connection is never ready
+            h2_status(e)
+        })?;
         let mut req = Request::new(());
         *req.method_mut() = Method::POST;
         *req.uri_mut() = path.clone();
         let h = req.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         h.insert(TE, HeaderValue::from_static("trailers"));
-        let (answer, mut body) = send.send_request(req, false).map_err(h2_status)?;
-        body.send_data(frame(q), true).map_err(h2_status)?;
-        let (head, mut recv) = answer.await.map_err(h2_status)?.into_parts();
+        let (answer, mut body) = send.send_request(req, false).map_err(failed)?;
+        body.send_data(frame(q), true).map_err(failed)?;
+        let (head, mut recv) = answer.await.map_err(failed)?.into_parts();
         // A trailers-only answer (an error) carries its status in the headers.
         grpc_status(&head.headers)?;
         if head.status != http::StatusCode::OK {
@@ -164,11 +254,11 @@ impl H2Conn {
         }
         let mut msg = BytesMut::new();
         while let Some(chunk) = recv.data().await {
-            let chunk = chunk.map_err(h2_status)?;
+            let chunk = chunk.map_err(failed)?;
             let _ = recv.flow_control().release_capacity(chunk.len());
             msg.extend_from_slice(&chunk);
         }
-        match recv.trailers().await.map_err(h2_status)? {
+        match recv.trailers().await.map_err(failed)? {
             Some(t) if t.contains_key("grpc-status") => grpc_status(&t)?,
             _ => return Err(Status::internal("answer without a grpc-status")),
         }

@@ -191,3 +191,65 @@ fn flags_are_checked_before_anything_runs() {
         text(&o.stderr)
     );
 }
+
+/// Waits (polling, up to 20 s) until the leader has committed `more` entries past `from`.
+fn commits_past(c: &common::Cluster, leader: usize, from: u64, more: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = c.status_field(leader, "commit_index").unwrap_or(0);
+        if now >= from + more {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader committed {} of {more} entries in 20 s: the load stalled\n{}",
+            now.saturating_sub(from),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A member that dies mid-run costs the requests on its connections a few errors a
+/// second while it is down (the h2 client dials it again, pausing between attempts),
+/// not a tight loop of failures; once it is back its connections carry load again.
+#[test]
+fn a_member_that_dies_and_returns_costs_errors_not_a_spin() {
+    let mut c = common::Cluster::start(3, 100_000);
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let victim = (leader + 1) % 3;
+    let eps = c.endpoints();
+    let run = std::thread::spawn(move || {
+        let args = [
+            "--endpoints",
+            &eps,
+            "--clients",
+            "8",
+            "--conns",
+            "3",
+            "--duration",
+            "8s",
+            "--timeout",
+            "2s",
+            "--json",
+        ];
+        bench(&args)
+    });
+    let start = c.status_field(leader, "commit_index").unwrap_or(0);
+    let at = commits_past(&c, leader, start, 200);
+    c.kill(victim);
+    commits_past(&c, leader, at, 500);
+    c.spawn(victim);
+    let (o, _) = run.join().unwrap();
+    let out = text(&o.stdout);
+    let ctx = format!("stdout: {out}\nstderr: {}", text(&o.stderr));
+    assert!(o.status.success(), "{ctx}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {ctx}"));
+    let errors = v["errors"].as_u64().unwrap();
+    assert!(v["ops"].as_u64().unwrap() > 1000, "{ctx}");
+    // A dead connection that is not dialled again fails every request at once: millions.
+    assert!(errors < 2000, "{errors} errors: {ctx}");
+    // The restarted member (its counters start at zero) took writes again.
+    let served = c.metric(victim, "synod_raft_proposals_total");
+    assert!(served.is_some_and(|n| n > 0), "{served:?}: {ctx}");
+}

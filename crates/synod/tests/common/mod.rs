@@ -181,6 +181,13 @@ impl Cluster {
             .ok()
     }
 
+    /// A counter or gauge of member `i`'s /metrics (Prometheus text).
+    pub fn metric(&self, i: usize, name: &str) -> Option<u64> {
+        let (_, body) = http_get(self.members[i].admin, "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// Waits until some running member is leader; returns its index.
     pub fn wait_leader(&self, timeout: Duration) -> usize {
         let deadline = Instant::now() + timeout;
