@@ -15,6 +15,7 @@ pub mod driver;
 pub mod kv_svc;
 pub mod maint_svc;
 pub mod peer;
+pub mod ports;
 pub mod slow;
 pub mod snapshotter;
 pub mod state;

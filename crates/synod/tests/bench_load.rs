@@ -139,11 +139,7 @@ fn every_workload_runs_against_a_real_cluster() {
 #[test]
 fn endpoints_that_do_not_answer_fail_clearly() {
     // Nothing listens: connection refused.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = server::ports::free_loopback_ports(1).unwrap()[0];
     let ep = format!("127.0.0.1:{port}");
     let (o, took) = bench(&["--endpoints", &ep, "--duration", "30s", "--json"]);
     let err = text(&o.stderr);

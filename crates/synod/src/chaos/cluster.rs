@@ -2,7 +2,6 @@
 //! through its own proxy, with kill, restart, pause and resume.
 
 use super::proxy::{self, Links};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -31,46 +30,10 @@ pub struct Cluster {
     pub disk: Vec<String>,
 }
 
-/// `n` ports for the members to listen on, checked free by binding them. They are taken
-/// below the kernel's ephemeral range: a port from that range, released here and bound
-/// by the member a moment later, could meanwhile become the local port of some outgoing
-/// connection (a CI run lost a member that way: "cannot listen for metrics ... Address
-/// already in use" for the whole run). The scan starts at a place derived from the
-/// process id, so concurrent runs start apart.
-fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768);
-    let (low, span) = (10_000u32, ephemeral_low.saturating_sub(10_000));
-    if span < 1_000 {
-        // No room below the ephemeral range: ask the kernel (the old way).
-        let ls = (0..n)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<Vec<_>, _>>()?;
-        return ls.iter().map(|l| Ok(l.local_addr()?.port())).collect();
-    }
-    let start = std::process::id().wrapping_mul(7919) % span;
-    let mut out = Vec::with_capacity(n);
-    for k in 0..span {
-        let port = (low + (start + k) % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            out.push(port);
-            if out.len() == n {
-                return Ok(out);
-            }
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        "no free ports below the ephemeral range",
-    ))
-}
-
 impl Cluster {
     /// Prepares `n` members and their proxies (nothing is started yet).
     pub async fn new(n: usize, dir: PathBuf, extra: Vec<String>) -> std::io::Result<Cluster> {
-        let ports = free_ports(3 * n)?;
+        let ports = server::ports::free_loopback_ports(3 * n)?;
         let links = Links::default();
         let mut members = Vec::new();
         for i in 0..n {

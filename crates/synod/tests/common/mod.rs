@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -30,13 +30,6 @@ pub struct Cluster {
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
 
 /// GET a path on a local port; (status code, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -92,7 +85,7 @@ impl Cluster {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ports = free_ports(3 * n);
+        let ports = server::ports::free_loopback_ports(3 * n).expect("free ports");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{}", i + 1),
@@ -118,7 +111,29 @@ impl Cluster {
             c.spawn(i);
         }
         c.wait_leader(Duration::from_secs(20));
+        c.wait_all_serving(Duration::from_secs(20));
         c
+    }
+
+    /// Waits until every running member answers /status; panics with the logs if one
+    /// has exited (a port it could not bind, say) instead of letting a test fail later
+    /// with a confusing "cannot connect".
+    pub fn wait_all_serving(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.members.len() {
+            while let Some(child) = self.members[i].child.as_mut() {
+                if let Ok(Some(st)) = child.try_wait() {
+                    panic!("member {i} exited at start ({st})\n{}", self.logs());
+                }
+                if self.status(i).is_some() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    panic!("member {i} not serving within {timeout:?}\n{}", self.logs());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// Starts (or restarts) member `i`.
