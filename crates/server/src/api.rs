@@ -7,7 +7,7 @@ use crate::state::Shared;
 use etcdpb::etcdserverpb as pb;
 use raft::NodeId;
 
-use std::sync::mpsc::Sender as StdSender;
+use crate::inbox::InboxSender;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -58,7 +58,7 @@ pub mod errors {
 pub struct Api {
     /// Shared state.
     pub shared: Arc<Shared>,
-    driver: StdSender<Input>,
+    driver: InboxSender,
 }
 
 /// A state machine error as etcd's status.
@@ -77,7 +77,7 @@ fn driver_status(e: DriverError) -> Status {
 
 impl Api {
     /// A handle for services.
-    pub fn new(shared: Arc<Shared>, driver: StdSender<Input>) -> Api {
+    pub fn new(shared: Arc<Shared>, driver: InboxSender) -> Api {
         Api { shared, driver }
     }
 

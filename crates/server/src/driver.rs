@@ -5,6 +5,7 @@
 //! committed entries are applied.
 
 use crate::cmd::Write;
+use crate::inbox::{Inbox, InboxSender};
 use crate::slow::{Phase, RoundTimes, SLOW_ROUND};
 use crate::snapshotter::{self, SnapOutcome, SnapState};
 use crate::state::{Metrics, NodeStatus, Shared};
@@ -15,7 +16,6 @@ use raft::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::{DiskStorage, FaultyBackend, FileBackend, RaftStorage};
@@ -57,6 +57,16 @@ pub type ReadReply = oneshot::Sender<Result<(), DriverError>>;
 pub enum Input {
     /// A message from a peer.
     Peer(NodeId, Message),
+    /// A peer's connection, its handshake checked: the inbox reads its frames from
+    /// now on (`buffered`: bytes already read past the handshake).
+    PeerStream {
+        /// The peer.
+        from: NodeId,
+        /// The connection.
+        stream: std::net::TcpStream,
+        /// Bytes read past the handshake.
+        buffered: Vec<u8>,
+    },
     /// A client write to replicate.
     Propose(Write, WriteReply),
     /// A linearizable read barrier: replies once the store has applied through the
@@ -87,7 +97,7 @@ pub struct DriverOptions {
     /// Where snapshot files go (the WAL's directory).
     pub snapshot_dir: PathBuf,
     /// The driver's own input queue (the snapshot thread reports through it).
-    pub inputs: Sender<Input>,
+    pub inputs: InboxSender,
     /// A deliberately planted bug.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<crate::config::ServerBug>,
@@ -102,7 +112,7 @@ pub struct Driver {
     tick: Duration,
     snapshot_count: u64,
     snapshot_dir: PathBuf,
-    inputs: Sender<Input>,
+    inputs: InboxSender,
     snap: SnapState,
     /// Applied entries between snapshots here: `snapshot_count` plus up to a tenth,
     /// different on each member, so that members do not all cut theirs at once.
@@ -198,29 +208,21 @@ impl Driver {
     }
 
     /// Runs until `Shutdown` or until every sender is gone.
-    pub fn run(mut self, rx: Receiver<Input>) {
+    pub fn run(mut self, mut inbox: Inbox) {
         let mut next_tick = Instant::now() + self.tick;
+        let mut inputs: Vec<Input> = Vec::new();
         loop {
             // While a snapshot is being cut, wake up for its next slice.
             let mut wait = next_tick.saturating_duration_since(Instant::now());
             if let SnapState::Serializing { .. } = self.snap {
                 wait = wait.min(SLICE);
             }
-            let first = match rx.recv_timeout(wait) {
-                Ok(i) => Some(i),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            let mut inputs: Vec<Input> = first.into_iter().collect();
-            while inputs.len() < 4096 {
-                match rx.try_recv() {
-                    Ok(i) => inputs.push(i),
-                    Err(_) => break,
-                }
+            if inbox.wait(wait, &mut inputs).is_err() {
+                return;
             }
             self.times.begin();
             let stepping = Instant::now();
-            for input in inputs {
+            for input in inputs.drain(..) {
                 if matches!(input, Input::Shutdown) {
                     self.fail_pending();
                     return;
@@ -266,7 +268,7 @@ impl Driver {
             }
             Input::Snapshot(outcome) => self.on_snapshot_written(outcome),
             Input::SegmentPrepared(ok) => self.storage.segment_prepared(ok),
-            Input::Shutdown => {}
+            Input::Shutdown | Input::PeerStream { .. } => {}
         }
     }
 

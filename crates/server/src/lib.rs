@@ -12,6 +12,7 @@ pub mod config;
 pub mod convert;
 pub mod corked;
 pub mod driver;
+pub mod inbox;
 pub mod kv_svc;
 pub mod maint_svc;
 pub mod peer;
@@ -89,7 +90,7 @@ fn start_peer_runtime(
     listener: std::net::TcpListener,
     shared: &Arc<Shared>,
     client_urls: &[String],
-    driver: std::sync::mpsc::Sender<Input>,
+    driver: inbox::InboxSender,
 ) -> Result<(PeerRuntime, peer::PeerQueues), ConfigError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -189,7 +190,8 @@ pub async fn run(
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-    let (driver_tx, driver_rx) = std::sync::mpsc::channel::<Input>();
+    let (driver_tx, driver_rx) = inbox::channel()
+        .map_err(|e| ConfigError(format!("cannot set up the driver's inbox: {e}")))?;
     let (peer_rt, queues) = start_peer_runtime(
         peer_l,
         &shared,

@@ -1,5 +1,6 @@
 //! Peer transport: one outbound TCP connection per peer and an acceptor for inbound
-//! connections, whose frames go to the driver.
+//! connections. An inbound connection's handshake is checked here; then the socket is
+//! handed to the driver's inbox, and the Raft thread reads its frames itself.
 //!
 //! Outbound, the driver writes a round's frames straight into the socket when nothing
 //! is waiting to be sent (non-blocking; no thread hand-off on the way to the peer).
@@ -10,12 +11,12 @@
 
 use crate::config::MemberInfo;
 use crate::driver::{Input, PeerSink};
+use crate::inbox::InboxSender;
 use crate::state::Shared;
-use crate::wire::{self, Handshake, HANDSHAKE_LEN};
+use crate::wire::{Handshake, HANDSHAKE_LEN};
 use raft::NodeId;
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::mpsc::Sender as StdSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -215,7 +216,7 @@ async fn pump(mut stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8
 }
 
 /// Accepts peer connections until the listener fails.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, driver: StdSender<Input>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, driver: InboxSender) {
     loop {
         let Ok((stream, addr)) = listener.accept().await else {
             continue;
@@ -230,11 +231,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, driver: StdSender
     }
 }
 
-async fn receive(
-    stream: TcpStream,
-    shared: &Shared,
-    driver: &StdSender<Input>,
-) -> Result<(), String> {
+async fn receive(stream: TcpStream, shared: &Shared, driver: &InboxSender) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let mut r = BufReader::with_capacity(256 << 10, stream);
     let mut hs = [0u8; HANDSHAKE_LEN];
@@ -264,20 +261,13 @@ async fn receive(
             .collect();
         shared.client_urls.lock().unwrap().insert(h.from, urls);
     }
-    let mut body = Vec::new();
-    loop {
-        let mut header = [0u8; 8];
-        match r.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.to_string()),
-        }
-        let (len, crc) = wire::frame_len(&header).map_err(|e| e.to_string())?;
-        body.resize(len, 0);
-        r.read_exact(&mut body).await.map_err(|e| e.to_string())?;
-        let msg = wire::decode_frame(&body, crc).map_err(|e| e.to_string())?;
-        if driver.send(Input::Peer(h.from, msg)).is_err() {
-            return Ok(());
-        }
-    }
+    // From here on the Raft thread reads the frames itself (see `inbox`).
+    let buffered = r.buffer().to_vec();
+    let stream = r.into_inner().into_std().map_err(|e| e.to_string())?;
+    let _ = driver.send(Input::PeerStream {
+        from: h.from,
+        stream,
+        buffered,
+    });
+    Ok(())
 }

@@ -13,11 +13,11 @@
 //! and for CPU.
 
 use crate::driver::Input;
+use crate::inbox::InboxSender;
 use crate::state::Shared;
 use kv::SnapshotWriter;
 use raft::SnapshotMeta;
 use std::path::PathBuf;
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 use storage::FileBackend;
 
@@ -84,7 +84,7 @@ pub fn write_file(
     writer: SnapshotWriter,
     meta: SnapshotMeta,
     dir: PathBuf,
-    report: Sender<Input>,
+    report: InboxSender,
 ) -> Result<(), String> {
     std::thread::Builder::new()
         .name("snapshot".into())
@@ -120,7 +120,7 @@ pub fn write_file(
 /// Prepares the next WAL segment (`storage::prepare_segment`) on a background thread of
 /// the lowest priority; the outcome arrives as an input. A failure is only reported:
 /// the rotation then zero-fills inline, where a real disk problem stops the member.
-pub fn prepare_segment(dir: PathBuf, bytes: u64, report: Sender<Input>) {
+pub fn prepare_segment(dir: PathBuf, bytes: u64, report: InboxSender) {
     let spawned = std::thread::Builder::new()
         .name("wal-prepare".into())
         .spawn({
