@@ -36,17 +36,24 @@ impl std::fmt::Display for BadPayload {
 impl Write {
     /// Encodes with the proposer's request id.
     pub fn encode(&self, id: u64) -> Vec<u8> {
-        let (kind, body) = match self {
-            Write::Put(p) => (1, p.encode_to_vec()),
-            Write::DeleteRange(d) => (2, d.encode_to_vec()),
-            Write::Txn(t) => (3, t.encode_to_vec()),
-            Write::Compact(c) => (4, c.encode_to_vec()),
+        let (kind, len) = match self {
+            Write::Put(p) => (1, p.encoded_len()),
+            Write::DeleteRange(d) => (2, d.encoded_len()),
+            Write::Txn(t) => (3, t.encoded_len()),
+            Write::Compact(c) => (4, c.encoded_len()),
         };
-        let mut b = Vec::with_capacity(10 + body.len());
+        // One allocation of the final size: the body is encoded in place.
+        let mut b = Vec::with_capacity(10 + len);
         b.push(VERSION);
         b.extend_from_slice(&id.to_le_bytes());
         b.push(kind);
-        b.extend_from_slice(&body);
+        let encoded = match self {
+            Write::Put(p) => p.encode(&mut b),
+            Write::DeleteRange(d) => d.encode(&mut b),
+            Write::Txn(t) => t.encode(&mut b),
+            Write::Compact(c) => c.encode(&mut b),
+        };
+        encoded.expect("a Vec grows as needed");
         b
     }
 
