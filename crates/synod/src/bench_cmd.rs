@@ -153,6 +153,17 @@ pub struct LoadArgs {
         value_parser = clap::value_parser!(u64).range(1..=128)
     )]
     pub mem_txn_ops: u64,
+    /// Before the first load case, an uncounted put-16x1 run of this long against each
+    /// system (0s: none), so that neither is measured while it finishes starting up
+    /// (first election, connections, preallocating its first WAL segment).
+    #[arg(
+        long,
+        default_value = "3s",
+        value_parser = parse_duration,
+        help_heading = "Compare with etcd",
+        requires = "compare_etcd"
+    )]
+    pub warmup: Duration,
     /// First port of the Synod cluster (see `synod dev --base-port`).
     #[arg(long, default_value_t = 24_379, help_heading = "Compare with etcd")]
     pub synod_base_port: u16,

@@ -198,6 +198,7 @@ async fn measure_all(
 ) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     let mut pair = 0usize;
+    let mut warmed = args.warmup.is_zero();
     for case in cases {
         let mut row = Row {
             case: case.clone(),
@@ -229,6 +230,12 @@ async fn measure_all(
             rows.push(row);
             continue;
         }
+        if !warmed {
+            warmed = true;
+            for sys in systems.iter_mut() {
+                warm_up(args, template, sys).await?;
+            }
+        }
         for r in 0..args.repeat {
             // Alternate which system goes first, so drifting noise hits both alike.
             let first = pair % 2;
@@ -253,6 +260,28 @@ async fn measure_all(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// An uncounted put-16x1 run of `--warmup` against `sys`.
+async fn warm_up(args: &LoadArgs, template: &Spec, sys: &mut System) -> Result<(), String> {
+    let case = Case {
+        name: "warm-up".into(),
+        kind: Kind::Load {
+            workload: Workload::Put,
+            clients: 16,
+            conns: 1,
+        },
+    };
+    let spec = Spec {
+        duration: args.warmup,
+        ..template.clone()
+    };
+    let s = measure(args, &case, &spec, sys).await?;
+    eprintln!(
+        "warm-up {}: put-16x1 for {:?}, {:.0} ops/s, errors={} (not counted)",
+        sys.name, args.warmup, s.ops_per_s, s.errors
+    );
+    Ok(())
 }
 
 /// One run of `case` on `sys` (preloading the key space before its first read case).

@@ -168,11 +168,12 @@ fn endpoints_that_do_not_answer_fail_clearly() {
 
 #[test]
 fn flags_are_checked_before_anything_runs() {
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 5] = [
         &["--compare-etcd", "--endpoints", "127.0.0.1:1"],
         &["--endpoints", "127.0.0.1:1", "--duration", "ten"],
         &["--endpoints", "127.0.0.1:1", "--workload", "scan"],
         &["--repeat", "3"],
+        &["--warmup", "1s"],
     ];
     for args in cases {
         let (o, _) = bench(args);
