@@ -339,6 +339,16 @@ mod tests {
         (c, s)
     }
 
+    /// Hands `stream` to the inbox as the peer connection of `from`.
+    fn hand_over(tx: &InboxSender, from: NodeId, stream: StdStream, buffered: Vec<u8>) {
+        let input = Input::PeerStream {
+            from,
+            stream,
+            buffered,
+        };
+        tx.send(input).unwrap();
+    }
+
     /// Waits until `n` peer messages arrived (bounded: a missed wake-up fails).
     fn collect(inbox: &mut Inbox, n: usize) -> Vec<(NodeId, Message)> {
         let mut got = Vec::new();
@@ -364,14 +374,8 @@ mod tests {
         let msgs: Vec<Message> = (0..40).map(|i| append(100 + i * 37, i as u64)).collect();
         let bytes = frames(&msgs);
         // The first 13 bytes were read with the handshake.
-        let buffered = bytes[..13].to_vec();
         let from = NodeId(9);
-        tx.send(Input::PeerStream {
-            from,
-            stream: r,
-            buffered,
-        })
-        .unwrap();
+        hand_over(&tx, from, r, bytes[..13].to_vec());
         for chunk in bytes[13..].chunks(311) {
             w.write_all(chunk).unwrap();
             w.flush().unwrap();
@@ -389,14 +393,7 @@ mod tests {
         let (tx, mut inbox) = channel().unwrap();
         let (mut w, r) = pair();
         let msgs = vec![append(10, 1), append(3 * READ_BUF + 5, 2), append(10, 3)];
-        let stream = r;
-        let (from, buffered) = (NodeId(2), Vec::new());
-        tx.send(Input::PeerStream {
-            from,
-            stream,
-            buffered,
-        })
-        .unwrap();
+        hand_over(&tx, NodeId(2), r, Vec::new());
         let bytes = frames(&msgs);
         let writer = std::thread::spawn(move || w.write_all(&bytes).unwrap());
         let got = collect(&mut inbox, 3);
@@ -410,15 +407,8 @@ mod tests {
         let (tx, mut inbox) = channel().unwrap();
         let (mut bad_w, bad_r) = pair();
         let (mut good_w, good_r) = pair();
-        for (from, stream) in [(NodeId(1), bad_r), (NodeId(2), good_r)] {
-            let buffered = Vec::new();
-            tx.send(Input::PeerStream {
-                from,
-                stream,
-                buffered,
-            })
-            .unwrap();
-        }
+        hand_over(&tx, NodeId(1), bad_r, Vec::new());
+        hand_over(&tx, NodeId(2), good_r, Vec::new());
         let mut bytes = frames(&[append(50, 1)]);
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff; // the checksum no longer matches
@@ -445,14 +435,7 @@ mod tests {
     fn a_closed_connection_is_forgotten() {
         let (tx, mut inbox) = channel().unwrap();
         let (mut w, r) = pair();
-        let buffered = Vec::new();
-        let from = NodeId(4);
-        tx.send(Input::PeerStream {
-            from,
-            stream: r,
-            buffered,
-        })
-        .unwrap();
+        hand_over(&tx, NodeId(4), r, Vec::new());
         w.write_all(&frames(&[append(5, 1)])).unwrap();
         drop(w);
         assert_eq!(collect(&mut inbox, 1).len(), 1);

@@ -233,7 +233,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, driver: InboxSend
 
 async fn receive(stream: TcpStream, shared: &Shared, driver: &InboxSender) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let mut r = BufReader::with_capacity(256 << 10, stream);
+    // Only the handshake and hello are read here; bytes read past them go with the
+    // socket to the inbox.
+    let mut r = BufReader::with_capacity(HANDSHAKE_LEN + 4 + MAX_HELLO, stream);
     let mut hs = [0u8; HANDSHAKE_LEN];
     tokio::time::timeout(Duration::from_secs(5), r.read_exact(&mut hs))
         .await
