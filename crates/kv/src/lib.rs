@@ -25,6 +25,6 @@ mod types;
 
 pub use apply::{Request, Response};
 pub use ops::MAX_TXN_OPS;
-pub use snapshot::SnapshotWriter;
+pub use snapshot::{SnapshotEnd, SnapshotWriter};
 pub use store::{SnapshotError, Store};
 pub use types::*;

@@ -10,15 +10,35 @@ use std::ops::Bound;
 ///
 /// Between `begin` and the last `step` the store must hold its history
 /// ([`Store::hold_history`]) and must not be replaced; writes may be applied freely.
+///
+/// The bytes can be taken as they are produced ([`SnapshotWriter::take_pending`]), so
+/// that a large snapshot never sits whole in memory. The first `head_len` bytes hold
+/// the key count, known only at the end: whoever streams the chunks overwrites them
+/// with [`SnapshotEnd::head`].
 #[derive(Debug)]
 pub struct SnapshotWriter {
     out: Vec<u8>,
     revision: i64,
     applied_index: u64,
-    count_at: usize,
+    /// The head as begun (the key count still zero).
+    head: Vec<u8>,
+    head_len: usize,
     keys: u64,
     cursor: Option<Key>,
     done: bool,
+    /// Bytes taken so far (the first `head_len` of them are the placeholder head).
+    taken: u64,
+    /// CRC32C of the taken bytes after the head.
+    taken_crc: u32,
+}
+
+/// How a streamed snapshot ends.
+#[derive(Debug)]
+pub struct SnapshotEnd {
+    /// The snapshot's first bytes, to write over the placeholder that began the stream.
+    pub head: Vec<u8>,
+    /// The bytes after the last chunk taken, through the closing checksum.
+    pub tail: Vec<u8>,
 }
 
 impl SnapshotWriter {
@@ -30,7 +50,7 @@ impl SnapshotWriter {
             !store.compaction_deferred,
             "begin with a deferred compaction"
         );
-        let mut out = Vec::with_capacity(capacity_for(store));
+        let mut out = Vec::new();
         out.extend_from_slice(b"SYNKV001");
         for n in [store.revision, store.compact_revision] {
             out.extend_from_slice(&n.to_le_bytes());
@@ -40,17 +60,49 @@ impl SnapshotWriter {
         for l in &store.leases {
             out.extend_from_slice(&l.to_le_bytes());
         }
-        let count_at = out.len();
+        // The key count comes last in the head.
         out.extend_from_slice(&0u64.to_le_bytes());
         SnapshotWriter {
+            head: out.clone(),
+            head_len: out.len(),
             out,
             revision: store.revision,
             applied_index: store.applied_index,
-            count_at,
             keys: 0,
             cursor: None,
             done: false,
+            taken: 0,
+            taken_crc: 0,
         }
+    }
+
+    /// Reserves room for the whole snapshot of `store` (for [`SnapshotWriter::finish`]).
+    pub(crate) fn reserve_whole(&mut self, store: &Store) {
+        self.out.reserve(capacity_for(store));
+    }
+
+    /// Length of the head that [`SnapshotEnd::head`] replaces.
+    pub fn head_len(&self) -> usize {
+        self.head_len
+    }
+
+    /// Bytes serialized but not yet taken.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The bytes serialized since the last take, once there are at least `min` of
+    /// them (and the whole head); serialization goes on into `spare`, cleared.
+    pub fn take_pending(&mut self, min: usize, mut spare: Vec<u8>) -> Option<Vec<u8>> {
+        let skip = if self.taken == 0 { self.head_len } else { 0 };
+        if self.out.len() < min.max(skip) {
+            return None;
+        }
+        spare.clear();
+        let chunk = std::mem::replace(&mut self.out, spare);
+        self.taken_crc = crc32c::crc32c_append(self.taken_crc, &chunk[skip..]);
+        self.taken += chunk.len() as u64;
+        Some(chunk)
     }
 
     /// The log index the snapshot covers.
@@ -99,13 +151,33 @@ impl SnapshotWriter {
         self.done
     }
 
-    /// The finished snapshot ([`Store::restore`] reads it back).
-    pub fn finish(mut self) -> Vec<u8> {
-        let at = self.count_at;
-        self.out[at..at + 8].copy_from_slice(&self.keys.to_le_bytes());
-        let crc = crc32c::crc32c(&self.out);
-        self.out.extend_from_slice(&crc.to_le_bytes());
-        self.out
+    /// The finished snapshot ([`Store::restore`] reads it back); only when nothing
+    /// was taken.
+    pub fn finish(self) -> Vec<u8> {
+        assert_eq!(
+            self.taken, 0,
+            "finish after take_pending: use finish_streamed"
+        );
+        let head_len = self.head_len;
+        let end = self.finish_streamed();
+        let mut whole = end.tail;
+        whole[..head_len].copy_from_slice(&end.head);
+        whole
+    }
+
+    /// The head with its key count and the rest of the snapshot after the chunks
+    /// taken; the closing checksum covers the final head.
+    pub fn finish_streamed(self) -> SnapshotEnd {
+        let skip = if self.taken == 0 { self.head_len } else { 0 };
+        let mut head = self.head;
+        let mut tail = self.out;
+        let rest_crc = crc32c::crc32c_append(self.taken_crc, &tail[skip..]);
+        let rest_len = (self.taken + tail.len() as u64) as usize - self.head_len;
+        let at = self.head_len - 8;
+        head[at..].copy_from_slice(&self.keys.to_le_bytes());
+        let crc = crc32c::crc32c_combine(crc32c::crc32c(&head), rest_crc, rest_len);
+        tail.extend_from_slice(&crc.to_le_bytes());
+        SnapshotEnd { head, tail }
     }
 }
 
@@ -128,6 +200,62 @@ pub(crate) fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
 mod tests {
     use super::*;
     use crate::{DeleteRangeRequest, PutRequest};
+
+    /// Streams `s` taking chunks of at least `min` bytes after every `per_step` keys;
+    /// returns the assembled bytes with the head written over its placeholder.
+    fn streamed(s: &Store, min: usize, per_step: usize) -> (Vec<u8>, usize) {
+        let mut w = SnapshotWriter::begin(s);
+        let head_len = w.head_len();
+        let (mut bytes, mut chunks) = (Vec::new(), 0);
+        loop {
+            let done = w.step(s, per_step);
+            if let Some(c) = w.take_pending(min, Vec::new()) {
+                bytes.extend_from_slice(&c);
+                chunks += 1;
+            }
+            if done {
+                break;
+            }
+        }
+        let end = w.finish_streamed();
+        bytes.extend_from_slice(&end.tail);
+        bytes[..head_len].copy_from_slice(&end.head);
+        (bytes, chunks)
+    }
+
+    #[test]
+    fn a_streamed_snapshot_is_byte_for_byte_the_whole_one() {
+        let mut s = Store::new();
+        for id in 1..=3 {
+            s.grant_lease(id);
+        }
+        for k in 0..200u32 {
+            let r = PutRequest {
+                key: k.to_be_bytes().to_vec(),
+                value: vec![k as u8; (k % 50) as usize],
+                ..Default::default()
+            };
+            s.put(&r).unwrap();
+        }
+        let whole = s.snapshot();
+        // Chunks smaller than the head, of a few keys, of one key, and none at all.
+        for (min, per_step) in [(1, 1), (10, 7), (100, 3), (1000, 50), (usize::MAX, 10)] {
+            let (bytes, chunks) = streamed(&s, min, per_step);
+            assert_eq!(
+                bytes, whole,
+                "chunks of at least {min} every {per_step} keys"
+            );
+            assert_eq!(chunks > 0, min < whole.len() / 2, "{min}: {chunks} chunks");
+            assert_eq!(Store::restore(&bytes).unwrap(), s);
+        }
+        // A placeholder head left in place is caught by the checksum.
+        let mut w = SnapshotWriter::begin(&s);
+        while !w.step(&s, 10) {}
+        let chunk = w.take_pending(1, Vec::new()).unwrap();
+        let mut bytes = chunk;
+        bytes.extend_from_slice(&w.finish_streamed().tail);
+        assert!(Store::restore(&bytes).is_err());
+    }
 
     #[test]
     fn reserved_capacity_holds_the_whole_snapshot() {

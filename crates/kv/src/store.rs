@@ -240,6 +240,7 @@ impl Store {
     /// piecewise form).
     pub fn snapshot(&self) -> Vec<u8> {
         let mut w = SnapshotWriter::begin(self);
+        w.reserve_whole(self);
         while !w.step(self, usize::MAX) {}
         w.finish()
     }
