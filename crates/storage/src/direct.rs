@@ -13,7 +13,7 @@ use std::path::Path;
 
 /// Offsets, lengths and the buffer's address are multiples of this (the largest
 /// logical block size in common use).
-const BLOCK: usize = 4096;
+pub(crate) const BLOCK: usize = 4096;
 
 /// Bytes handed to the device per write.
 const CHUNK: usize = 1 << 20;
@@ -38,6 +38,83 @@ impl From<io::Error> for DirectError {
     }
 }
 
+/// A `CHUNK`-byte buffer at a `BLOCK`-aligned address, filled from the front.
+pub(crate) struct AlignedBuf {
+    raw: Vec<u8>,
+    skew: usize,
+    fill: usize,
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBuf({} bytes)", self.fill)
+    }
+}
+
+impl AlignedBuf {
+    pub(crate) fn new() -> AlignedBuf {
+        let raw = vec![0u8; CHUNK + BLOCK];
+        let skew = raw.as_ptr().align_offset(BLOCK);
+        AlignedBuf { raw, skew, fill: 0 }
+    }
+
+    /// Copies as much of `data` as fits; returns how much.
+    pub(crate) fn push(&mut self, data: &[u8]) -> usize {
+        let n = (CHUNK - self.fill).min(data.len());
+        let at = self.skew + self.fill;
+        self.raw[at..at + n].copy_from_slice(&data[..n]);
+        self.fill += n;
+        n
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.fill == CHUNK
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.fill == 0
+    }
+
+    pub(crate) fn filled(&self) -> &[u8] {
+        &self.raw[self.skew..self.skew + self.fill]
+    }
+
+    /// The filled bytes zero-padded to whole blocks (the caller cuts the padding off
+    /// the file afterwards).
+    pub(crate) fn padded(&mut self) -> &[u8] {
+        let padded = self.fill.next_multiple_of(BLOCK);
+        self.raw[self.skew + self.fill..self.skew + padded].fill(0);
+        &self.raw[self.skew..self.skew + padded]
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.fill = 0;
+    }
+}
+
+/// Creates (or empties) `path` for aligned bulk writes: `O_DIRECT` when the file
+/// system takes it (a first aligned block is written to find out; the caller
+/// overwrites it), otherwise through the cache.
+pub(crate) fn open_for_bulk(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    let direct = opts.clone().custom_flags(libc::O_DIRECT).open(path);
+    let probe = |f: &File| {
+        let mut b = AlignedBuf::new();
+        b.push(&[0; BLOCK]);
+        f.write_all_at(b.filled(), 0)
+    };
+    match direct.map_err(DirectError::from) {
+        Ok(f) => match probe(&f).map_err(DirectError::from) {
+            Ok(()) => Ok(f),
+            Err(DirectError::Unsupported) => opts.open(path),
+            Err(DirectError::Io(e)) => Err(e),
+        },
+        Err(DirectError::Unsupported) => opts.open(path),
+        Err(DirectError::Io(e)) => Err(e),
+    }
+}
+
 /// Creates (or replaces) `path` holding `parts` one after the other, durably.
 pub(crate) fn write_file(path: &Path, parts: &[&[u8]]) -> Result<(), DirectError> {
     let f = OpenOptions::new()
@@ -46,31 +123,24 @@ pub(crate) fn write_file(path: &Path, parts: &[&[u8]]) -> Result<(), DirectError
         .truncate(true)
         .custom_flags(libc::O_DIRECT)
         .open(path)?;
-    let mut raw = vec![0u8; CHUNK + BLOCK];
-    let skew = raw.as_ptr().align_offset(BLOCK);
-    let buf = &mut raw[skew..skew + CHUNK];
+    let mut buf = AlignedBuf::new();
     let mut at = 0u64;
-    let mut fill = 0;
     for part in parts {
         let mut rest = *part;
         while !rest.is_empty() {
-            let n = (CHUNK - fill).min(rest.len());
-            buf[fill..fill + n].copy_from_slice(&rest[..n]);
-            fill += n;
+            let n = buf.push(rest);
             rest = &rest[n..];
-            if fill == CHUNK {
-                f.write_all_at(buf, at)?;
+            if buf.is_full() {
+                f.write_all_at(buf.filled(), at)?;
                 at += CHUNK as u64;
-                fill = 0;
+                buf.clear();
             }
         }
     }
-    let len = at + fill as u64;
-    if fill > 0 {
+    let len = at + buf.filled().len() as u64;
+    if !buf.is_empty() {
         // The tail goes out padded to a whole block; the padding is cut off below.
-        let padded = fill.next_multiple_of(BLOCK);
-        buf[fill..padded].fill(0);
-        f.write_all_at(&buf[..padded], at)?;
+        f.write_all_at(buf.padded(), at)?;
     }
     finish(f, len)
 }

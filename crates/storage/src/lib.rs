@@ -33,6 +33,7 @@ mod file;
 mod record;
 mod simdisk;
 mod snapfile;
+mod snapstream;
 mod wal;
 
 pub use backend::{Backend, IoError, BULK_SYNC_EVERY};
@@ -42,6 +43,7 @@ pub use faulty::{FaultPlan, FaultyBackend};
 pub use file::FileBackend;
 pub use record::{decode, encode, Decoded, Record};
 pub use simdisk::{DiskFaults, SimDisk};
+pub use snapstream::SnapshotStream;
 pub use wal::{prepare_segment, PREPARED_SEGMENT};
 
 use raft::{PersistRequest, Recovered, SnapshotMeta};

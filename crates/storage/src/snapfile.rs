@@ -11,7 +11,7 @@ use crate::SnapshotChunk;
 use raft::{LogIndex, Snapshot, SnapshotMeta, Term};
 
 const MAGIC: &[u8; 8] = b"SYNSNAP2";
-const HEADER_BYTES: usize = 40;
+pub(crate) const HEADER_BYTES: usize = 40;
 
 pub(crate) fn name(meta: SnapshotMeta) -> String {
     format!("snap-{:016x}-{:016x}.snap", meta.index.0, meta.term.0)
@@ -28,12 +28,17 @@ fn parse_name(name: &str) -> Option<SnapshotMeta> {
 
 /// The file's header (the data follows it).
 fn header(meta: SnapshotMeta, data: &[u8]) -> Vec<u8> {
+    header_for(meta, data.len() as u64, crc32c::crc32c(data))
+}
+
+/// The header of a file whose data has `len` bytes with CRC32C `crc`.
+pub(crate) fn header_for(meta: SnapshotMeta, len: u64, crc: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&meta.index.0.to_le_bytes());
     out.extend_from_slice(&meta.term.0.to_le_bytes());
-    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
     let header_crc = crc32c::crc32c(&out);
     out.extend_from_slice(&header_crc.to_le_bytes());
     out
