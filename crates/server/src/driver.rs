@@ -532,7 +532,11 @@ impl Driver {
             return;
         };
         let meta = raft::SnapshotMeta { index, term };
-        self.snap = snapshotter::begin(&self.shared, meta);
+        let dir = self.snapshot_dir.clone();
+        self.snap = match snapshotter::begin(&self.shared, meta, dir, self.inputs.clone()) {
+            Ok(state) => state,
+            Err(e) => fatal("snapshot", e),
+        };
         self.log_bytes = 0;
         // The next snapshot counts from this one.
         self.snapshot_index = index;
@@ -541,7 +545,7 @@ impl Driver {
     /// One slice of the snapshot being cut, if any; once it has read every key, the
     /// history is released and the file is written in the background.
     fn snapshot_slice(&mut self) {
-        let SnapState::Serializing { writer, .. } = &mut self.snap else {
+        let SnapState::Serializing { writer, sink, .. } = &mut self.snap else {
             return;
         };
         // At most every other SLICE: the driver and the member's network threads keep
@@ -550,22 +554,19 @@ impl Driver {
             return;
         }
         let slicing = Instant::now();
-        let done = snapshotter::step(writer, &self.shared, SLICE);
+        let done = snapshotter::step(writer, sink, &self.shared, SLICE);
         self.last_slice = Instant::now();
         self.times.add(Phase::Serialize, slicing.elapsed());
         if !done {
             return;
         }
         self.shared.store.write().release_history();
-        let SnapState::Serializing { writer, meta } =
+        let SnapState::Serializing { writer, sink, .. } =
             std::mem::replace(&mut self.snap, SnapState::Writing)
         else {
             unreachable!("matched above");
         };
-        let dir = self.snapshot_dir.clone();
-        if let Err(e) = snapshotter::write_file(writer, meta, dir, self.inputs.clone()) {
-            fatal("snapshot", e);
-        }
+        snapshotter::finish(writer, sink);
     }
 
     fn on_snapshot_written(&mut self, outcome: SnapOutcome) {

@@ -1,11 +1,13 @@
 //! Snapshots that do not stall the Raft thread. The driver marks the store's history as
 //! held and serializes it a slice at a time between rounds (a couple of milliseconds
 //! each, so replication and applies go on; writes applied meanwhile are skipped by
-//! revision). Once every key is read, the history is released and a low-priority
-//! background thread seals the snapshot, writes the file durably and reports back
-//! through the driver's input queue. The driver then hands the snapshot to the Raft
-//! core, which compacts the log once enough entries follow it for slightly lagging
-//! followers to catch up by log.
+//! revision). Every megabyte serialized goes to a low-priority background thread,
+//! which writes it to the snapshot file and hands the buffer back for the next one, so
+//! a snapshot never sits whole in memory. Once every key is read, the history is
+//! released; the thread writes the head (the key count, known only then), makes the
+//! file durable and reports back through the driver's input queue. The driver then
+//! hands the snapshot to the Raft core, which compacts the log once enough entries
+//! follow it for slightly lagging followers to catch up by log.
 //!
 //! The store is never read by another thread while the snapshot is cut: an earlier
 //! version serialized it from a background thread under the store's read lock, and
@@ -15,14 +17,18 @@
 use crate::driver::Input;
 use crate::inbox::InboxSender;
 use crate::state::Shared;
-use kv::SnapshotWriter;
+use kv::{SnapshotEnd, SnapshotWriter};
 use raft::SnapshotMeta;
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use storage::FileBackend;
+use storage::{FileBackend, SnapshotStream};
 
 /// Keys serialized between two checks of the slice's time budget.
 const KEYS_PER_STEP: usize = 256;
+
+/// Serialized bytes handed to the writing thread at a time.
+const CHUNK: usize = 1 << 20;
 
 /// What became of a background snapshot.
 #[derive(Debug)]
@@ -39,37 +45,147 @@ pub enum SnapState {
     /// None in progress.
     #[default]
     Idle,
-    /// The driver is reading the store into `writer`, a slice per round.
+    /// The driver is reading the store into `writer`, a slice per round, and passing
+    /// the bytes to the writing thread.
     Serializing {
         /// The snapshot so far.
         writer: SnapshotWriter,
         /// Its name.
         meta: SnapshotMeta,
+        /// The way to the writing thread.
+        sink: Sink,
     },
-    /// The background thread is writing the file.
+    /// The background thread is finishing the file.
     Writing,
     /// Durable (this many bytes), waiting for the log to move far enough past it to
     /// compact.
     Ready(SnapshotMeta, u64),
 }
 
-/// Starts a snapshot named `meta` of the store as it is now.
-pub fn begin(shared: &Shared, meta: SnapshotMeta) -> SnapState {
-    let mut store = shared.store.write();
-    store.hold_history();
-    SnapState::Serializing {
-        writer: SnapshotWriter::begin(&store),
-        meta,
+/// What the driver sends the writing thread.
+enum Part {
+    Chunk(Vec<u8>),
+    End(SnapshotEnd),
+}
+
+/// The driver's end of the writing thread: chunks go one way, emptied buffers come
+/// back. Dropping it without [`finish`] abandons the snapshot (its file is removed).
+#[derive(Debug)]
+pub struct Sink {
+    parts: mpsc::Sender<Part>,
+    spare: mpsc::Receiver<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::Chunk(c) => write!(f, "Chunk({} bytes)", c.len()),
+            Part::End(e) => write!(f, "End({} bytes)", e.tail.len()),
+        }
     }
 }
 
-/// Serializes for about `budget`; true once every key is read (the caller then
-/// releases the history and calls [`write_file`]).
-pub fn step(writer: &mut SnapshotWriter, shared: &Shared, budget: Duration) -> bool {
+/// Starts a snapshot named `meta` of the store as it is now, and its writing thread
+/// (whose outcome arrives as an input).
+pub fn begin(
+    shared: &Shared,
+    meta: SnapshotMeta,
+    dir: PathBuf,
+    report: InboxSender,
+) -> Result<SnapState, String> {
+    let mut store = shared.store.write();
+    let writer = SnapshotWriter::begin(&store);
+    let (parts, parts_rx) = mpsc::channel();
+    let (spare_tx, spare) = mpsc::channel();
+    let head_len = writer.head_len();
+    std::thread::Builder::new()
+        .name("snapshot".into())
+        .spawn(move || {
+            lower_priority();
+            let started = Instant::now();
+            let Some(outcome) = write_parts(&dir, meta, head_len, &parts_rx, &spare_tx) else {
+                return;
+            };
+            if let SnapOutcome::Written(_, len) = &outcome {
+                eprintln!(
+                    "info: snapshot at index {} written ({} MiB, {} ms from start to sync)",
+                    meta.index,
+                    len >> 20,
+                    started.elapsed().as_millis()
+                );
+            }
+            let _ = report.send(Input::Snapshot(outcome));
+        })
+        .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
+    store.hold_history();
+    Ok(SnapState::Serializing {
+        writer,
+        meta,
+        sink: Sink { parts, spare },
+    })
+}
+
+/// The writing thread's work: `None` when the driver abandoned the snapshot.
+fn write_parts(
+    dir: &std::path::Path,
+    meta: SnapshotMeta,
+    head_len: usize,
+    parts: &mpsc::Receiver<Part>,
+    spare: &mpsc::Sender<Vec<u8>>,
+) -> Option<SnapOutcome> {
+    // An error is kept until the end so that the driver's chunks are still taken.
+    let mut stream = FileBackend::open(dir)
+        .and_then(|_| SnapshotStream::create(dir, meta, head_len))
+        .map_err(|e| e.to_string());
+    loop {
+        let part = match parts.recv() {
+            Ok(p) => p,
+            Err(_) => {
+                if let Ok(s) = stream {
+                    s.abandon();
+                }
+                return None;
+            }
+        };
+        match part {
+            Part::Chunk(c) => {
+                if let Ok(s) = &mut stream {
+                    if let Err(e) = s.append(&c) {
+                        stream = Err(e.to_string());
+                    }
+                }
+                let _ = spare.send(c);
+            }
+            Part::End(end) => {
+                let written = stream.and_then(|mut s| {
+                    s.append(&end.tail).map_err(|e| e.to_string())?;
+                    s.finish(&end.head).map_err(|e| e.to_string())
+                });
+                return Some(match written {
+                    Ok(len) => SnapOutcome::Written(meta, len),
+                    Err(e) => SnapOutcome::Failed(e),
+                });
+            }
+        }
+    }
+}
+
+/// Serializes for about `budget`, passing each megabyte to the writing thread; true
+/// once every key is read (the caller then releases the history and calls
+/// [`finish`]).
+pub fn step(writer: &mut SnapshotWriter, sink: &Sink, shared: &Shared, budget: Duration) -> bool {
     let store = shared.store.read();
     let start = Instant::now();
     loop {
-        if writer.step(&store, KEYS_PER_STEP) {
+        let done = writer.step(&store, KEYS_PER_STEP);
+        if writer.pending() >= CHUNK {
+            let spare = (sink.spare.try_recv()).unwrap_or_else(|_| Vec::with_capacity(CHUNK * 2));
+            if let Some(chunk) = writer.take_pending(CHUNK, spare) {
+                // A send fails only if the thread is gone; its outcome then says why.
+                let _ = sink.parts.send(Part::Chunk(chunk));
+            }
+        }
+        if done {
             return true;
         }
         if start.elapsed() >= budget {
@@ -78,43 +194,9 @@ pub fn step(writer: &mut SnapshotWriter, shared: &Shared, budget: Duration) -> b
     }
 }
 
-/// Seals the snapshot and writes its file on a background thread of the lowest
-/// priority (it holds no lock the driver needs); the outcome arrives as an input.
-pub fn write_file(
-    writer: SnapshotWriter,
-    meta: SnapshotMeta,
-    dir: PathBuf,
-    report: InboxSender,
-) -> Result<(), String> {
-    std::thread::Builder::new()
-        .name("snapshot".into())
-        .spawn(move || {
-            lower_priority();
-            let started = Instant::now();
-            // Written from the writer's own buffer and then dropped: the bytes are never
-            // copied, and nothing but the file keeps them.
-            let data = writer.finish();
-            let saved = FileBackend::open(&dir)
-                .map_err(|e| e.to_string())
-                .and_then(|mut b| {
-                    storage::save_snapshot_file(&mut b, meta, &data).map_err(|e| e.to_string())
-                });
-            let outcome = match saved {
-                Ok(()) => {
-                    eprintln!(
-                        "info: snapshot at index {} written ({} MiB in {} ms)",
-                        meta.index,
-                        data.len() >> 20,
-                        started.elapsed().as_millis()
-                    );
-                    SnapOutcome::Written(meta, data.len() as u64)
-                }
-                Err(e) => SnapOutcome::Failed(e),
-            };
-            let _ = report.send(Input::Snapshot(outcome));
-        })
-        .map(|_| ())
-        .map_err(|e| format!("cannot start the snapshot thread: {e}"))
+/// Hands the rest of the snapshot to the writing thread, which makes the file durable.
+pub fn finish(writer: SnapshotWriter, sink: Sink) {
+    let _ = sink.parts.send(Part::End(writer.finish_streamed()));
 }
 
 /// Prepares the next WAL segment (`storage::prepare_segment`) on a background thread of
