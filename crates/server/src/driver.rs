@@ -545,7 +545,7 @@ impl Driver {
     /// One slice of the snapshot being cut, if any; once it has read every key, the
     /// history is released and the file is written in the background.
     fn snapshot_slice(&mut self) {
-        let SnapState::Serializing { writer, sink, .. } = &mut self.snap else {
+        let SnapState::Serializing { writer, sink } = &mut self.snap else {
             return;
         };
         // At most every other SLICE: the driver and the member's network threads keep
@@ -561,7 +561,7 @@ impl Driver {
             return;
         }
         self.shared.store.write().release_history();
-        let SnapState::Serializing { writer, sink, .. } =
+        let SnapState::Serializing { writer, sink } =
             std::mem::replace(&mut self.snap, SnapState::Writing)
         else {
             unreachable!("matched above");

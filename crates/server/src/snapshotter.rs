@@ -50,9 +50,7 @@ pub enum SnapState {
     Serializing {
         /// The snapshot so far.
         writer: SnapshotWriter,
-        /// Its name.
-        meta: SnapshotMeta,
-        /// The way to the writing thread.
+        /// The way to the writing thread (which knows the snapshot's name).
         sink: Sink,
     },
     /// The background thread is finishing the file.
@@ -120,7 +118,6 @@ pub fn begin(
     store.hold_history();
     Ok(SnapState::Serializing {
         writer,
-        meta,
         sink: Sink { parts, spare },
     })
 }
@@ -134,6 +131,7 @@ fn write_parts(
     spare: &mpsc::Sender<Vec<u8>>,
 ) -> Option<SnapOutcome> {
     // An error is kept until the end so that the driver's chunks are still taken.
+    // (Opening the backend creates the directory if it is missing.)
     let mut stream = FileBackend::open(dir)
         .and_then(|_| SnapshotStream::create(dir, meta, head_len))
         .map_err(|e| e.to_string());

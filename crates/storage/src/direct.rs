@@ -152,10 +152,11 @@ fn finish(f: File, len: u64) -> Result<(), DirectError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn content(n: usize, seed: u8) -> Vec<u8> {
+    /// Bytes that differ from one offset to the next (and with `seed`).
+    pub(crate) fn content(n: usize, seed: u8) -> Vec<u8> {
         (0..n)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect()

@@ -140,14 +140,9 @@ impl SnapshotStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::direct::tests::content;
     use crate::{Backend, FileBackend};
     use raft::{LogIndex, Term};
-
-    fn content(n: usize, seed: u8) -> Vec<u8> {
-        (0..n)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect()
-    }
 
     fn dir(name: &str) -> PathBuf {
         let d =
