@@ -422,8 +422,9 @@ mod suite {
     }
 }
 
-/// A fresh temporary directory backend.
-fn file_backend() -> FileBackend {
+/// A fresh temporary directory (the caller removes it once its test passed; a failing
+/// test leaves it for a look).
+fn fresh_dir() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -432,14 +433,21 @@ fn file_backend() -> FileBackend {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    FileBackend::open(dir).unwrap()
+    dir
+}
+
+/// Runs `test` on a backend in a [`fresh_dir`], removed once the test passed.
+fn on_file_backend(test: fn(FileBackend)) {
+    let dir = fresh_dir();
+    test(FileBackend::open(&dir).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod file_backend {
             use super::*;
-            $(#[test] fn $name() { suite::$name(file_backend()); })*
+            $(#[test] fn $name() { on_file_backend(suite::$name); })*
         }
         mod sim_disk {
             use super::*;
@@ -482,10 +490,13 @@ fn overwrite_below_snapshot_still_truncates() {
             st.sync().unwrap();
             st.recover().unwrap()
         } else {
-            let (mut st, _) = DiskStorage::open(file_backend(), opts()).unwrap();
+            let dir = fresh_dir();
+            let (mut st, _) = DiskStorage::open(FileBackend::open(&dir).unwrap(), opts()).unwrap();
             run(&mut |q| st.write(q).unwrap());
             st.sync().unwrap();
-            st.recover().unwrap()
+            let r = st.recover().unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            r
         };
         assert_eq!(r.snapshot.map(|x| x.meta.index), Some(LogIndex(32)));
         assert!(
