@@ -20,9 +20,8 @@ pub struct SnapshotWriter {
     out: Vec<u8>,
     revision: i64,
     applied_index: u64,
-    /// The head as begun (the key count still zero).
+    /// The head as begun (the key count, its last 8 bytes, still zero).
     head: Vec<u8>,
-    head_len: usize,
     keys: u64,
     cursor: Option<Key>,
     done: bool,
@@ -64,7 +63,6 @@ impl SnapshotWriter {
         out.extend_from_slice(&0u64.to_le_bytes());
         SnapshotWriter {
             head: out.clone(),
-            head_len: out.len(),
             out,
             revision: store.revision,
             applied_index: store.applied_index,
@@ -83,7 +81,7 @@ impl SnapshotWriter {
 
     /// Length of the head that [`SnapshotEnd::head`] replaces.
     pub fn head_len(&self) -> usize {
-        self.head_len
+        self.head.len()
     }
 
     /// Bytes serialized but not yet taken.
@@ -94,7 +92,7 @@ impl SnapshotWriter {
     /// The bytes serialized since the last take, once there are at least `min` of
     /// them (and the whole head); serialization goes on into `spare`, cleared.
     pub fn take_pending(&mut self, min: usize, mut spare: Vec<u8>) -> Option<Vec<u8>> {
-        let skip = if self.taken == 0 { self.head_len } else { 0 };
+        let skip = if self.taken == 0 { self.head_len() } else { 0 };
         if self.out.len() < min.max(skip) {
             return None;
         }
@@ -158,7 +156,7 @@ impl SnapshotWriter {
             self.taken, 0,
             "finish after take_pending: use finish_streamed"
         );
-        let head_len = self.head_len;
+        let head_len = self.head_len();
         let end = self.finish_streamed();
         let mut whole = end.tail;
         whole[..head_len].copy_from_slice(&end.head);
@@ -168,13 +166,13 @@ impl SnapshotWriter {
     /// The head with its key count and the rest of the snapshot after the chunks
     /// taken; the closing checksum covers the final head.
     pub fn finish_streamed(self) -> SnapshotEnd {
-        let skip = if self.taken == 0 { self.head_len } else { 0 };
+        let head_len = self.head_len();
+        let skip = if self.taken == 0 { head_len } else { 0 };
         let mut head = self.head;
         let mut tail = self.out;
         let rest_crc = crc32c::crc32c_append(self.taken_crc, &tail[skip..]);
-        let rest_len = (self.taken + tail.len() as u64) as usize - self.head_len;
-        let at = self.head_len - 8;
-        head[at..].copy_from_slice(&self.keys.to_le_bytes());
+        let rest_len = (self.taken + tail.len() as u64) as usize - head_len;
+        head[head_len - 8..].copy_from_slice(&self.keys.to_le_bytes());
         let crc = crc32c::crc32c_combine(crc32c::crc32c(&head), rest_crc, rest_len);
         tail.extend_from_slice(&crc.to_le_bytes());
         SnapshotEnd { head, tail }
