@@ -43,6 +43,8 @@ pub struct DiskStorage<B: Backend> {
 /// Writes snapshot `meta` durably without touching anything else in the directory: for
 /// a snapshot written off the Raft thread, then handed to the core with
 /// `RaftNode::compact_saved` (its persist request carries `SnapshotWrite::Saved`).
+/// On real files, [`crate::SnapshotStream`] writes the same file from chunks (the
+/// server's path).
 pub fn save_snapshot_file<B: Backend>(
     b: &mut B,
     meta: SnapshotMeta,
@@ -128,7 +130,7 @@ impl<B: Backend> DiskStorage<B> {
             match write {
                 SnapshotWrite::Store(s) => snapfile::save(&mut self.backend, s)?,
                 SnapshotWrite::Saved(meta) => {
-                    // Saved by the driver (`save_snapshot_file`): never compact the log
+                    // Saved by the driver (`save_snapshot_file` or `SnapshotStream`): never compact the log
                     // on the word of a file that is not there.
                     if !snapfile::exists(&mut self.backend, *meta)? {
                         return Err(StorageError::Io(format!(

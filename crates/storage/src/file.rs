@@ -14,7 +14,8 @@ pub struct FileBackend {
     open: BTreeMap<String, File>,
 }
 
-fn io(op: &str, path: &Path, e: std::io::Error) -> IoError {
+/// A failed operation on `path` as an [`IoError`] of the matching kind.
+pub(crate) fn io(op: &str, path: &Path, e: std::io::Error) -> IoError {
     let what = format!("{op} {}: {e}", path.display());
     match e.raw_os_error() {
         Some(28) => IoError::NoSpace(what),

@@ -10,19 +10,12 @@
 
 use crate::backend::IoError;
 use crate::direct::{open_for_bulk, AlignedBuf, BLOCK};
+use crate::file::io;
 use crate::snapfile::{self, HEADER_BYTES};
 use raft::SnapshotMeta;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-fn io(op: &str, path: &Path, e: std::io::Error) -> IoError {
-    let what = format!("{op} {}: {e}", path.display());
-    match e.raw_os_error() {
-        Some(28) => IoError::NoSpace(what),
-        _ => IoError::Io(what),
-    }
-}
 
 /// A snapshot file being written; see the module docs.
 #[derive(Debug)]
