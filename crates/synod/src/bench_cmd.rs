@@ -307,6 +307,24 @@ fn load(args: &LoadArgs) -> Result<(), String> {
 pub enum BenchCommand {
     /// Group-commit throughput and latency of the write-ahead log.
     Wal(WalArgs),
+    /// An etcd v3 endpoint that stores nothing and answers at once: the ceiling a load
+    /// generator (`synod bench`, `etcdctl check perf`) reaches on this machine.
+    NullServer(NullArgs),
+}
+
+#[derive(Args)]
+pub struct NullArgs {
+    /// Addresses to answer on, comma-separated (default: etcd's local three-member
+    /// client ports, as `synod dev` uses).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379"
+    )]
+    listen: Vec<std::net::SocketAddr>,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: u64,
 }
 
 #[derive(Args)]
@@ -362,6 +380,10 @@ struct Raw {
 pub fn run(args: BenchArgs) -> ExitCode {
     let (what, result) = match args.command {
         Some(BenchCommand::Wal(wal_args)) => ("synod bench wal", wal(&wal_args)),
+        Some(BenchCommand::NullServer(n)) => (
+            "synod bench null-server",
+            crate::bench_null::serve(&n.listen, n.threads as usize),
+        ),
         None if args.load.compare_etcd => (
             "synod bench --compare-etcd",
             crate::bench_compare::run(&args.load),

@@ -6,6 +6,7 @@ mod bench_compare;
 mod bench_h2;
 mod bench_load;
 mod bench_mem;
+mod bench_null;
 mod bench_report;
 mod bench_wal;
 mod chaos;

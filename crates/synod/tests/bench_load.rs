@@ -250,3 +250,53 @@ fn a_member_that_dies_and_returns_costs_errors_not_a_spin() {
     let served = c.metric(victim, "synod_raft_proposals_total");
     assert!(served.is_some_and(|n| n > 0), "{served:?}: {ctx}");
 }
+
+/// `synod bench null-server` answers the load generator and etcdctl, stores nothing, and
+/// stops cleanly on Ctrl-C.
+#[test]
+fn the_null_server_answers_and_stores_nothing() {
+    use std::io::BufRead;
+    let ports = server::ports::free_loopback_ports(2).expect("free ports");
+    let eps: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["bench", "null-server", "--threads", "1", "--listen"])
+        .arg(eps.join(","))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("synod runs");
+    let pid = child.id() as libc::pid_t;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let announced = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("info: null server"));
+    assert!(announced.is_some(), "the null server did not start");
+
+    let (o, _) = bench(&["--endpoints", &eps.join(","), "--json", "--duration", "1s"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", text(&o.stderr));
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(v["ops"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    assert_eq!(v["errors"].as_f64(), Some(0.0), "{v}");
+
+    common::ensure_etcdctl();
+    let etcdctl = |args: &[&str]| {
+        let o = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", eps[0]))
+            .args(args)
+            .output()
+            .expect("etcdctl runs");
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    assert_eq!(etcdctl(&["put", "k", "v"]).trim(), "OK");
+    assert_eq!(etcdctl(&["get", "k"]), "", "the null server keeps nothing");
+
+    // SAFETY: kill(2) on our own child's pid; no memory is touched.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let status = child.wait().expect("the null server exits");
+    assert!(status.success(), "Ctrl-C should stop it cleanly: {status}");
+}
