@@ -12,41 +12,60 @@ pub const MAX_TXN_OPS: usize = 128;
 struct Exec<'a> {
     store: &'a mut Store,
     rev: i64,
-    journal: Vec<Key>,
+    /// Whether anything was written at `rev`.
+    changed: bool,
+    /// The keys written, for rolling back; `None` when the request cannot fail once it
+    /// has written (a lone Put or DeleteRange checks everything first), which spares a
+    /// copy of every key a large delete touches.
+    journal: Option<Vec<Key>>,
 }
 
 impl Exec<'_> {
-    fn new(store: &mut Store) -> Exec<'_> {
+    fn new(store: &mut Store, undoable: bool) -> Exec<'_> {
         let rev = store.revision + 1;
         Exec {
             store,
             rev,
-            journal: Vec::new(),
+            changed: false,
+            journal: undoable.then(Vec::new),
+        }
+    }
+
+    /// Notes that `key` was written at `rev`.
+    fn wrote(&mut self, key: impl FnOnce() -> Key) {
+        self.changed = true;
+        if let Some(j) = &mut self.journal {
+            j.push(key());
         }
     }
 
     fn append(&mut self, key: Key, v: Version) {
         self.store.bytes += crate::store::version_cost(&key, &v);
         match self.store.keys.get_mut(key.as_slice()) {
-            Some(hist) => hist.push(v),
+            Some(hist) => push_version(hist, v),
             None => {
                 self.store.keys.insert(key.clone(), vec![v]);
             }
         }
-        self.journal.push(key);
+        self.wrote(|| key);
     }
 
     /// Commits (bumping the revision if anything changed) or rolls back.
     fn finish<T>(self, r: Result<T, KvError>) -> Result<T, KvError> {
         match r {
             Ok(v) => {
-                if !self.journal.is_empty() {
+                if self.changed {
                     self.store.revision = self.rev;
                 }
                 Ok(v)
             }
             Err(e) => {
-                for key in self.journal.iter().rev() {
+                assert!(
+                    self.journal.is_some() || !self.changed,
+                    "a write run as not undoable failed after writing: {e:?}"
+                );
+                let journal = self.journal.unwrap_or_default();
+                for key in journal.iter().rev() {
                     let bytes = &mut self.store.bytes;
                     let empty = self.store.keys.get_mut(key).map(|h| {
                         if let Some(v) = h.pop() {
@@ -123,6 +142,7 @@ impl Exec<'_> {
         let Exec {
             store,
             rev,
+            changed,
             journal,
         } = self;
         let mut deleted = 0;
@@ -141,10 +161,13 @@ impl Exec<'_> {
                 lease: 0,
             };
             store.bytes += crate::store::version_cost(key, &tombstone);
-            hist.push(tombstone);
-            journal.push(key.clone());
+            push_version(hist, tombstone);
+            if let Some(j) = journal {
+                j.push(key.clone());
+            }
             deleted += 1;
         }
+        *changed |= deleted > 0;
         Ok(DeleteRangeResponse {
             deleted,
             prev_kvs,
@@ -180,6 +203,17 @@ impl Exec<'_> {
         }
         kvs.iter().all(|kv| compare_one(c, kv))
     }
+}
+
+/// Appends `v` to a key's history. Most keys hold one version; the second (an
+/// overwrite or a tombstone) gets room for exactly two instead of the four a `Vec`
+/// grows to, so a delete of many keys allocates half as much. Longer histories grow as
+/// usual.
+fn push_version(hist: &mut Vec<Version>, v: Version) {
+    if hist.len() == 1 && hist.capacity() == 1 {
+        hist.reserve_exact(1);
+    }
+    hist.push(v);
 }
 
 fn compare_one(c: &Compare, kv: &KeyValue) -> bool {
@@ -386,11 +420,14 @@ fn stamp(responses: &mut [ResponseOp], rev: i64) {
 
 impl Store {
     /// Runs a write at the next revision; commits it, or rolls everything back.
+    /// `undoable`: whether `run` may fail after it has written (a Txn, whose later
+    /// operation can fail after an earlier one wrote).
     fn execute<T>(
         &mut self,
+        undoable: bool,
         run: impl FnOnce(&mut Exec<'_>) -> Result<T, KvError>,
     ) -> Result<T, KvError> {
-        let mut e = Exec::new(self);
+        let mut e = Exec::new(self, undoable);
         let out = run(&mut e);
         e.finish(out)
     }
@@ -410,14 +447,14 @@ impl Store {
     /// [`Store::put`] of a request the caller gives up (its key and value are moved
     /// into the store, not copied).
     pub fn put_owned(&mut self, r: PutRequest) -> Result<PutResponse, KvError> {
-        let mut resp = self.execute(|e| e.put(r))?;
+        let mut resp = self.execute(false, |e| e.put(r))?;
         resp.revision = self.revision;
         Ok(resp)
     }
 
     /// A delete; the revision advances only if a key was deleted.
     pub fn delete_range(&mut self, r: &DeleteRangeRequest) -> Result<DeleteRangeResponse, KvError> {
-        let mut resp = self.execute(|e| e.delete(r))?;
+        let mut resp = self.execute(false, |e| e.delete(r))?;
         resp.revision = self.revision;
         Ok(resp)
     }
@@ -425,7 +462,7 @@ impl Store {
     /// A transaction: one revision for all its changes, none if it changes nothing.
     pub fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse, KvError> {
         check_txn(t)?;
-        let mut resp = self.execute(|e| e.txn(t))?;
+        let mut resp = self.execute(true, |e| e.txn(t))?;
         resp.revision = self.revision;
         stamp(&mut resp.responses, self.revision);
         Ok(resp)

@@ -615,6 +615,55 @@ fn txn_validation_errors_change_nothing() {
     assert_eq!(s.txn(&future).unwrap_err(), KvError::FutureRevision);
 }
 
+/// A txn whose delete succeeded before a later operation failed puts every deleted key
+/// back, with its history, bytes and the revision as they were.
+#[test]
+fn a_failed_txn_restores_the_keys_its_delete_removed() {
+    let mut s = Store::new();
+    for k in ["p/a", "p/b", "p/c"] {
+        put(&mut s, k, "v");
+    }
+    put(&mut s, "p/b", "w");
+    let (rev, bytes) = (s.revision(), s.approx_bytes());
+    let before = range(&s, prefix("p/"));
+    let t = TxnRequest {
+        success: vec![
+            RequestOp::DeleteRange(DeleteRangeRequest {
+                key: "p/".into(),
+                range_end: "p0".into(),
+                ..Default::default()
+            }),
+            RequestOp::Put(PutRequest {
+                key: "q".into(),
+                lease: 7,
+                ..Default::default()
+            }),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(s.txn(&t).unwrap_err(), KvError::LeaseNotFound);
+    assert_eq!((s.revision(), s.approx_bytes()), (rev, bytes));
+    assert_eq!(range(&s, prefix("p/")), before);
+    let older = range(
+        &s,
+        RangeRequest {
+            revision: rev - 1,
+            ..prefix("p/b")
+        },
+    );
+    assert_eq!(older.kvs[0].value, b"v", "the older version is still there");
+    // The same delete on its own then removes all three at the next revision.
+    let d = s
+        .delete_range(&DeleteRangeRequest {
+            key: "p/".into(),
+            range_end: "p0".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!((d.deleted, d.revision), (3, rev + 1));
+    assert_eq!(range(&s, prefix("p/")).count, 0);
+}
+
 #[test]
 fn hash_snapshot_and_idempotent_apply() {
     let reqs = [
