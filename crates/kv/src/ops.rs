@@ -4,6 +4,7 @@
 
 use crate::store::{bounds, key_value, live_at, Key, Store, Version};
 use crate::types::*;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeSet;
 
 /// etcd's default `--max-txn-ops`.
@@ -31,23 +32,19 @@ impl Exec<'_> {
         }
     }
 
-    /// Notes that `key` was written at `rev`.
-    fn wrote(&mut self, key: impl FnOnce() -> Key) {
-        self.changed = true;
-        if let Some(j) = &mut self.journal {
-            j.push(key());
-        }
-    }
-
+    /// Writes `v` of `key`; a new key moves into the store, copied only for the journal.
     fn append(&mut self, key: Key, v: Version) {
         self.store.bytes += crate::store::version_cost(&key, &v);
-        match self.store.keys.get_mut(key.as_slice()) {
-            Some(hist) => push_version(hist, v),
-            None => {
-                self.store.keys.insert(key.clone(), vec![v]);
+        self.changed = true;
+        if let Some(j) = &mut self.journal {
+            j.push(key.clone());
+        }
+        match self.store.keys.entry(key) {
+            Entry::Occupied(mut hist) => push_version(hist.get_mut(), v),
+            Entry::Vacant(slot) => {
+                slot.insert(vec![v]);
             }
         }
-        self.wrote(|| key);
     }
 
     /// Commits (bumping the revision if anything changed) or rolls back.
