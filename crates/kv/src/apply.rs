@@ -39,7 +39,8 @@ pub enum Response {
 impl Store {
     /// Applies the entry at log `index`; `None` if that index was already applied (a
     /// replay after restart), so each entry takes effect exactly once.
-    /// The request is consumed: a put's key and value move into the store.
+    /// The request is consumed: a put's key and value move into the store. A Compact
+    /// only begins here ([`Store::begin_compaction`]).
     pub fn apply(&mut self, index: u64, req: Request) -> Option<Result<Response, KvError>> {
         if index <= self.applied_index {
             return None;
@@ -50,7 +51,7 @@ impl Store {
             Request::Put(p) => self.put_owned(p).map(Response::Put),
             Request::DeleteRange(d) => self.delete_range(&d).map(Response::DeleteRange),
             Request::Txn(t) => self.txn(&t).map(Response::Txn),
-            Request::Compact(rev) => self.compact(rev).map(|()| Response::Compacted {
+            Request::Compact(rev) => self.begin_compaction(rev).map(|()| Response::Compacted {
                 revision: self.revision,
             }),
         })

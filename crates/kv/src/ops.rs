@@ -465,8 +465,18 @@ impl Store {
         Ok(resp)
     }
 
-    /// Drops history below `rev`; reads below it fail afterwards.
+    /// Drops history below `rev` (later, while history is held); reads below it fail
+    /// afterwards.
     pub fn compact(&mut self, rev: i64) -> Result<(), KvError> {
+        self.begin_compaction(rev)?;
+        self.compact_step(usize::MAX);
+        Ok(())
+    }
+
+    /// Moves the compact revision to `rev`: reads below it fail from now on, and
+    /// [`Store::compact_step`] drops the history it makes unreachable. This is how
+    /// [`Store::apply`] takes a Compact, so a large one does not stall the applier.
+    pub fn begin_compaction(&mut self, rev: i64) -> Result<(), KvError> {
         if rev <= self.compact_revision {
             return Err(KvError::Compacted);
         }

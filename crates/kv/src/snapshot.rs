@@ -3,7 +3,7 @@
 //! it was when the writer began (later versions are skipped; the store holds back
 //! compaction meanwhile).
 
-use crate::store::{Key, Store};
+use crate::store::{retained, Key, Store};
 use std::ops::Bound;
 
 /// Serializes a [`Store`] as of [`SnapshotWriter::begin`] in pieces.
@@ -19,6 +19,8 @@ use std::ops::Bound;
 pub struct SnapshotWriter {
     out: Vec<u8>,
     revision: i64,
+    /// The compact revision as of `begin`: history below it is left out.
+    compact: i64,
     applied_index: u64,
     /// The head as begun (the key count, its last 8 bytes, still zero).
     head: Vec<u8>,
@@ -43,12 +45,6 @@ pub struct SnapshotEnd {
 impl SnapshotWriter {
     /// Starts a snapshot of `store` as it is now.
     pub fn begin(store: &Store) -> SnapshotWriter {
-        // Every compaction so far is done, so each history is exactly what to write
-        // (up to the revision as of now).
-        debug_assert!(
-            !store.compaction_deferred,
-            "begin with a deferred compaction"
-        );
         let mut out = Vec::new();
         out.extend_from_slice(b"SYNKV001");
         for n in [store.revision, store.compact_revision] {
@@ -65,6 +61,7 @@ impl SnapshotWriter {
             head: out.clone(),
             out,
             revision: store.revision,
+            compact: store.compact_revision,
             applied_index: store.applied_index,
             keys: 0,
             cursor: None,
@@ -122,6 +119,8 @@ impl SnapshotWriter {
         let rest = store.keys.range::<[u8], _>((from, Bound::Unbounded));
         for (k, hist) in rest.take(max_keys) {
             last = Some(k);
+            // What the compaction as of the start keeps, whether or not it is dropped yet.
+            let hist = retained(hist, self.compact);
             let n = hist.iter().take_while(|v| v.rev <= self.revision).count();
             if n == 0 {
                 continue;

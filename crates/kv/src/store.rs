@@ -26,11 +26,13 @@ pub struct Store {
     pub(crate) applied_index: u64,
     /// Approximate bytes held (see [`version_cost`]), kept up to date on every change.
     pub(crate) bytes: u64,
-    /// While a snapshot is being written piecewise, compaction only moves
-    /// `compact_revision`; the history it would drop stays until [`Store::release_history`].
+    /// While a snapshot is being written piecewise, the history below
+    /// `compact_revision` stays (until [`Store::release_history`]).
     pub(crate) history_held: bool,
-    /// A compaction ran while history was held.
-    pub(crate) compaction_deferred: bool,
+    /// History below `compact_revision` may remain ([`Store::compact_step`] drops it).
+    pub(crate) compaction_pending: bool,
+    /// The key the next [`Store::compact_step`] resumes after.
+    pub(crate) compact_cursor: Option<Key>,
 }
 
 /// A key as the store holds it. Keys of up to 16 bytes live inside the map's node, so
@@ -54,7 +56,8 @@ impl Default for Store {
             applied_index: 0,
             bytes: 0,
             history_held: false,
-            compaction_deferred: false,
+            compaction_pending: false,
+            compact_cursor: None,
         }
     }
 }
@@ -166,26 +169,58 @@ impl Store {
             .collect()
     }
 
-    /// Compacts to `rev`: reads below it fail from now on, and the history it makes
-    /// unreachable is dropped (later, if a snapshot is holding history).
+    /// Compacts to `rev`: reads below it fail from now on; the history it makes
+    /// unreachable goes in [`Store::compact_step`]s.
     pub(crate) fn compact_to(&mut self, rev: i64) {
         self.compact_revision = rev;
-        if self.history_held {
-            self.compaction_deferred = true;
-        } else {
-            self.drop_history();
-        }
+        self.compaction_pending = true;
+        self.compact_cursor = None;
     }
 
-    fn drop_history(&mut self) {
+    /// Whether a compaction has history left to drop ([`Store::compact_step`]).
+    pub fn compaction_pending(&self) -> bool {
+        self.compaction_pending
+    }
+
+    /// Drops the history below the compact revision from up to `max_keys` more keys, so
+    /// that a large compaction can be spread between other work; true once no history
+    /// below it is left. Does nothing while history is held. Reads, hashes and
+    /// snapshots are the same before and after each step.
+    pub fn compact_step(&mut self, max_keys: usize) -> bool {
+        if !self.compaction_pending {
+            return true;
+        }
+        if self.history_held {
+            return false;
+        }
         let rev = self.compact_revision;
-        self.keys.retain(|_, hist| {
+        let from = match &self.compact_cursor {
+            Some(k) => Bound::Excluded(k.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let (mut seen, mut last, mut emptied) = (0, None, Vec::new());
+        let bytes = &mut self.bytes;
+        for (k, hist) in self.keys.range_mut::<[u8], _>((from, Bound::Unbounded)) {
+            if seen == max_keys {
+                break;
+            }
+            seen += 1;
             let drop = hist.len() - retained(hist, rev).len();
-            hist.drain(..drop);
-            !hist.is_empty()
-        });
-        self.compaction_deferred = false;
-        self.recount();
+            for v in hist.drain(..drop) {
+                *bytes -= version_cost(k, &v);
+            }
+            if hist.is_empty() {
+                emptied.push(k.clone());
+            }
+            last = Some(k);
+        }
+        let done = seen < max_keys;
+        self.compact_cursor = if done { None } else { last.cloned() };
+        for k in emptied {
+            self.keys.remove(&k);
+        }
+        self.compaction_pending = !done;
+        done
     }
 
     /// Keeps every version until [`Store::release_history`] (a [`SnapshotWriter`] reads
@@ -194,12 +229,10 @@ impl Store {
         self.history_held = true;
     }
 
-    /// Ends [`Store::hold_history`], doing any compaction that was deferred.
+    /// Ends [`Store::hold_history`]; a pending compaction goes on in
+    /// [`Store::compact_step`]s.
     pub fn release_history(&mut self) {
         self.history_held = false;
-        if self.compaction_deferred {
-            self.drop_history();
-        }
     }
 
     /// Approximate bytes held by keys, values and per-version bookkeeping: Status's db
@@ -208,7 +241,7 @@ impl Store {
         self.bytes
     }
 
-    /// Recomputes [`Store::approx_bytes`] from scratch (after compaction and restore).
+    /// Recomputes [`Store::approx_bytes`] from scratch (after a restore).
     pub(crate) fn recount(&mut self) {
         self.bytes = self
             .keys

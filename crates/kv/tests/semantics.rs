@@ -696,6 +696,12 @@ fn hash_snapshot_and_idempotent_apply() {
     }
     assert_eq!(s1, s2);
     assert_eq!(s1.hash(s1.revision()), s2.hash(s2.revision()));
+    // An applied Compact leaves its history to compact_step; what a snapshot holds and
+    // the hash do not depend on whether it has run.
+    assert!(s1.compaction_pending());
+    let (snap, hash) = (s1.snapshot(), s1.hash(s1.revision()));
+    assert!(s1.compact_step(usize::MAX));
+    assert_eq!((s1.snapshot(), s1.hash(s1.revision())), (snap, hash));
     let restored = Store::restore(&s1.snapshot()).unwrap();
     assert_eq!(restored, s1);
     assert_eq!(restored.applied_index(), 4);
@@ -730,4 +736,63 @@ fn approx_bytes_follows_writes_rollbacks_compaction_and_restore() {
     assert_eq!(s.approx_bytes(), one, "compaction dropped the old version");
     let back = Store::restore(&s.snapshot()).unwrap();
     assert_eq!(back.approx_bytes(), one);
+}
+
+/// A compaction dropped a few keys at a time, with writes and a second compaction
+/// between the steps, ends with the store a whole compaction leaves; reads, hashes and
+/// byte counts agree at every step.
+#[test]
+fn a_compaction_in_steps_ends_where_a_whole_one_does() {
+    let all = || RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        ..Default::default()
+    };
+    for step in [1, 2, 7, 1000] {
+        let (mut stepped, mut whole) = (Store::new(), Store::new());
+        for s in [&mut stepped, &mut whole] {
+            for round in 0..3 {
+                for k in 0..30 {
+                    put(s, &format!("k{k:02}"), &format!("{round}"));
+                }
+            }
+            for k in (0..30).step_by(4) {
+                s.delete_range(&DeleteRangeRequest {
+                    key: format!("k{k:02}").into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            }
+        }
+        let rev = stepped.revision() - 5;
+        stepped.begin_compaction(rev).unwrap();
+        whole.compact(rev).unwrap();
+        let mut n = 0;
+        while !stepped.compact_step(step) {
+            n += 1;
+            for s in [&mut stepped, &mut whole] {
+                put(s, &format!("a{n:03}"), "new");
+                put(s, &format!("k{:02}", (n * 3) % 30), "over");
+                s.delete_range(&DeleteRangeRequest {
+                    key: format!("k{:02}", (n * 7) % 30).into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            }
+            if n == 4 {
+                let again = stepped.revision() - 1;
+                stepped.begin_compaction(again).unwrap();
+                whole.compact(again).unwrap();
+            }
+            assert_eq!(range(&stepped, all()), range(&whole, all()));
+            let r = stepped.revision();
+            assert_eq!(stepped.hash(r), whole.hash(r));
+            assert_eq!(stepped.snapshot(), whole.snapshot());
+        }
+        assert!(n > 0 || step == 1000, "step {step}: took several steps");
+        assert!(!stepped.compaction_pending());
+        let recounted = Store::restore(&stepped.snapshot()).unwrap().approx_bytes();
+        assert_eq!(stepped.approx_bytes(), recounted, "step {step}");
+        assert_eq!(stepped, whole, "step {step}");
+    }
 }

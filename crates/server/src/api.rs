@@ -131,6 +131,17 @@ impl Api {
         .ok_or_else(errors::no_leader)
     }
 
+    /// Waits until this member's store has dropped the history of every Compact it
+    /// applied (the driver does that in slices between rounds). A Compact with
+    /// `physical` answers then, as etcd's does once its backend has compacted.
+    pub async fn compacted_here(&self) {
+        let mut rx = self.shared.status.subscribe();
+        let store = &self.shared.store;
+        // The store is the truth; status changes (the driver publishes `compacting`
+        // flipping, and the round that applied the Compact) are the wake-ups.
+        let _ = rx.wait_for(|_| !store.read().compaction_pending()).await;
+    }
+
     /// Replicates a write on this (leader) member and returns the store's response.
     pub async fn write(&self, w: Write) -> Result<kv::Response, Status> {
         let (tx, rx) = oneshot::channel();

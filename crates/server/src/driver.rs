@@ -24,6 +24,10 @@ use storage::{DiskStorage, FaultyBackend, FileBackend, RaftStorage};
 /// two slices).
 const SLICE: Duration = Duration::from_millis(2);
 
+/// Keys a store compaction visits per step (about a millisecond where every key loses
+/// history); steps repeat until `SLICE` is spent.
+const COMPACT_KEYS: usize = 1024;
+
 /// Snapshots smaller than this follow `--snapshot-count` alone.
 const GROWTH_FLOOR: u64 = 64 << 20;
 
@@ -122,6 +126,8 @@ pub struct Driver {
     /// Size of the last snapshot this member wrote (0: none yet).
     last_snapshot_len: u64,
     last_slice: Instant,
+    /// The store began a compaction whose history is not all dropped yet.
+    compacting: bool,
     ticks: u64,
     next_id: u64,
     next_ctx: u64,
@@ -188,6 +194,7 @@ impl Driver {
             log_bytes: 0,
             last_snapshot_len: 0,
             last_slice: Instant::now(),
+            compacting: false,
             ticks: 0,
             next_id: seed,
             next_ctx: 0,
@@ -212,9 +219,10 @@ impl Driver {
         let mut next_tick = Instant::now() + self.tick;
         let mut inputs: Vec<Input> = Vec::new();
         loop {
-            // While a snapshot is being cut, wake up for its next slice.
+            // While a snapshot is being cut or the store compacted, wake up for the
+            // next slice.
             let mut wait = next_tick.saturating_duration_since(Instant::now());
-            if let SnapState::Serializing { .. } = self.snap {
+            if self.compacting || matches!(self.snap, SnapState::Serializing { .. }) {
                 wait = wait.min(SLICE);
             }
             if inbox.wait(wait, &mut inputs).is_err() {
@@ -312,6 +320,7 @@ impl Driver {
     fn process(&mut self) {
         while self.drain_effects() || self.maybe_snapshot() {}
         self.snapshot_slice();
+        self.compaction_slice();
         self.serve_reads();
         self.publish();
     }
@@ -470,7 +479,12 @@ impl Driver {
             Ok(x) => x,
             Err(err) => fatal(&format!("log entry {index} is damaged"), err),
         };
-        let result = self.shared.store.write().apply(index.0, write.into_kv());
+        let result = {
+            let mut store = self.shared.store.write();
+            let result = store.apply(index.0, write.into_kv());
+            self.compacting |= store.compaction_pending();
+            result
+        };
         if let Some(reply) = self.forwarded.remove(&id) {
             let _ = reply.send(result.clone().map_or(Err(DriverError::LeaderChanged), |r| {
                 r.map_err(DriverError::Kv)
@@ -569,6 +583,21 @@ impl Driver {
         snapshotter::finish(writer, sink);
     }
 
+    /// Up to a `SLICE` of dropping the history a Compact made unreachable, so that a
+    /// large compaction does not hold up a round. Not while a snapshot is being cut: it
+    /// needs that history until it has read every key.
+    fn compaction_slice(&mut self) {
+        if !self.compacting || matches!(self.snap, SnapState::Serializing { .. }) {
+            return;
+        }
+        let started = Instant::now();
+        let mut store = self.shared.store.write();
+        while !store.compact_step(COMPACT_KEYS) && started.elapsed() < SLICE {}
+        self.compacting = store.compaction_pending();
+        drop(store);
+        self.times.add(Phase::StoreCompact, started.elapsed());
+    }
+
     fn on_snapshot_written(&mut self, outcome: SnapOutcome) {
         self.snap = match outcome {
             SnapOutcome::Written(meta, len) => {
@@ -622,6 +651,7 @@ impl Driver {
             applied: self.applied.0,
             last_index: s.last_index.0,
             snapshot_index: s.snapshot.index.0,
+            compacting: self.compacting,
             peer_match,
         };
         self.shared.status.send_if_modified(|old| {

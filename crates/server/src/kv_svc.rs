@@ -134,10 +134,16 @@ impl pb::kv_server::Kv for KvService {
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        let physical = request.get_ref().physical;
         match self.write(Write::Compact(request.into_inner())).await? {
-            kv::Response::Compacted { revision } => Ok(Response::new(pb::CompactionResponse {
-                header: self.api.header(revision),
-            })),
+            kv::Response::Compacted { revision } => {
+                if physical {
+                    self.api.compacted_here().await;
+                }
+                Ok(Response::new(pb::CompactionResponse {
+                    header: self.api.header(revision),
+                }))
+            }
             other => Err(Status::internal(format!("unexpected response {other:?}"))),
         }
     }

@@ -162,6 +162,7 @@ pub async fn run(
         applied: 0,
         last_index: 0,
         snapshot_index: 0,
+        compacting: false,
         peer_match: BTreeMap::new(),
     });
     let shared = Arc::new(Shared {

@@ -25,16 +25,19 @@ pub enum Phase {
     Compact,
     /// One slice of serializing a snapshot.
     Serialize,
+    /// One slice of dropping history after a Compact.
+    StoreCompact,
 }
 
 /// Each phase's name, indexed by `Phase as usize`.
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "step",
     "WAL write",
     "fdatasync",
     "apply",
     "compaction",
     "snapshot slice",
+    "store compaction",
 ];
 
 /// Time spent per phase in the current round.

@@ -25,6 +25,8 @@ pub struct NodeStatus {
     pub last_index: u64,
     /// Compaction point.
     pub snapshot_index: u64,
+    /// The store is still dropping the history of a Compact.
+    pub compacting: bool,
     /// Each peer's match index, as the leader sees it.
     pub peer_match: BTreeMap<u64, u64>,
 }

@@ -222,3 +222,60 @@ fn over_quota_writes_fail_with_nospace_until_compaction_makes_room() {
             .expect("room after compaction");
     });
 }
+
+/// A member drops a compaction's history in slices between Raft rounds; a Compact with
+/// `physical` answers only once that member has dropped all of it.
+#[test]
+fn a_physical_compaction_answers_once_the_history_is_gone() {
+    use etcdpb::etcdserverpb::maintenance_client::MaintenanceClient;
+    use etcdpb::etcdserverpb::{CompactionRequest, DeleteRangeRequest, StatusRequest};
+    let c = Cluster::start(3, 100_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        c.wait_leader(Duration::from_secs(5));
+        // A follower or the leader alike: the wait is for the member answering.
+        let url = format!("http://127.0.0.1:{}", c.members[1].client);
+        let mut kv = KvClient::connect(url.clone()).await.unwrap();
+        let mut maint = MaintenanceClient::connect(url).await.unwrap();
+        // 25,600 keys, many compaction steps' worth.
+        for batch in 0..200 {
+            let success = (0..128)
+                .map(|i| RequestOp {
+                    request: Some(request_op::Request::RequestPut(put(
+                        format!("k{batch:03}-{i:03}").as_bytes(),
+                        vec![b'v'; 64],
+                    ))),
+                })
+                .collect();
+            kv.txn(TxnRequest {
+                success,
+                ..Default::default()
+            })
+            .await
+            .expect("a txn of 128 puts");
+        }
+        kv.delete_range(DeleteRangeRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let size =
+            |s: tonic::Response<etcdpb::etcdserverpb::StatusResponse>| s.into_inner().db_size;
+        let before = size(maint.status(StatusRequest {}).await.unwrap());
+        assert!(before > 25_600 * 64, "{before}");
+        let rev = revision(&mut kv).await;
+        kv.compact(CompactionRequest {
+            revision: rev,
+            physical: true,
+        })
+        .await
+        .unwrap();
+        let after = size(maint.status(StatusRequest {}).await.unwrap());
+        assert_eq!(after, 0, "every key was deleted, then compacted away");
+    });
+}
