@@ -20,6 +20,14 @@ fn put(key: &[u8], value: Vec<u8>) -> PutRequest {
     }
 }
 
+/// A runtime for a test's gRPC clients.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 async fn revision(kv: &mut KvClient<Channel>) -> i64 {
     let r = kv
         .range(RangeRequest {
@@ -64,10 +72,7 @@ fn garbage(port: u16) {
 #[test]
 fn bad_requests_get_etcds_errors_and_change_nothing() {
     let c = Cluster::start(3, 100_000);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let leader = c.wait_leader(Duration::from_secs(5));
         let url = format!("http://127.0.0.1:{}", c.members[leader].client);
@@ -177,10 +182,7 @@ fn bad_requests_get_etcds_errors_and_change_nothing() {
 fn over_quota_writes_fail_with_nospace_until_compaction_makes_room() {
     common::ensure_etcdctl();
     let c = Cluster::start_with(3, 100_000, &["--quota-backend-bytes", "65536"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let leader = c.wait_leader(Duration::from_secs(5));
         let url = format!("http://127.0.0.1:{}", c.members[leader].client);
@@ -230,10 +232,7 @@ fn a_physical_compaction_answers_once_the_history_is_gone() {
     use etcdpb::etcdserverpb::maintenance_client::MaintenanceClient;
     use etcdpb::etcdserverpb::{CompactionRequest, DeleteRangeRequest, StatusRequest};
     let c = Cluster::start(3, 100_000);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         c.wait_leader(Duration::from_secs(5));
         // A follower or the leader alike: the wait is for the member answering.
