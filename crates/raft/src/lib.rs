@@ -63,7 +63,11 @@
 //! ```
 #![deny(missing_docs)]
 
+pub use engine;
+
+mod codec;
 mod config;
+mod contract;
 mod durability;
 mod effects;
 mod election;

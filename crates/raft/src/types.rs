@@ -1,10 +1,11 @@
 //! Identifier newtypes, log entries, hard state and snapshots.
 
 use std::fmt;
-use std::sync::Arc;
 
-/// Opaque bytes shared cheaply between the log, messages and the driver.
-pub type Payload = Arc<[u8]>;
+/// A position in the replicated log; the first entry has index 1, 0 means "none"
+/// (the engine contract's [`engine::Index`]).
+pub use engine::Index as LogIndex;
+pub use engine::{IoId, NodeId, Payload};
 
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {
@@ -21,38 +22,14 @@ macro_rules! id_newtype {
 }
 
 id_newtype!(
-    /// A cluster member. Zero is never a valid member id.
-    NodeId
-);
-id_newtype!(
     /// A Raft term: a logical clock that increases with each election.
     Term
-);
-id_newtype!(
-    /// A position in the replicated log; the first entry has index 1, 0 means "none".
-    LogIndex
-);
-id_newtype!(
-    /// Names one persist request; `on_persisted(io)` reports it durable.
-    IoId
 );
 
 impl Term {
     /// The next term (saturating, so a hostile term can never overflow).
     pub fn next(self) -> Term {
         Term(self.0.saturating_add(1))
-    }
-}
-
-impl LogIndex {
-    /// The next index (saturating: indexes near `u64::MAX` are refused at the gateway).
-    pub fn next(self) -> LogIndex {
-        LogIndex(self.0.saturating_add(1))
-    }
-
-    /// The previous index, saturating at zero.
-    pub fn prev(self) -> LogIndex {
-        LogIndex(self.0.saturating_sub(1))
     }
 }
 
