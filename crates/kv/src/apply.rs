@@ -37,15 +37,24 @@ pub enum Response {
 }
 
 impl Store {
+    /// Moves the applied index to `index`; false (and nothing changes) if it was
+    /// applied already.
+    pub(crate) fn mark_applied(&mut self, index: u64) -> bool {
+        if index <= self.applied_index {
+            return false;
+        }
+        self.applied_index = index;
+        true
+    }
+
     /// Applies the entry at log `index`; `None` if that index was already applied (a
     /// replay after restart), so each entry takes effect exactly once.
     /// The request is consumed: a put's key and value move into the store. A Compact
     /// only begins here ([`Store::begin_compaction`]).
     pub fn apply(&mut self, index: u64, req: Request) -> Option<Result<Response, KvError>> {
-        if index <= self.applied_index {
+        if !self.mark_applied(index) {
             return None;
         }
-        self.applied_index = index;
         Some(match req {
             Request::Range(r) => self.range(&r).map(Response::Range),
             Request::Put(p) => self.put_owned(p).map(Response::Put),

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 mod apply;
+pub mod command;
 mod ops;
 mod snapshot;
 mod store;

@@ -247,6 +247,9 @@ pub enum KvError {
     FutureRevision,
     /// The lease does not exist.
     LeaseNotFound,
+    /// A replicated command or snapshot does not decode (damaged, or written by
+    /// another version); refused identically on every member.
+    Corrupt,
 }
 
 impl KvError {
@@ -255,6 +258,7 @@ impl KvError {
         match self {
             KvError::Compacted | KvError::FutureRevision => 11,
             KvError::LeaseNotFound => 5,
+            KvError::Corrupt => 13,
             _ => 3,
         }
     }
@@ -272,6 +276,7 @@ impl fmt::Display for KvError {
             KvError::Compacted => "etcdserver: mvcc: required revision has been compacted",
             KvError::FutureRevision => "etcdserver: mvcc: required revision is a future revision",
             KvError::LeaseNotFound => "etcdserver: requested lease not found",
+            KvError::Corrupt => "synod: replicated command does not decode",
         })
     }
 }
