@@ -39,7 +39,7 @@ pub enum Response {
 impl Store {
     /// Moves the applied index to `index`; false (and nothing changes) if it was
     /// applied already.
-    pub(crate) fn mark_applied(&mut self, index: u64) -> bool {
+    pub fn mark_applied(&mut self, index: u64) -> bool {
         if index <= self.applied_index {
             return false;
         }

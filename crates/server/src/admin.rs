@@ -4,7 +4,7 @@
 
 use crate::api::Api;
 use crate::state::Metrics;
-use raft::Role;
+use engine::Role;
 use std::fmt::Write as _;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,15 +109,6 @@ fn json_str(s: &str) -> String {
     out
 }
 
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Leader => "leader",
-        Role::Candidate => "candidate",
-        Role::PreCandidate => "pre-candidate",
-        Role::Follower => "follower",
-    }
-}
-
 fn status_json(api: &Api) -> String {
     let st = api.shared.status();
     let peers: Vec<String> = st
@@ -130,7 +121,7 @@ fn status_json(api: &Api) -> String {
         "{{\"member_id\":\"{:x}\",\"name\":{},\"role\":\"{}\",\"term\":{},\"leader\":\"{}\",\"commit_index\":{},\"applied_index\":{},\"last_index\":{},\"snapshot_index\":{},\"revision\":{rev},\"peers\":[{}]}}\n",
         api.shared.member_id.0,
         json_str(&api.shared.name),
-        role_name(st.role),
+        st.role_detail,
         st.term,
         st.leader.map_or(String::new(), |l| format!("{:x}", l.0)),
         st.commit,
@@ -178,6 +169,12 @@ fn metrics(api: &Api) -> String {
             "gauge",
             "Whether this member leads.",
             ((st.role == Role::Leader) as u8).to_string(),
+        ),
+        (
+            "synod_commands_refused_total",
+            "counter",
+            "Commands forwarded by peers that failed validation and never entered the log.",
+            g(&m.commands_refused).to_string(),
         ),
         (
             "etcd_server_leader_changes_seen_total",

@@ -1,11 +1,10 @@
 //! What the client-facing services share: routing to the leader, proposals, read
 //! barriers, response headers and etcd's error statuses.
 
-use crate::cmd::Write;
 use crate::driver::{DriverError, Input};
 use crate::state::Shared;
+use engine::NodeId;
 use etcdpb::etcdserverpb as pb;
-use raft::NodeId;
 
 use crate::inbox::InboxSender;
 use std::sync::Arc;
@@ -143,10 +142,12 @@ impl Api {
     }
 
     /// Replicates a write on this (leader) member and returns the store's response.
-    pub async fn write(&self, w: Write) -> Result<kv::Response, Status> {
+    pub async fn write(&self, w: kv::Request) -> Result<kv::Response, Status> {
+        // Encoded here, on the client's task: the driver thread only checks it.
+        let command = kv::command::encode(&w);
         let (tx, rx) = oneshot::channel();
         self.driver
-            .send(Input::Propose(w, tx))
+            .send(Input::Propose(command, tx))
             .map_err(|_| errors::stopped())?;
         self.await_driver(rx).await
     }

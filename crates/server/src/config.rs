@@ -1,6 +1,6 @@
 //! Member configuration: etcd's flag meanings, member and cluster ids.
 
-use raft::NodeId;
+use engine::NodeId;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -13,10 +13,11 @@
 //! takes channel inputs without any system call on either side.
 
 use crate::driver::Input;
+use crate::raft_engine::MemberEngine;
 use crate::wire;
+use engine::NodeId;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use raft::NodeId;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +63,15 @@ impl InboxSender {
 /// The driver is gone: every sender was dropped.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Disconnected;
+
+/// Why [`Inbox::wait`] returned no inputs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InboxError {
+    /// Every sender is gone.
+    Disconnected,
+    /// Waiting failed: the member must stop.
+    Failed(engine::Fatal),
+}
 
 /// A peer socket the Raft thread reads, with the bytes of a frame not yet complete.
 struct PeerReader {
@@ -119,7 +129,7 @@ impl PeerReader {
                 break;
             }
             let body = &self.buf[self.lo + 8..self.lo + 8 + len];
-            let msg = wire::decode_frame(body, crc).map_err(|e| e.to_string())?;
+            let msg = wire::decode_frame::<MemberEngine>(body, crc).map_err(|e| e.to_string())?;
             out.push(Input::Peer(self.from, msg));
             self.lo += 8 + len;
         }
@@ -193,16 +203,19 @@ pub fn channel() -> std::io::Result<(InboxSender, Inbox)> {
 impl Inbox {
     /// Appends the inputs available now to `out`, or, when there are none, waits up
     /// to `timeout` for some. Returns [`Disconnected`] once every sender is gone.
-    pub fn wait(&mut self, timeout: Duration, out: &mut Vec<Input>) -> Result<(), Disconnected> {
+    /// Waiting itself failing (the poller refused) is fatal for the member.
+    pub fn wait(&mut self, timeout: Duration, out: &mut Vec<Input>) -> Result<(), InboxError> {
         let before = out.len();
-        self.drain_channel(out)?;
+        self.drain_channel(out)
+            .map_err(|_| InboxError::Disconnected)?;
         self.read_ready(out);
         let mut sleep = Duration::ZERO;
         if out.len() == before && self.ready.is_empty() {
             // Announce the sleep, then look once more: a sender that queued before
             // the announcement is seen here, one that queued after it wakes us.
             self.wake.sleeping.store(true, Ordering::SeqCst);
-            self.drain_channel(out)?;
+            self.drain_channel(out)
+                .map_err(|_| InboxError::Disconnected)?;
             if out.len() == before {
                 sleep = timeout;
             }
@@ -213,8 +226,8 @@ impl Inbox {
         self.wake.sleeping.store(false, Ordering::SeqCst);
         if let Err(e) = polled {
             if e.kind() != ErrorKind::Interrupted {
-                eprintln!("fatal: waiting for inputs failed: {e}; stopping this member");
-                std::process::exit(2);
+                let fatal = engine::Fatal::new("waiting for inputs", e);
+                return Err(InboxError::Failed(fatal));
             }
         }
         for ev in self.events.iter() {
@@ -223,7 +236,8 @@ impl Inbox {
                 self.ready.push(t);
             }
         }
-        self.drain_channel(out)?;
+        self.drain_channel(out)
+            .map_err(|_| InboxError::Disconnected)?;
         self.read_ready(out);
         Ok(())
     }
@@ -326,7 +340,7 @@ mod tests {
     fn frames(msgs: &[Message]) -> Vec<u8> {
         let mut out = Vec::new();
         for m in msgs {
-            wire::encode_frame(m, &mut out);
+            wire::encode_frame::<MemberEngine>(m, &mut out);
         }
         out
     }
@@ -480,6 +494,9 @@ mod tests {
         inbox.wait(Duration::from_millis(1), &mut out).unwrap();
         assert!(out.is_empty());
         drop(tx);
-        assert_eq!(inbox.wait(Duration::ZERO, &mut out), Err(Disconnected));
+        assert_eq!(
+            inbox.wait(Duration::ZERO, &mut out),
+            Err(InboxError::Disconnected)
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
 
 use crate::api::{errors, kv_status, Api};
-use crate::cmd::Write;
 use crate::convert;
 use etcdpb::etcdserverpb as pb;
 use prost::Message as _;
@@ -35,7 +34,7 @@ impl KvService {
     }
 
     /// Proposes a write (handed to the leader when this member follows).
-    async fn write(&self, w: Write) -> Result<kv::Response, Status> {
+    async fn write(&self, w: kv::Request) -> Result<kv::Response, Status> {
         self.api.await_leader().await?;
         self.api.write(w).await
     }
@@ -90,7 +89,9 @@ impl pb::kv_server::Kv for KvService {
     ) -> Result<Response<pb::PutResponse>, Status> {
         self.check_size(request.get_ref().encoded_len())?;
         self.check_quota()?;
-        let res = self.write(Write::Put(request.into_inner())).await;
+        let res = self
+            .write(kv::Request::Put(convert::put_into(request.into_inner())))
+            .await;
         reply!(self, res, Put, convert::put_out)
     }
 
@@ -99,7 +100,11 @@ impl pb::kv_server::Kv for KvService {
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         self.check_size(request.get_ref().encoded_len())?;
-        let res = self.write(Write::DeleteRange(request.into_inner())).await;
+        let res = self
+            .write(kv::Request::DeleteRange(convert::delete_in(
+                request.get_ref(),
+            )))
+            .await;
         reply!(self, res, DeleteRange, convert::delete_out)
     }
 
@@ -126,7 +131,9 @@ impl pb::kv_server::Kv for KvService {
         if writes(&t.success) || writes(&t.failure) {
             self.check_quota()?;
         }
-        let res = self.write(Write::Txn(request.into_inner())).await;
+        let res = self
+            .write(kv::Request::Txn(convert::txn_in(request.get_ref())))
+            .await;
         reply!(self, res, Txn, convert::txn_out)
     }
 
@@ -135,7 +142,10 @@ impl pb::kv_server::Kv for KvService {
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         let physical = request.get_ref().physical;
-        match self.write(Write::Compact(request.into_inner())).await? {
+        match self
+            .write(kv::Request::Compact(request.get_ref().revision))
+            .await?
+        {
             kv::Response::Compacted { revision } => {
                 if physical {
                     self.api.compacted_here().await;

@@ -7,16 +7,17 @@
 
 pub mod admin;
 pub mod api;
-pub mod cmd;
 pub mod config;
 pub mod convert;
 pub mod corked;
 pub mod driver;
 pub mod inbox;
 pub mod kv_svc;
+pub mod machine;
 pub mod maint_svc;
 pub mod peer;
 pub mod ports;
+pub mod raft_engine;
 pub mod slow;
 pub mod snapshotter;
 pub mod state;
@@ -26,8 +27,9 @@ use crate::api::Api;
 use crate::config::{ConfigError, ServerConfig};
 use crate::driver::{Driver, DriverOptions, Input};
 use crate::state::{NodeStatus, Shared};
+use engine::Role;
 use etcdpb::etcdserverpb as pb;
-use raft::{Config, Role};
+use raft_engine::EngineConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -37,12 +39,28 @@ use tokio::net::TcpListener;
 /// gRPC framing overhead allowed above `--max-request-bytes` (as etcd does).
 const GRPC_OVERHEAD: usize = 512 << 10;
 
-/// Checks (or writes, on first start) the data dir's identity.
+/// The data dir's format: 2 since commands are `kv::command` bytes (format 1 held
+/// protobuf commands, which this version would refuse at apply).
+const DATA_FORMAT: u32 = 2;
+
+/// Checks (or writes, on first start) the data dir's identity and format.
 fn check_identity(dir: &Path, cluster_id: u64, member_id: u64) -> Result<(), ConfigError> {
     let path = dir.join("identity");
-    let want = format!("cluster_id={cluster_id:x}\nmember_id={member_id:x}\n");
+    let want =
+        format!("cluster_id={cluster_id:x}\nmember_id={member_id:x}\nformat={DATA_FORMAT}\n");
     match std::fs::read_to_string(&path) {
         Ok(found) if found == want => Ok(()),
+        Ok(found) if !found.contains(&format!("format={DATA_FORMAT}\n")) => {
+            let had = found
+                .lines()
+                .find_map(|l| l.strip_prefix("format="))
+                .unwrap_or("1");
+            Err(ConfigError(format!(
+                "{} holds data dir format {had}; this version of synod reads format \
+                 {DATA_FORMAT} only (see docs/storage.md): start it on an empty data dir",
+                dir.display()
+            )))
+        }
         Ok(found) => Err(ConfigError(format!(
             "{} belongs to another member or cluster ({}), not {}",
             path.display(),
@@ -108,11 +126,39 @@ fn start_peer_runtime(
     Ok((rt, queues))
 }
 
-/// Runs a member until `shutdown` resolves; returns once the driver has stopped.
+/// Why a member stopped other than by request.
+#[derive(Debug)]
+pub enum RunError {
+    /// It could not start (bad configuration, a data dir it refuses, a port in use).
+    Start(ConfigError),
+    /// An environmental failure stopped it (a failed fsync, corrupt data): the caller
+    /// must exit; nothing is retried.
+    Fatal(engine::Fatal),
+}
+
+impl From<ConfigError> for RunError {
+    fn from(e: ConfigError) -> RunError {
+        RunError::Start(e)
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Start(e) => write!(f, "{e}"),
+            RunError::Fatal(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Runs a member until `shutdown` resolves (or a fatal failure stops its driver);
+/// returns once the driver has stopped.
 pub async fn run(
     cfg: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), ConfigError> {
+) -> Result<(), RunError> {
     cfg.validate()?;
     let me = cfg.member_id()?;
     let cluster_id = cfg.cluster_id();
@@ -156,6 +202,7 @@ pub async fn run(
     };
     let (status_tx, _) = tokio::sync::watch::channel(NodeStatus {
         role: Role::Follower,
+        role_detail: "follower",
         term: recovered.hard_state.term.0,
         leader: None,
         commit: 0,
@@ -183,7 +230,7 @@ pub async fn run(
         #[cfg(feature = "planted-bugs")]
         planted_bug: cfg.planted_bug,
     });
-    let mut raft_cfg = Config::new(me, shared.members.iter().map(|m| m.id).collect());
+    let mut raft_cfg = EngineConfig::new(me, shared.members.iter().map(|m| m.id).collect());
     let tick = cfg.tick();
     raft_cfg.heartbeat_interval_ticks = 2;
     raft_cfg.election_timeout_ticks = (cfg.election.as_millis() / tick.as_millis().max(1)) as u64;
@@ -201,7 +248,8 @@ pub async fn run(
     )?;
     let driver = Driver::new(
         DriverOptions {
-            raft: raft_cfg,
+            id_seed: raft_cfg.seed,
+            engine: raft_cfg,
             tick,
             snapshot_count: cfg.snapshot_count,
             snapshot_dir: wal_dir.clone(),
@@ -215,10 +263,26 @@ pub async fn run(
         Box::new(queues),
     )
     .map_err(|e| ConfigError(format!("refusing to start: {e}")))?;
+    // The driver thread reports a fatal failure; serving stops then too.
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<engine::Fatal>();
     let driver_thread = std::thread::Builder::new()
-        .name("raft".into())
-        .spawn(move || driver.run(driver_rx))
-        .map_err(|e| ConfigError(format!("cannot start the raft thread: {e}")))?;
+        .name("driver".into())
+        .spawn(move || {
+            if let Err(e) = driver.run(driver_rx) {
+                let _ = fatal_tx.send(e);
+            }
+        })
+        .map_err(|e| ConfigError(format!("cannot start the driver thread: {e}")))?;
+    let fatal = Arc::new(std::sync::Mutex::new(None));
+    let stop = {
+        let fatal = fatal.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                Ok(e) = fatal_rx => *fatal.lock().unwrap() = Some(e),
+            }
+        }
+    };
     let api = Api::new(shared.clone(), driver_tx.clone());
     if let Some(l) = admin_l {
         tokio::spawn(admin::serve(l, api.clone()));
@@ -256,11 +320,33 @@ pub async fn run(
             ))
             .max_decoding_message_size(limit),
         )
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming, stop)
         .await;
     let _ = driver_tx.send(Input::Shutdown);
     let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
     drop(peer_rt);
     eprintln!("info: member {} stopped", cfg.name);
-    served.map_err(|e| ConfigError(format!("client server failed: {e}")))
+    if let Some(e) = fatal.lock().unwrap().take() {
+        return Err(RunError::Fatal(e));
+    }
+    served.map_err(|e| ConfigError(format!("client server failed: {e}")).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_of_another_format_is_refused_with_a_message_that_says_so() {
+        let dir = std::env::temp_dir().join(format!("synod-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        check_identity(&dir, 7, 9).unwrap();
+        check_identity(&dir, 7, 9).unwrap();
+        let other = check_identity(&dir, 7, 10).unwrap_err().0;
+        assert!(other.contains("another member or cluster"), "{other}");
+        std::fs::write(dir.join("identity"), "cluster_id=7\nmember_id=9\n").unwrap();
+        let old = check_identity(&dir, 7, 9).unwrap_err().0;
+        assert!(old.contains("data dir format 1; this version"), "{old}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

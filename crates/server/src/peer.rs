@@ -12,9 +12,10 @@
 use crate::config::MemberInfo;
 use crate::driver::{Input, PeerSink};
 use crate::inbox::InboxSender;
+use crate::raft_engine::MemberEngine;
 use crate::state::Shared;
 use crate::wire::{Handshake, HANDSHAKE_LEN};
-use raft::NodeId;
+use engine::NodeId;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -117,6 +118,7 @@ pub fn start_senders(shared: &Arc<Shared>, client_urls: &[String]) -> PeerQueues
             cluster_id: shared.cluster_id,
             from: shared.member_id,
             to: m.id,
+            engine: <MemberEngine as engine::Engine>::NAME,
         }
         .encode()
         .into_iter()
@@ -241,7 +243,7 @@ async fn receive(stream: TcpStream, shared: &Shared, driver: &InboxSender) -> Re
         .await
         .map_err(|_| "no handshake within 5s".to_string())?
         .map_err(|e| e.to_string())?;
-    let h = Handshake::decode(&hs, shared.cluster_id).map_err(|e| e.to_string())?;
+    let h = Handshake::decode::<MemberEngine>(&hs, shared.cluster_id).map_err(|e| e.to_string())?;
     if h.to != shared.member_id || !shared.members.iter().any(|m| m.id == h.from) {
         return Err(format!(
             "handshake from {:x} to {:x} is not for us",

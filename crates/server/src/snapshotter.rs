@@ -16,9 +16,9 @@
 
 use crate::driver::Input;
 use crate::inbox::InboxSender;
+use crate::raft_engine::SnapshotMeta;
 use crate::state::Shared;
 use kv::{SnapshotEnd, SnapshotWriter};
-use raft::SnapshotMeta;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

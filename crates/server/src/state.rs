@@ -1,8 +1,8 @@
 //! State shared between the Raft driver thread and the network tasks.
 
 use crate::config::MemberInfo;
+use engine::{NodeId, Role};
 use kv::Store;
-use raft::{NodeId, Role};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -13,6 +13,8 @@ use tokio::sync::watch;
 pub struct NodeStatus {
     /// Current role.
     pub role: Role,
+    /// The engine's own name for it (`pre-candidate`, …).
+    pub role_detail: &'static str,
     /// Current term.
     pub term: u64,
     /// Known leader.
@@ -54,6 +56,8 @@ pub struct Metrics {
     pub peer_sent: AtomicU64,
     /// Peer messages received.
     pub peer_received: AtomicU64,
+    /// Commands forwarded by peers that failed validation (never entered the log).
+    pub commands_refused: AtomicU64,
     /// Leader changes seen.
     pub leader_changes: AtomicU64,
 }

@@ -1,20 +1,28 @@
-//! The peer wire format: Raft messages as checksummed frames over one TCP stream per
-//! direction.
+//! The peer wire format: any engine's messages as checksummed frames over one TCP
+//! stream per direction.
 //!
-//! A connection opens with a handshake — `MAGIC | cluster_id u64 | from u64 | to u64`,
-//! all little-endian — followed by frames `len u32 | crc32c u32 | body`. A body is one
-//! message. Anything that does not parse (wrong magic, another cluster, a bad checksum,
-//! an oversized frame, an unknown tag) is answered by closing the connection.
+//! A connection opens with a handshake — `MAGIC | cluster_id u64 | from u64 | to u64 |
+//! engine [u8; 8]` (integers little-endian, the engine's name NUL-padded) — followed by
+//! frames `len u32 | crc32c u32 | group u32 | body`, where `len` and the checksum cover
+//! the group and the body. The group names the consensus group the message is for (one
+//! today; sharding adds more); the body is one message in the engine's own codec
+//! ([`engine::Engine::encode_message`]). Anything that does not parse (wrong magic,
+//! another cluster or engine, a bad checksum, an oversized frame, an unknown group, a
+//! body the engine's codec refuses) is answered by closing the connection.
 
-use raft::{
-    AppendOutcome, Entry, EntryKind, LogIndex, Message, NodeId, Payload, SnapshotMeta, Term,
-};
+use engine::{Engine, NodeId};
 use std::fmt;
 
-/// First bytes of every peer connection.
-pub const MAGIC: &[u8; 8] = b"SYNODP1\0";
+/// First bytes of every peer connection (the 2 is the format's version).
+pub const MAGIC: &[u8; 8] = b"SYNODP2\0";
 /// Handshake length in bytes.
-pub const HANDSHAKE_LEN: usize = 8 + 24;
+pub const HANDSHAKE_LEN: usize = 8 + 24 + ENGINE_NAME_LEN;
+/// Bytes of the engine's name in the handshake.
+const ENGINE_NAME_LEN: usize = 8;
+/// Bytes before a frame's body: length, checksum, group.
+pub const FRAME_HEADER: usize = 8;
+/// The one consensus group of a member today.
+pub const GROUP: u32 = 0;
 /// Largest frame body accepted (an append carries at most ~1 MiB of entries).
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -27,6 +35,10 @@ pub enum WireError {
     WrongCluster(u64),
     /// A frame announced more than [`MAX_FRAME`] bytes.
     Oversized(usize),
+    /// The peer runs another consensus engine.
+    WrongEngine(String),
+    /// The frame is for a group this member does not run.
+    UnknownGroup(u32),
     /// The frame checksum did not match.
     Checksum,
     /// The body ended early or held an unknown tag.
@@ -39,6 +51,8 @@ impl fmt::Display for WireError {
             WireError::BadMagic => f.write_str("not a synod peer (bad magic)"),
             WireError::WrongCluster(c) => write!(f, "peer is in cluster {c:x}"),
             WireError::Oversized(n) => write!(f, "frame of {n} bytes exceeds the limit"),
+            WireError::WrongEngine(e) => write!(f, "peer runs engine {e:?}"),
+            WireError::UnknownGroup(g) => write!(f, "frame for unknown group {g}"),
             WireError::Checksum => f.write_str("frame checksum mismatch"),
             WireError::Malformed(why) => write!(f, "malformed message: {why}"),
         }
@@ -56,6 +70,8 @@ pub struct Handshake {
     pub from: NodeId,
     /// Intended receiver.
     pub to: NodeId,
+    /// The sender's engine ([`Engine::NAME`]).
+    pub engine: &'static str,
 }
 
 impl Handshake {
@@ -65,11 +81,18 @@ impl Handshake {
         for v in [self.cluster_id, self.from.0, self.to.0] {
             b.extend_from_slice(&v.to_le_bytes());
         }
+        let mut name = [0u8; ENGINE_NAME_LEN];
+        let n = self.engine.len().min(ENGINE_NAME_LEN);
+        name[..n].copy_from_slice(&self.engine.as_bytes()[..n]);
+        b.extend_from_slice(&name);
         b
     }
 
-    /// Parses and checks a handshake against our cluster id.
-    pub fn decode(b: &[u8; HANDSHAKE_LEN], cluster_id: u64) -> Result<Handshake, WireError> {
+    /// Parses and checks a handshake against our cluster id and engine `E`.
+    pub fn decode<E: Engine>(
+        b: &[u8; HANDSHAKE_LEN],
+        cluster_id: u64,
+    ) -> Result<Handshake, WireError> {
         if &b[..8] != MAGIC {
             return Err(WireError::BadMagic);
         }
@@ -78,19 +101,29 @@ impl Handshake {
             cluster_id: word(0),
             from: NodeId(word(1)),
             to: NodeId(word(2)),
+            engine: E::NAME,
         };
         if h.cluster_id != cluster_id {
             return Err(WireError::WrongCluster(h.cluster_id));
+        }
+        let name = &b[32..32 + ENGINE_NAME_LEN];
+        let theirs = name.split(|c| *c == 0).next().unwrap_or_default();
+        let ours = &E::NAME.as_bytes()[..E::NAME.len().min(ENGINE_NAME_LEN)];
+        if theirs != ours {
+            return Err(WireError::WrongEngine(
+                String::from_utf8_lossy(theirs).into_owned(),
+            ));
         }
         Ok(h)
     }
 }
 
-/// Appends one framed message to `out`.
-pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) {
+/// Appends one framed message for group [`GROUP`] to `out`.
+pub fn encode_frame<E: Engine>(msg: &E::Message, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
-    encode_message(msg, out);
+    out.extend_from_slice(&GROUP.to_le_bytes());
+    E::encode_message(msg, out);
     let body = &out[start + 8..];
     let len = body.len() as u32;
     let crc = crc32c::crc32c(body);
@@ -108,382 +141,28 @@ pub fn frame_len(header: &[u8; 8]) -> Result<(usize, u32), WireError> {
     Ok((len, crc))
 }
 
-/// Checks a frame body against its checksum and decodes it.
-pub fn decode_frame(body: &[u8], crc: u32) -> Result<Message, WireError> {
+/// Checks a frame body (group and message) against its checksum and decodes it.
+pub fn decode_frame<E: Engine>(body: &[u8], crc: u32) -> Result<E::Message, WireError> {
     if crc32c::crc32c(body) != crc {
         return Err(WireError::Checksum);
     }
-    let mut r = Reader { b: body };
-    let m = decode_message(&mut r)?;
-    if !r.b.is_empty() {
-        return Err(WireError::Malformed("trailing bytes"));
-    }
-    Ok(m)
-}
-
-fn put(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-fn encode_message(msg: &Message, out: &mut Vec<u8>) {
-    match msg {
-        Message::VoteRequest {
-            term,
-            last_index,
-            last_term,
-            pre_vote,
-        } => {
-            out.push(1);
-            for v in [term.0, last_index.0, last_term.0, *pre_vote as u64] {
-                put(out, v);
-            }
-        }
-        Message::VoteResponse {
-            term,
-            granted,
-            pre_vote,
-        } => {
-            out.push(2);
-            for v in [term.0, *granted as u64, *pre_vote as u64] {
-                put(out, v);
-            }
-        }
-        Message::Append { .. } => encode_append(msg, out),
-        Message::AppendResponse {
-            term,
-            outcome,
-            read_seq,
-        } => {
-            out.push(4);
-            put(out, term.0);
-            put(out, *read_seq);
-            match outcome {
-                AppendOutcome::Accepted { match_index } => {
-                    out.push(0);
-                    put(out, match_index.0);
-                }
-                AppendOutcome::Rejected {
-                    rejected_index,
-                    conflict_term,
-                    conflict_index,
-                } => {
-                    out.push(1);
-                    put(out, rejected_index.0);
-                    put(out, conflict_term.map_or(u64::MAX, |t| t.0));
-                    put(out, conflict_index.0);
-                }
-            }
-        }
-        Message::Snapshot {
-            term,
-            meta,
-            offset,
-            total_len,
-            data,
-            checksum,
-            read_seq,
-        } => {
-            out.push(5);
-            for v in [
-                term.0,
-                meta.index.0,
-                meta.term.0,
-                *offset,
-                *total_len,
-                *read_seq,
-                u64::from(*checksum),
-            ] {
-                put(out, v);
-            }
-            put_bytes(out, data);
-        }
-        Message::SnapshotResponse {
-            term,
-            index,
-            next_offset,
-            installed,
-            read_seq,
-        } => {
-            out.push(6);
-            for v in [term.0, index.0, *next_offset, *installed as u64, *read_seq] {
-                put(out, v);
-            }
-        }
-        Message::ReadIndex { term, ctx } => {
-            out.push(7);
-            put(out, term.0);
-            put(out, *ctx);
-        }
-        Message::Propose { term, command } => {
-            out.push(9);
-            put(out, term.0);
-            put_bytes(out, command);
-        }
-        Message::ReadIndexResponse { term, ctx, index } => {
-            out.push(8);
-            // Index 0 is never a read index (reads wait for an entry of the term).
-            for v in [term.0, *ctx, index.map_or(0, |i| i.0)] {
-                put(out, v);
-            }
-        }
-    }
-}
-
-fn encode_append(msg: &Message, out: &mut Vec<u8>) {
-    let Message::Append {
-        term,
-        prev_index,
-        prev_term,
-        entries,
-        leader_commit,
-        read_seq,
-    } = msg
-    else {
-        return;
+    let Some((group, message)) = body.split_first_chunk::<4>() else {
+        return Err(WireError::Malformed("frame shorter than its group"));
     };
-    out.push(3);
-    for v in [
-        term.0,
-        prev_index.0,
-        prev_term.0,
-        leader_commit.0,
-        *read_seq,
-    ] {
-        put(out, v);
+    match u32::from_le_bytes(*group) {
+        GROUP => E::decode_message(message).map_err(|e| WireError::Malformed(e.0)),
+        g => Err(WireError::UnknownGroup(g)),
     }
-    put(out, entries.len() as u64);
-    for e in entries {
-        encode_entry(e, out);
-    }
-}
-
-fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
-    put(out, e.term.0);
-    put(out, e.index.0);
-    match &e.kind {
-        EntryKind::Noop => out.push(0),
-        EntryKind::Command(p) => {
-            out.push(1);
-            put_bytes(out, p);
-        }
-    }
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8, WireError> {
-        let (&first, rest) = self.b.split_first().ok_or(WireError::Malformed("short"))?;
-        self.b = rest;
-        Ok(first)
-    }
-
-    fn u64(&mut self) -> Result<u64, WireError> {
-        if self.b.len() < 8 {
-            return Err(WireError::Malformed("short"));
-        }
-        let (head, rest) = self.b.split_at(8);
-        self.b = rest;
-        Ok(u64::from_le_bytes(head.try_into().unwrap()))
-    }
-
-    fn flag(&mut self) -> Result<bool, WireError> {
-        match self.u64()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(WireError::Malformed("bad flag")),
-        }
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], WireError> {
-        let n = self.u64()?;
-        if n > self.b.len() as u64 {
-            return Err(WireError::Malformed("length past end"));
-        }
-        let (head, rest) = self.b.split_at(n as usize);
-        self.b = rest;
-        Ok(head)
-    }
-}
-
-fn decode_message(r: &mut Reader<'_>) -> Result<Message, WireError> {
-    Ok(match r.byte()? {
-        1 => Message::VoteRequest {
-            term: Term(r.u64()?),
-            last_index: LogIndex(r.u64()?),
-            last_term: Term(r.u64()?),
-            pre_vote: r.flag()?,
-        },
-        2 => Message::VoteResponse {
-            term: Term(r.u64()?),
-            granted: r.flag()?,
-            pre_vote: r.flag()?,
-        },
-        3 => decode_append(r)?,
-        4 => {
-            let term = Term(r.u64()?);
-            let read_seq = r.u64()?;
-            let outcome = match r.byte()? {
-                0 => AppendOutcome::Accepted {
-                    match_index: LogIndex(r.u64()?),
-                },
-                1 => AppendOutcome::Rejected {
-                    rejected_index: LogIndex(r.u64()?),
-                    conflict_term: Some(r.u64()?).filter(|t| *t != u64::MAX).map(Term),
-                    conflict_index: LogIndex(r.u64()?),
-                },
-                _ => return Err(WireError::Malformed("bad append outcome")),
-            };
-            Message::AppendResponse {
-                term,
-                outcome,
-                read_seq,
-            }
-        }
-        5 => Message::Snapshot {
-            term: Term(r.u64()?),
-            meta: SnapshotMeta {
-                index: LogIndex(r.u64()?),
-                term: Term(r.u64()?),
-            },
-            offset: r.u64()?,
-            total_len: r.u64()?,
-            read_seq: r.u64()?,
-            checksum: u32::try_from(r.u64()?)
-                .map_err(|_| WireError::Malformed("snapshot checksum out of range"))?,
-            data: Payload::from(r.bytes()?),
-        },
-        6 => Message::SnapshotResponse {
-            term: Term(r.u64()?),
-            index: LogIndex(r.u64()?),
-            next_offset: r.u64()?,
-            installed: r.flag()?,
-            read_seq: r.u64()?,
-        },
-        7 => Message::ReadIndex {
-            term: Term(r.u64()?),
-            ctx: r.u64()?,
-        },
-        8 => Message::ReadIndexResponse {
-            term: Term(r.u64()?),
-            ctx: r.u64()?,
-            index: Some(LogIndex(r.u64()?)).filter(|i| i.0 != 0),
-        },
-        9 => Message::Propose {
-            term: Term(r.u64()?),
-            command: Payload::from(r.bytes()?),
-        },
-        _ => return Err(WireError::Malformed("unknown message tag")),
-    })
-}
-
-fn decode_append(r: &mut Reader<'_>) -> Result<Message, WireError> {
-    let term = Term(r.u64()?);
-    let prev_index = LogIndex(r.u64()?);
-    let prev_term = Term(r.u64()?);
-    let leader_commit = LogIndex(r.u64()?);
-    let read_seq = r.u64()?;
-    let n = r.u64()?;
-    // Every entry takes at least 17 bytes: refuse counts the body cannot hold.
-    if n > (r.b.len() / 17) as u64 {
-        return Err(WireError::Malformed("entry count past end"));
-    }
-    let mut entries = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let term = Term(r.u64()?);
-        let index = LogIndex(r.u64()?);
-        let kind = match r.byte()? {
-            0 => EntryKind::Noop,
-            1 => EntryKind::Command(Payload::from(r.bytes()?)),
-            _ => return Err(WireError::Malformed("bad entry kind")),
-        };
-        entries.push(Entry { term, index, kind });
-    }
-    Ok(Message::Append {
-        term,
-        prev_index,
-        prev_term,
-        entries,
-        leader_commit,
-        read_seq,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raft::{LogIndex, Message, RaftNode, Term};
 
+    /// The framing only: the engine's codec has its own tests.
     fn samples() -> Vec<Message> {
-        let e = |i, k| Entry {
-            term: Term(3),
-            index: LogIndex(i),
-            kind: k,
-        };
         vec![
-            Message::VoteRequest {
-                term: Term(4),
-                last_index: LogIndex(9),
-                last_term: Term(3),
-                pre_vote: true,
-            },
-            Message::VoteResponse {
-                term: Term(4),
-                granted: false,
-                pre_vote: false,
-            },
-            Message::Append {
-                term: Term(3),
-                prev_index: LogIndex(1),
-                prev_term: Term(2),
-                entries: vec![
-                    e(2, EntryKind::Noop),
-                    e(3, EntryKind::Command(b"x".to_vec().into())),
-                ],
-                leader_commit: LogIndex(2),
-                read_seq: 7,
-            },
-            Message::AppendResponse {
-                term: Term(3),
-                outcome: AppendOutcome::Rejected {
-                    rejected_index: LogIndex(5),
-                    conflict_term: None,
-                    conflict_index: LogIndex(2),
-                },
-                read_seq: 1,
-            },
-            Message::AppendResponse {
-                term: Term(3),
-                outcome: AppendOutcome::Accepted {
-                    match_index: LogIndex(3),
-                },
-                read_seq: 0,
-            },
-            Message::Snapshot {
-                term: Term(3),
-                meta: SnapshotMeta {
-                    index: LogIndex(10),
-                    term: Term(2),
-                },
-                offset: 4,
-                total_len: 9,
-                data: b"abc".to_vec().into(),
-                checksum: 0xdead_beef,
-                read_seq: 2,
-            },
-            Message::SnapshotResponse {
-                term: Term(3),
-                index: LogIndex(10),
-                next_offset: 7,
-                installed: true,
-                read_seq: 2,
-            },
             Message::ReadIndex {
                 term: Term(3),
                 ctx: 77,
@@ -494,46 +173,56 @@ mod tests {
             },
             Message::ReadIndexResponse {
                 term: Term(3),
-                ctx: 77,
-                index: Some(LogIndex(12)),
-            },
-            Message::ReadIndexResponse {
-                term: Term(3),
                 ctx: 78,
-                index: None,
+                index: Some(LogIndex(12)),
             },
         ]
     }
 
+    fn frame(m: &Message) -> Vec<u8> {
+        let mut b = Vec::new();
+        encode_frame::<RaftNode>(m, &mut b);
+        b
+    }
+
     #[test]
-    fn every_message_round_trips() {
+    fn every_frame_round_trips() {
         for m in samples() {
-            let mut b = Vec::new();
-            encode_frame(&m, &mut b);
+            let b = frame(&m);
             let (len, crc) = frame_len(b[..8].try_into().unwrap()).unwrap();
-            assert_eq!(len, b.len() - 8);
-            assert_eq!(decode_frame(&b[8..], crc).unwrap(), m);
+            assert_eq!(len, b.len() - FRAME_HEADER);
+            assert_eq!(decode_frame::<RaftNode>(&b[8..], crc).unwrap(), m);
         }
     }
 
     #[test]
     fn damage_and_truncation_are_refused() {
         for m in samples() {
-            let mut b = Vec::new();
-            encode_frame(&m, &mut b);
+            let b = frame(&m);
             let crc = u32::from_le_bytes(b[4..8].try_into().unwrap());
             for cut in 8..b.len() {
                 let body = &b[8..cut];
+                let crc = crc32c::crc32c(body);
                 assert!(
-                    decode_frame(body, crc32c::crc32c(body)).is_err(),
+                    decode_frame::<RaftNode>(body, crc).is_err(),
                     "{m:?} cut {cut}"
                 );
             }
             let mut flipped = b.clone();
             let last = flipped.len() - 1;
             flipped[last] ^= 1;
-            assert_eq!(decode_frame(&flipped[8..], crc), Err(WireError::Checksum));
+            let got = decode_frame::<RaftNode>(&flipped[8..], crc);
+            assert_eq!(got, Err(WireError::Checksum));
         }
+    }
+
+    #[test]
+    fn frames_for_another_group_are_refused() {
+        let mut b = frame(&samples()[0]);
+        b[8] = 7;
+        let crc = crc32c::crc32c(&b[8..]);
+        let got = decode_frame::<RaftNode>(&b[8..], crc);
+        assert_eq!(got, Err(WireError::UnknownGroup(7)));
     }
 
     #[test]
@@ -542,18 +231,35 @@ mod tests {
             frame_len(&[0xff; 8]),
             Err(WireError::Oversized(u32::MAX as usize))
         );
-        let junk = [9u8, 1, 2, 3];
-        assert!(decode_frame(&junk, crc32c::crc32c(&junk)).is_err());
+        let junk = [0u8, 0, 0, 0, 9, 1, 2, 3];
+        let got = decode_frame::<RaftNode>(&junk, crc32c::crc32c(&junk));
+        assert!(matches!(got, Err(WireError::Malformed(_))), "{got:?}");
+    }
+
+    #[test]
+    fn handshakes_name_the_cluster_and_the_engine() {
         let h = Handshake {
             cluster_id: 5,
             from: NodeId(1),
             to: NodeId(2),
+            engine: "raft",
         };
         let b: [u8; HANDSHAKE_LEN] = h.encode().try_into().unwrap();
-        assert_eq!(Handshake::decode(&b, 5), Ok(h));
-        assert_eq!(Handshake::decode(&b, 6), Err(WireError::WrongCluster(5)));
+        assert_eq!(Handshake::decode::<RaftNode>(&b, 5), Ok(h));
+        let other = Handshake::decode::<RaftNode>(&b, 6);
+        assert_eq!(other, Err(WireError::WrongCluster(5)));
         let mut bad = b;
         bad[0] = b'X';
-        assert_eq!(Handshake::decode(&bad, 5), Err(WireError::BadMagic));
+        assert_eq!(
+            Handshake::decode::<RaftNode>(&bad, 5),
+            Err(WireError::BadMagic)
+        );
+        let paxos = Handshake {
+            engine: "paxos",
+            ..h
+        };
+        let b: [u8; HANDSHAKE_LEN] = paxos.encode().try_into().unwrap();
+        let got = Handshake::decode::<RaftNode>(&b, 5);
+        assert_eq!(got, Err(WireError::WrongEngine("paxos".into())));
     }
 }

@@ -166,6 +166,10 @@ pub fn run(args: NodeArgs) -> ExitCode {
         .expect("tokio runtime");
     match rt.block_on(server::run(cfg, stop_signal())) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(server::RunError::Fatal(e)) => {
+            eprintln!("fatal: {e}; stopping this member (a failed sync is never retried)");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)

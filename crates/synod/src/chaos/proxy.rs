@@ -104,10 +104,11 @@ async fn relay(
     let outbound = TcpStream::connect(target).await?;
     outbound.set_nodelay(true)?;
     inbound.set_nodelay(true)?;
-    // Handshake (32 bytes) and hello (u32 length + text) pass through untouched.
-    let mut head = vec![0u8; 36];
+    // The handshake and hello (u32 length + text) pass through untouched.
+    const HS: usize = server::wire::HANDSHAKE_LEN;
+    let mut head = vec![0u8; HS + 4];
     inbound.read_exact(&mut head).await?;
-    let hello_len = u32::from_le_bytes(head[32..36].try_into().unwrap()) as usize;
+    let hello_len = u32::from_le_bytes(head[HS..HS + 4].try_into().unwrap()) as usize;
     if hello_len > 4096 {
         return Ok(());
     }
@@ -131,7 +132,7 @@ async fn relay(
             let mut header = [0u8; 8];
             inbound.read_exact(&mut header).await?;
             let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
-            if len > 64 << 20 {
+            if len > server::wire::MAX_FRAME {
                 return Ok(());
             }
             let mut frame = header.to_vec();

@@ -1,0 +1,164 @@
+//! The member's state machine and client tokens, as the replica sees them.
+//!
+//! The store lives in [`Shared`] behind a lock so that the gRPC tasks read it directly
+//! (ranges, serializable reads, status); [`ServerMachine`] is the replica's handle on
+//! it, and the only writer.
+
+use crate::state::{Metrics, Shared};
+use engine::{Applied, Index, StateMachine};
+use kv::{KvError, Store};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Why the driver could not serve a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverError {
+    /// This member is not the leader (the leader, if known).
+    NotLeader(Option<engine::NodeId>),
+    /// Leadership changed while the request waited: it may or may not have happened.
+    LeaderChanged,
+    /// The state machine refused the request.
+    Kv(KvError),
+    /// The driver has stopped.
+    Stopped,
+}
+
+/// Replies to a proposal.
+pub type WriteReply = oneshot::Sender<Result<kv::Response, DriverError>>;
+/// Replies to a read barrier.
+pub type ReadReply = oneshot::Sender<Result<(), DriverError>>;
+
+/// A client waiting on the replica.
+#[derive(Debug)]
+pub enum Client {
+    /// A write.
+    Write(WriteReply),
+    /// A linearizable read barrier.
+    Read(ReadReply),
+}
+
+impl Client {
+    /// The caller stopped waiting.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Client::Write(tx) => tx.is_closed(),
+            Client::Read(tx) => tx.is_closed(),
+        }
+    }
+
+    /// Answers with an error.
+    pub fn fail(self, e: DriverError) {
+        match self {
+            Client::Write(tx) => drop(tx.send(Err(e))),
+            Client::Read(tx) => drop(tx.send(Err(e))),
+        }
+    }
+
+    /// Answers with the replica's outcome. True when it was a failure.
+    pub fn answer(self, outcome: replica::Outcome<ServerMachine>) -> bool {
+        use replica::Outcome;
+        let error = match (self, outcome) {
+            (Client::Write(tx), Outcome::Applied { response, .. }) => {
+                let _ = tx.send(Ok(response));
+                return false;
+            }
+            (Client::Read(tx), Outcome::ReadReady) => {
+                let _ = tx.send(Ok(()));
+                return false;
+            }
+            (c, Outcome::Refused(e)) => (c, DriverError::Kv(e)),
+            (c, Outcome::Redirect(leader)) => (c, DriverError::NotLeader(leader)),
+            // Unknown, or an answer of the other kind (which the replica never gives).
+            (c, _) => (c, DriverError::LeaderChanged),
+        };
+        error.0.fail(error.1);
+        true
+    }
+}
+
+/// The replica's handle on the shared store.
+pub struct ServerMachine {
+    shared: Arc<Shared>,
+    /// A Compact was applied whose history the store has not all dropped yet.
+    compaction_started: bool,
+    /// A snapshot replaced the store since the driver last asked.
+    restored: bool,
+    /// Entries applied since the driver last asked.
+    applied: u64,
+}
+
+impl ServerMachine {
+    /// A handle on `shared.store`.
+    pub fn new(shared: Arc<Shared>) -> ServerMachine {
+        ServerMachine {
+            shared,
+            compaction_started: false,
+            restored: false,
+            applied: 0,
+        }
+    }
+
+    /// Whether a Compact began since the last call.
+    pub fn take_compaction_started(&mut self) -> bool {
+        std::mem::take(&mut self.compaction_started)
+    }
+
+    /// Whether a snapshot replaced the store since the last call.
+    pub fn take_restored(&mut self) -> bool {
+        std::mem::take(&mut self.restored)
+    }
+
+    /// Entries applied since the last call.
+    pub fn take_applied(&mut self) -> u64 {
+        std::mem::take(&mut self.applied)
+    }
+}
+
+impl StateMachine for ServerMachine {
+    type Response = kv::Response;
+    type Error = KvError;
+
+    fn validate(&self, command: &[u8]) -> Result<(), KvError> {
+        kv::command::decode(command).map(drop)
+    }
+
+    fn apply(&mut self, index: Index, command: &[u8]) -> Option<Applied<ServerMachine>> {
+        self.applied += 1;
+        Metrics::add(&self.shared.metrics.applied_entries, 1);
+        // Decoded outside the lock: readers wait only for the change itself.
+        let request = kv::command::decode(command);
+        let mut store = self.shared.store.write();
+        let result = match request {
+            Ok(req) => store.apply(index.0, req),
+            // Refused identically on every member; the index still counts as applied.
+            Err(e) => store.mark_applied(index.0).then_some(Err(e)),
+        };
+        self.compaction_started |= store.compaction_pending();
+        result
+    }
+
+    fn apply_noop(&mut self, index: Index) {
+        self.applied += 1;
+        Metrics::add(&self.shared.metrics.applied_entries, 1);
+        self.shared.store.write().mark_applied(index.0);
+    }
+
+    fn applied_index(&self) -> Index {
+        Index(self.shared.store.read().applied_index())
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.shared.store.read().snapshot()
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), KvError> {
+        let store = Store::restore(data).map_err(|_| KvError::Corrupt)?;
+        *self.shared.store.write() = store;
+        self.restored = true;
+        Ok(())
+    }
+
+    fn digest(&self) -> u64 {
+        StateMachine::digest(&*self.shared.store.read())
+    }
+}
