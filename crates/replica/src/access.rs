@@ -118,3 +118,14 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
         self.proposed.len() + self.forwarded.len() + self.reads.len() + self.ready_reads.len()
     }
 }
+
+impl<E: Engine, M: StateMachine, C> std::fmt::Debug for Replica<E, M, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("engine", &E::NAME)
+            .field("status", &self.engine.status())
+            .field("applied", &self.applied)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}

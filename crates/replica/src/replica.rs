@@ -211,12 +211,13 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
     }
 
     /// A client write. It is validated, tagged with a request id and submitted; the
-    /// answer comes back through [`Replica::take_replies`].
-    pub fn submit(&mut self, client: C, mut command: Vec<u8>) {
+    /// answer comes back through [`Replica::take_replies`]. Returns the index this node
+    /// gave it, when it leads.
+    pub fn submit(&mut self, client: C, mut command: Vec<u8>) -> Option<Index> {
         if let Err(e) = self.machine.validate(&command) {
             self.commands_refused += 1;
             self.reply(client, Outcome::Refused(e));
-            return;
+            return None;
         }
         #[cfg(feature = "planted-bugs")]
         let preview = match self.opts.bug {
@@ -236,15 +237,21 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
                     None => Outcome::Unknown,
                 };
                 self.reply(client, outcome);
+                Some(index)
             }
             Ok(Submitted::Accepted { index }) => {
                 self.proposed.insert(index, (id, client));
+                Some(index)
             }
             Ok(Submitted::Forwarded) => {
                 self.check_leadership();
                 self.forwarded.insert(id, client);
+                None
             }
-            Err(r) => self.reply(client, Outcome::Redirect(r.leader)),
+            Err(r) => {
+                self.reply(client, Outcome::Redirect(r.leader));
+                None
+            }
         }
     }
 

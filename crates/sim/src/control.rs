@@ -57,7 +57,7 @@ impl Simulation {
         if h.state != HostState::Up {
             return None;
         }
-        h.raft.as_ref().map(|r| r.status())
+        h.status()
     }
 
     /// Every running node that believes it leads, with its term.
@@ -157,14 +157,18 @@ impl Simulation {
             seq: self.next_start_seq,
             op: KvOp::Put { key: 0, value },
         };
+        // Only a leader takes it (6.5840's Start): a follower would forward it.
+        if self.hosts[i].status().map(|s| s.role) != Some(raft::Role::Leader) {
+            return None;
+        }
         let mut proposed = None;
         self.with_host(i, |h, _, _| {
-            if let Some(r) = h.raft.as_mut() {
-                proposed = r.propose(cmd.encode().into()).ok();
-            }
+            let request = crate::host::ClientRequest::Write(cmd);
+            let index = h.on_client(START_CLIENT, 0, request);
+            proposed = index.zip(h.status().map(|s| s.term));
             Ok(())
         });
-        proposed.map(|p| (p.index.0, p.term.0))
+        proposed.map(|(index, term)| (index.0, term.0))
     }
 
     /// How many running nodes have applied `index`, and the value written there.
@@ -172,7 +176,7 @@ impl Simulation {
         let n = self
             .hosts
             .iter()
-            .filter(|h| h.state == HostState::Up && h.applied.0 >= index)
+            .filter(|h| h.state == HostState::Up && h.applied().0 >= index)
             .count();
         (n, self.values_at.get(&index).copied())
     }
@@ -220,13 +224,9 @@ impl Simulation {
         }
         self.next_probe += 1;
         let probe = self.next_probe;
-        self.with_host(i, |h, out, _| {
-            h.on_client(
-                crate::world::PROBE_CLIENT,
-                probe,
-                crate::host::ClientRequest::Read(0),
-                out,
-            );
+        self.with_host(i, |h, _, _| {
+            let read = crate::host::ClientRequest::Read(0);
+            h.on_client(crate::world::PROBE_CLIENT, probe, read);
             Ok(())
         });
         Some(probe)
@@ -248,7 +248,7 @@ impl Simulation {
     /// The value of key 0 in `id`'s state machine (what a local, non-linearizable read sees).
     pub fn local_value(&self, id: NodeId) -> Option<u64> {
         let h = &self.hosts[self.index_of(id)];
-        h.sm.get(0)
+        h.value(0)
     }
 
     /// The trace lines recorded so far (empty unless [`Simulation::enable_trace`] was

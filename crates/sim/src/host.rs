@@ -1,12 +1,20 @@
-//! One simulated machine: a Raft node, its state machine, its disk and its client
-//! requests. The host turns the node's effects into simulator actions.
+//! One simulated machine: a replica (the Raft engine, the state machine and the client
+//! requests in flight — the same `replica::Replica` the server runs), its disk, and the
+//! simulator's bookkeeping for the checkers. The host turns the replica's actions into
+//! simulator actions; Raft's own records and messages are named only where the Raft
+//! checkers need them (durable writes, votes).
 
+use crate::hash::{fnv, mix};
 use crate::invariants::{Invariants, Violation};
-use crate::kv::{Command, KvMachine, KvResult};
+use crate::kv::{Command, KvOp, KvResult, SimMachine};
 use crate::node_disk::NodeDisk;
 use crate::storage::RaftStorage;
-use raft::{Apply, Config, Effect, Entry, EntryKind, IoId, LogIndex, Message, NodeId, RaftNode};
-use std::collections::BTreeMap;
+use engine::{Chunk, Index, StateMachine};
+use raft::{Config, IoId, LogIndex, Message, NodeId, RaftNode};
+use replica::{Action, AppliedItem, Outcome, Refused, Replica, ReplicaOptions, SnapshotPolicy};
+
+/// The replica a simulated machine runs.
+pub(crate) type SimReplica = Replica<RaftNode, SimMachine, Token>;
 
 /// Whether and how a host runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,13 +60,21 @@ pub struct Reply {
     pub outcome: ClientOutcome,
 }
 
+/// The replica's client token: who asked, and what.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Token {
+    client: u64,
+    attempt: u64,
+    request: ClientRequest,
+}
+
 /// Actions for the world to schedule, collected while driving a host.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     pub(crate) messages: Vec<(NodeId, NodeId, Message)>,
     pub(crate) replies: Vec<Reply>,
     pub(crate) want_sync: bool,
-    /// Writes acknowledged to a client: (index, entry hash).
+    /// Writes acknowledged to a client: (index, command hash).
     pub(crate) acked: Vec<(u64, u64)>,
     /// Whether a trace is being recorded (notes are only built then).
     pub(crate) tracing: bool,
@@ -68,14 +84,23 @@ pub(crate) struct Outbox {
     pub(crate) values: Vec<(u64, u64)>,
 }
 
+/// How a host builds its replica.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HostOptions {
+    /// Applied entries between snapshots.
+    pub(crate) snapshot_every: u64,
+    /// A planted bug of the replica layer.
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) bug: Option<replica::ReplicaBug>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Host {
     pub(crate) id: NodeId,
     pub(crate) state: HostState,
     pub(crate) incarnation: u64,
-    pub(crate) raft: Option<RaftNode>,
-    pub(crate) sm: KvMachine,
-    pub(crate) applied: LogIndex,
+    /// The running replica (`None` while down).
+    pub(crate) node: Option<SimReplica>,
     pub(crate) storage: NodeDisk,
     /// Corruption was injected into this node's disk: refusing to start is expected.
     pub(crate) corrupted: bool,
@@ -85,51 +110,74 @@ pub(crate) struct Host {
     pub(crate) restart_note: Option<String>,
     pub(crate) last_written_io: IoId,
     pub(crate) sync_scheduled: bool,
-    writes: BTreeMap<LogIndex, (u64, u64, Command)>,
-    /// Writes this follower handed to the leader (`RaftNode::forward`), by the command's
-    /// (client, seq): answered when an entry carrying that command is applied here.
-    forwarded: BTreeMap<(u64, u64), (u64, u64, Command)>,
-    reads: BTreeMap<u64, (u64, u64, u8)>,
-    ready_reads: Vec<(LogIndex, u64, u64, u8)>,
-    next_ctx: u64,
     pub(crate) paused_inbox: Vec<(NodeId, Message)>,
-    pub(crate) snapshot_every: u64,
+    opts: HostOptions,
+}
+
+/// The hash a command is known by to the checkers: its index and its bytes as
+/// submitted (a request id follows them in the log).
+pub(crate) fn command_hash(index: u64, body: &[u8]) -> u64 {
+    mix(index, fnv(body))
 }
 
 impl Host {
-    pub(crate) fn new(id: NodeId, raft: RaftNode, snapshot_every: u64, disk: NodeDisk) -> Host {
-        Host {
+    pub(crate) fn new(id: NodeId, raft: RaftNode, opts: HostOptions, disk: NodeDisk) -> Host {
+        let mut h = Host {
             id,
             state: HostState::Up,
             incarnation: 0,
-            raft: Some(raft),
-            sm: KvMachine::default(),
-            applied: LogIndex(0),
+            node: None,
             storage: disk,
             corrupted: false,
             refusal: None,
             restart_note: None,
             last_written_io: IoId(0),
             sync_scheduled: false,
-            writes: BTreeMap::new(),
-            forwarded: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            ready_reads: Vec::new(),
-            next_ctx: 0,
             paused_inbox: Vec::new(),
-            snapshot_every,
+            opts,
+        };
+        h.node = Some(h.replica(raft));
+        h
+    }
+
+    fn replica(&self, raft: RaftNode) -> SimReplica {
+        let opts = ReplicaOptions {
+            // Request ids never repeat across incarnations of a node.
+            id_seed: (self.id.0 << 48) | (self.incarnation << 32),
+            snapshot: SnapshotPolicy::exact(self.opts.snapshot_every),
+            record_applied: true,
+            #[cfg(feature = "planted-bugs")]
+            bug: self.opts.bug,
+        };
+        Replica::new(raft, SimMachine::default(), opts)
+    }
+
+    /// The engine's status, while running.
+    pub(crate) fn status(&self) -> Option<raft::Status> {
+        self.node.as_ref().map(|r| r.engine().status())
+    }
+
+    /// The last index applied (0 while down).
+    pub(crate) fn applied(&self) -> LogIndex {
+        self.node.as_ref().map_or(LogIndex(0), |r| r.applied())
+    }
+
+    /// The state machine's value of `key` (none while down).
+    pub(crate) fn value(&self, key: u8) -> Option<u64> {
+        self.node.as_ref().and_then(|r| r.machine().kv.get(key))
+    }
+
+    /// The state machine's digest (of the empty state while down).
+    pub(crate) fn digest(&self) -> u64 {
+        match &self.node {
+            Some(r) => r.machine().digest(),
+            None => SimMachine::default().digest(),
         }
     }
 
     /// Loses all volatile state (the process died).
     pub(crate) fn lose_volatile(&mut self) {
-        self.raft = None;
-        self.sm = KvMachine::default();
-        self.applied = LogIndex(0);
-        self.writes.clear();
-        self.forwarded.clear();
-        self.reads.clear();
-        self.ready_reads.clear();
+        self.node = None;
         self.paused_inbox.clear();
         self.sync_scheduled = false;
         self.last_written_io = IoId(0);
@@ -164,94 +212,88 @@ impl Host {
         inv.on_restart(self.id, &recovered.entries, snapshot)?;
         let node = RaftNode::restart(cfg, recovered)
             .map_err(|e| violation("recovery", format!("node {}: {e}", self.id)))?;
-        self.raft = Some(node);
+        self.node = Some(self.replica(node));
         self.state = HostState::Up;
         Ok(())
     }
 
-    /// A client request arrived.
-    pub(crate) fn on_client(
-        &mut self,
-        client: u64,
-        attempt: u64,
-        req: ClientRequest,
-        out: &mut Outbox,
-    ) {
-        let Some(raft) = self.raft.as_mut() else {
-            return;
+    /// A client request arrived. Returns the index it was given, when this node leads.
+    pub(crate) fn on_client(&mut self, client: u64, attempt: u64, request: ClientRequest) -> Option<Index> {
+        let node = self.node.as_mut()?;
+        let token = Token {
+            client,
+            attempt,
+            request,
         };
-        let result = match req {
-            ClientRequest::Write(cmd) => {
-                let payload: raft::Payload = cmd.encode().into();
-                match raft.propose(payload.clone()) {
-                    Ok(p) => {
-                        self.writes.insert(p.index, (client, attempt, cmd));
-                        Ok(())
-                    }
-                    // A follower that knows its leader hands the write over, as the
-                    // server does (etcd's MsgProp).
-                    Err(raft::ProposeError::NotLeader { .. }) => raft.forward(payload).map(|()| {
-                        let entry = (client, attempt, cmd);
-                        self.forwarded.insert((cmd.client, cmd.seq), entry);
-                    }),
-                }
+        match request {
+            ClientRequest::Write(cmd) => node.submit(token, cmd.encode()),
+            ClientRequest::Read(_) => {
+                node.read(token);
+                None
             }
-            ClientRequest::Read(key) => {
-                self.next_ctx += 1;
-                let ctx = self.next_ctx;
-                raft.read_index(ctx).map(|()| {
-                    self.reads.insert(ctx, (client, attempt, key));
-                })
-            }
-        };
-        if let Err(raft::ProposeError::NotLeader { leader }) = result {
-            out.replies.push(Reply {
-                client,
-                attempt,
-                outcome: ClientOutcome::Redirect(leader),
-            });
         }
     }
 
-    /// Runs the node's effects until it has nothing more to say.
-    pub(crate) fn drive(
-        &mut self,
-        inv: &mut Invariants,
-        out: &mut Outbox,
-    ) -> Result<(), Violation> {
-        loop {
-            let Some(raft) = self.raft.as_mut() else {
-                return Ok(());
-            };
-            let effects = raft.take_effects();
-            if effects.is_empty() {
-                break;
-            }
-            for e in effects {
-                self.on_effect(e, inv, out)?;
-            }
-        }
-        self.serve_ready_reads(out);
-        self.maybe_compact(inv)?;
-        let Some(raft) = self.raft.as_ref() else {
+    /// A message from a peer.
+    pub(crate) fn step(&mut self, from: NodeId, msg: Message) -> Result<(), Violation> {
+        let Some(node) = self.node.as_mut() else {
             return Ok(());
         };
-        inv.on_status(&raft.status(), self.storage.durable_hard_state().commit.0)
+        node.step(from, msg).map_err(|e| {
+            let property = match e {
+                Refused::Engine(_) => "protocol-error",
+                // Every command the simulator's nodes forward is well formed.
+                Refused::Command(_) => "command-validation",
+            };
+            violation(property, format!("node {} refused a message from {from}: {e}", self.id))
+        })
     }
 
-    fn on_effect(
+    /// One logical time unit.
+    pub(crate) fn tick(&mut self) {
+        if let Some(node) = self.node.as_mut() {
+            node.tick();
+        }
+    }
+
+    /// Runs the replica's actions until it has nothing more to say.
+    pub(crate) fn drive(&mut self, inv: &mut Invariants, out: &mut Outbox) -> Result<(), Violation> {
+        loop {
+            let Some(node) = self.node.as_mut() else {
+                return Ok(());
+            };
+            let actions = node
+                .take_effects()
+                .map_err(|e| violation("snapshot-restore", format!("node {}: {e}", self.id)))?;
+            self.check_applied(inv, out)?;
+            self.answer(inv, out);
+            if actions.is_empty() {
+                break;
+            }
+            for a in actions {
+                self.on_action(a, inv, out)?;
+            }
+        }
+        self.maybe_snapshot(inv)?;
+        let Some(status) = self.status() else {
+            return Ok(());
+        };
+        inv.on_status(&status, self.storage.durable_hard_state().commit.0)
+    }
+
+    fn on_action(
         &mut self,
-        e: Effect,
+        a: Action<RaftNode>,
         inv: &mut Invariants,
         out: &mut Outbox,
     ) -> Result<(), Violation> {
-        match e {
-            Effect::Persist(req) => {
+        match a {
+            Action::Persist { io, write: req } => {
                 if out.tracing {
                     out.notes.push(format!(
                         "n{} persist io={} hs={:?} snapshot={:?} entries={:?} (durable commit {})",
                         self.id,
-                        req.io,
+                        io,
                         req.hard_state
                             .map(|h| (h.term.0, h.vote.map(|v| v.0), h.commit.0)),
                         req.snapshot.as_ref().map(|s| s.meta().index.0),
@@ -264,10 +306,10 @@ impl Host {
                 self.storage
                     .write(&req)
                     .map_err(|e| violation(STORAGE_FAILURE, e.to_string()))?;
-                self.last_written_io = req.io;
+                self.last_written_io = io;
                 out.want_sync = true;
             }
-            Effect::Send { to, message } => {
+            Action::Send { to, message } => {
                 if let Message::VoteResponse {
                     term,
                     granted: true,
@@ -278,128 +320,93 @@ impl Host {
                 }
                 out.messages.push((self.id, to, message));
             }
-            Effect::SendSnapshotChunk { to, chunk } => {
-                let (meta, offset, max) = (chunk.meta, chunk.offset, chunk.max_len);
+            Action::ReadSnapshotChunk { to, request } => {
+                let (meta, offset, max) = (request.meta, request.offset, request.max_len);
                 let read = self.storage.read_snapshot_chunk(meta, offset, max);
-                match read.map_err(|e| violation(STORAGE_FAILURE, e.to_string()))? {
-                    Some(c) => {
-                        let message = chunk.into_message(c.data.into(), c.checksum);
-                        out.messages.push((self.id, to, message));
-                    }
-                    None => {
-                        if let Some(raft) = self.raft.as_mut() {
-                            raft.snapshot_unavailable(to, meta);
-                        }
-                    }
-                }
-            }
-            Effect::Apply(Apply::Entry(entry)) => self.apply_entry(entry, inv, out)?,
-            Effect::Apply(Apply::Snapshot(s)) => {
-                let sm = KvMachine::restore(&s.data)
-                    .map_err(|e| violation("snapshot-restore", format!("node {}: {e}", self.id)))?;
-                self.sm = sm;
-                self.applied = s.meta.index;
-                inv.on_snapshot_state(self.id, s.meta.index, self.sm.digest(), true)?;
-                let stale: Vec<LogIndex> = self
-                    .writes
-                    .range(..=s.meta.index)
-                    .map(|(i, _)| *i)
-                    .collect();
-                let forwarded = std::mem::take(&mut self.forwarded).into_values();
-                let stale = stale.iter().filter_map(|i| self.writes.remove(i));
-                // The snapshot may hold these writes: their outcome is unknown here, and
-                // a retry applies at most once (client sessions).
-                for (client, attempt, _) in stale.chain(forwarded) {
-                    out.replies.push(Reply {
-                        client,
-                        attempt,
-                        outcome: ClientOutcome::Redirect(None),
-                    });
-                }
-            }
-            Effect::ReadReady { ctx, index } => {
-                if let Some((client, attempt, key)) = self.reads.remove(&ctx) {
-                    self.ready_reads.push((index, client, attempt, key));
-                }
-            }
-            Effect::ReadAborted { ctx } => {
-                if let Some((client, attempt, _)) = self.reads.remove(&ctx) {
-                    out.replies.push(Reply {
-                        client,
-                        attempt,
-                        outcome: ClientOutcome::Redirect(None),
-                    });
+                let chunk = read.map_err(|e| violation(STORAGE_FAILURE, e.to_string()))?;
+                let chunk = chunk.map(|c| Chunk {
+                    data: c.data,
+                    checksum: c.checksum,
+                });
+                if let Some(node) = self.node.as_mut() {
+                    // The chunk leaves as a message with the next batch.
+                    node.on_snapshot_chunk(to, request, chunk);
                 }
             }
         }
         Ok(())
     }
 
-    fn apply_entry(
-        &mut self,
-        entry: Entry,
-        inv: &mut Invariants,
-        out: &mut Outbox,
-    ) -> Result<(), Violation> {
-        let result = match &entry.kind {
-            EntryKind::Noop => None,
-            EntryKind::Command(p) => {
-                let cmd = Command::decode(p).map_err(|e| {
-                    violation("command-decode", format!("index {}: {e}", entry.index))
-                })?;
-                Some((cmd, self.sm.apply(&cmd)))
-            }
+    /// Feeds what the replica applied to the checkers.
+    fn check_applied(&mut self, inv: &mut Invariants, out: &mut Outbox) -> Result<(), Violation> {
+        let Some(node) = self.node.as_mut() else {
+            return Ok(());
         };
-        self.applied = entry.index;
-        if let Some((
-            crate::kv::Command {
-                op: crate::kv::KvOp::Put { value, .. },
+        for item in node.take_applied() {
+            let AppliedItem {
+                index,
+                command,
+                snapshot,
+                digest,
+            } = item;
+            if snapshot {
+                inv.on_snapshot_state(self.id, index, digest, true)?;
+                continue;
+            }
+            let body = command.as_deref().map(strip_id);
+            let hash = body.map_or(0, |b| command_hash(index.0, b));
+            inv.on_apply(self.id, index, hash, digest)?;
+            if let Some(Ok(Command {
+                op: KvOp::Put { value, .. },
                 ..
-            },
-            _,
-        )) = result
-        {
-            out.values.push((entry.index.0, value));
-        }
-        let sm = &self.sm;
-        inv.on_apply(self.id, &entry, || sm.digest())?;
-        let forwarded = result
-            .as_ref()
-            .and_then(|(applied, _)| self.forwarded.remove(&(applied.client, applied.seq)));
-        let proposed = self.writes.remove(&entry.index);
-        for waiting in forwarded.into_iter().chain(proposed) {
-            answer_write(&entry, result, waiting, out);
+            })) = body.map(Command::decode)
+            {
+                out.values.push((index.0, value));
+            }
         }
         Ok(())
     }
 
-    fn serve_ready_reads(&mut self, out: &mut Outbox) {
-        let applied = self.applied;
-        let sm = &self.sm;
-        self.ready_reads.retain(|(index, client, attempt, key)| {
-            if *index > applied {
-                return true;
-            }
+    /// Routes the replica's answers to their clients.
+    fn answer(&mut self, _inv: &mut Invariants, out: &mut Outbox) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        let replies = node.take_replies();
+        for r in replies {
+            let Token {
+                client,
+                attempt,
+                request,
+            } = r.client;
+            let outcome = match (request, r.outcome) {
+                (ClientRequest::Write(cmd), Outcome::Applied { index, response }) => {
+                    out.acked.push((index.0, command_hash(index.0, &cmd.encode())));
+                    ClientOutcome::Written(response)
+                }
+                (ClientRequest::Read(key), Outcome::ReadReady) => {
+                    ClientOutcome::Read(node.machine().kv.get(key))
+                }
+                (_, Outcome::Redirect(leader)) => ClientOutcome::Redirect(leader),
+                // Unknown (a retry applies at most once: client sessions), or refused
+                // (which no well-formed command is).
+                _ => ClientOutcome::Redirect(None),
+            };
             out.replies.push(Reply {
-                client: *client,
-                attempt: *attempt,
-                outcome: ClientOutcome::Read(sm.get(*key)),
+                client,
+                attempt,
+                outcome,
             });
-            false
-        });
+        }
     }
 
-    fn maybe_compact(&mut self, inv: &mut Invariants) -> Result<(), Violation> {
-        let Some(raft) = self.raft.as_mut() else {
+    fn maybe_snapshot(&mut self, inv: &mut Invariants) -> Result<(), Violation> {
+        let Some(node) = self.node.as_mut() else {
             return Ok(());
         };
-        let compacted = raft.status().snapshot.index;
-        if self.applied.0 < compacted.0 + self.snapshot_every {
-            return Ok(());
-        }
-        let data = self.sm.snapshot();
-        if raft.compact(self.applied, data.into()).is_ok() {
-            inv.on_snapshot_state(self.id, self.applied, self.sm.digest(), false)?;
+        if let Ok(true) = node.maybe_snapshot() {
+            let (applied, digest) = (node.applied(), node.machine().digest());
+            inv.on_snapshot_state(self.id, applied, digest, false)?;
         }
         Ok(())
     }
@@ -411,9 +418,9 @@ impl Host {
             .sync()
             .map_err(|e| violation(STORAGE_FAILURE, e.to_string()))?;
         let io = self.last_written_io;
-        if let Some(raft) = self.raft.as_mut() {
+        if let Some(node) = self.node.as_mut() {
             if io.0 > 0 {
-                raft.on_persisted(io)
+                node.on_persisted(io)
                     .map_err(|e| violation("io-order", format!("node {}: {e}", self.id)))?;
             }
         }
@@ -421,27 +428,9 @@ impl Host {
     }
 }
 
-/// Answers a client whose write (`waiting`: client, attempt, command) was expected in
-/// `entry`: written if the entry carries that very command, otherwise unknown (retry).
-fn answer_write(
-    entry: &Entry,
-    result: Option<(Command, KvResult)>,
-    (client, attempt, cmd): (u64, u64, Command),
-    out: &mut Outbox,
-) {
-    let outcome = match result {
-        Some((applied, r)) if applied == cmd => {
-            out.acked
-                .push((entry.index.0, crate::invariants::entry_hash(entry)));
-            ClientOutcome::Written(r)
-        }
-        _ => ClientOutcome::Redirect(None),
-    };
-    out.replies.push(Reply {
-        client,
-        attempt,
-        outcome,
-    });
+/// A command as submitted: the log entry without the request id the replica appends.
+fn strip_id(payload: &[u8]) -> &[u8] {
+    &payload[..payload.len().saturating_sub(8)]
 }
 
 /// Not a protocol violation: the disk failed and the node must stop (fail-stop).

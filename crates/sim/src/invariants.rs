@@ -84,7 +84,7 @@ pub struct Invariants {
     /// committed; the commit term is the lowest term of a node that counted it, which
     /// is the term of the leader that committed it.
     committed: BTreeMap<u64, (Term, u64, Term)>,
-    /// index -> entry hash of what any node applied: state-machine safety.
+    /// index -> command hash of what any node applied: state-machine safety.
     applied: BTreeMap<u64, u64>,
     /// index -> state digest after applying it, where a snapshot was taken.
     digests: BTreeMap<u64, u64>,
@@ -340,46 +340,41 @@ impl Invariants {
         Ok(())
     }
 
-    /// A node applied an entry.
+    /// A node applied the command known by `hash` at `index` (0: a no-op), reaching a
+    /// state with digest `digest_after`.
     pub(crate) fn on_apply(
         &mut self,
         node: NodeId,
-        e: &Entry,
-        digest_after: impl FnOnce() -> u64,
+        index: LogIndex,
+        hash: u64,
+        digest_after: u64,
     ) -> Check {
-        let h = entry_hash(e);
         let w = self.watch.entry(node).or_default();
-        if e.index.0 != w.applied + 1 {
+        if index.0 != w.applied + 1 {
             let prev = w.applied;
             return self.fail(
                 "apply-order",
-                format!("node {node} applied {} after {prev}", e.index),
+                format!("node {node} applied {index} after {prev}"),
             );
         }
-        w.applied = e.index.0;
-        match self.applied.get(&e.index.0) {
-            Some(old) if *old != h => {
+        w.applied = index.0;
+        match self.applied.get(&index.0) {
+            Some(old) if *old != hash => {
                 return self.fail(
                     "state-machine-safety",
-                    format!(
-                        "node {node} applied a different command at index {}",
-                        e.index
-                    ),
+                    format!("node {node} applied a different command at index {index}"),
                 );
             }
             Some(_) => {}
             None => {
-                self.applied.insert(e.index.0, h);
+                self.applied.insert(index.0, hash);
             }
         }
-        if let Some(d) = self.digests.get(&e.index.0) {
-            if *d != digest_after() {
+        if let Some(d) = self.digests.get(&index.0) {
+            if *d != digest_after {
                 return self.fail(
                     "state-machine-safety",
-                    format!(
-                        "node {node} state after index {} differs from a snapshot of it",
-                        e.index
-                    ),
+                    format!("node {node} state after index {index} differs from a snapshot of it"),
                 );
             }
         }
@@ -438,7 +433,7 @@ impl Invariants {
         self.on_log_write(node, snapshot, Some(&write))
     }
 
-    /// The entry hash applied at `index` by anyone, if any.
+    /// The command hash applied at `index` by anyone, if any.
     pub fn applied_hash(&self, index: u64) -> Option<u64> {
         self.applied.get(&index).copied()
     }

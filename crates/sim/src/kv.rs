@@ -198,6 +198,59 @@ impl KvMachine {
     }
 }
 
+/// [`KvMachine`] as a replica applies it: commands are [`Command::encode`] bytes.
+#[derive(Clone, Debug, Default)]
+pub struct SimMachine {
+    /// The replicated state.
+    pub kv: KvMachine,
+    applied: u64,
+}
+
+impl engine::StateMachine for SimMachine {
+    type Response = KvResult;
+    type Error = DecodeError;
+
+    fn validate(&self, command: &[u8]) -> Result<(), DecodeError> {
+        Command::decode(command).map(drop)
+    }
+
+    fn apply(&mut self, index: engine::Index, command: &[u8]) -> Option<Result<KvResult, DecodeError>> {
+        if index.0 <= self.applied {
+            return None;
+        }
+        self.applied = index.0;
+        Some(Command::decode(command).map(|c| self.kv.apply(&c)))
+    }
+
+    fn apply_noop(&mut self, index: engine::Index) {
+        self.applied = self.applied.max(index.0);
+    }
+
+    fn applied_index(&self) -> engine::Index {
+        engine::Index(self.applied)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.kv.snapshot()
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), DecodeError> {
+        self.kv = KvMachine::restore(data)?;
+        // The replica names the index; anything after it applies.
+        self.applied = 0;
+        Ok(())
+    }
+
+    fn digest(&self) -> u64 {
+        self.kv.digest()
+    }
+
+    fn preview(&self, command: &[u8]) -> Option<Result<KvResult, DecodeError>> {
+        let mut scratch = self.kv.clone();
+        Some(Command::decode(command).map(|c| scratch.apply(&c)))
+    }
+}
+
 struct Reader<'a> {
     b: &'a [u8],
     at: usize,

@@ -459,14 +459,7 @@ impl Simulation {
         self.log(|| format!("resume n{}", i + 1));
         let inbox = std::mem::take(&mut self.hosts[i].paused_inbox);
         for (from, msg) in inbox {
-            self.with_host(i, |h, _, _| {
-                let Some(r) = h.raft.as_mut() else {
-                    return Ok(());
-                };
-                r.step(from, msg).map_err(|e| {
-                    crate::host::violation("protocol-error", format!("node {}: {e}", h.id))
-                })
-            });
+            self.with_host(i, |h, _, _| h.step(from, msg));
         }
         self.hosts[i].sync_scheduled = false;
         self.schedule_sync(i);

@@ -178,6 +178,9 @@ pub struct SimOptions {
     /// Deliberate protocol bug to plant.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<raft::PlantedBug>,
+    /// A deliberately planted bug of the replica layer (checker self-tests only).
+    #[cfg(feature = "planted-bugs")]
+    pub replica_bug: Option<replica::ReplicaBug>,
 }
 
 impl SimOptions {
@@ -228,6 +231,8 @@ impl Default for SimOptions {
             fault_interval_us: (100_000, 1_500_000),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
+            #[cfg(feature = "planted-bugs")]
+            replica_bug: None,
         }
     }
 }

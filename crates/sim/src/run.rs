@@ -157,7 +157,7 @@ impl Simulation {
             return Some(format!("client {} still has operations pending", c.id));
         }
         let lh = &self.hosts[(leader.0 - 1) as usize];
-        let Some(ls) = lh.raft.as_ref().map(|r| r.status()) else {
+        let Some(ls) = lh.status() else {
             return Some("leader vanished".into());
         };
         let target = ls.commit;
@@ -175,12 +175,14 @@ impl Simulation {
                 ));
             }
         }
-        let digest = lh.sm.digest();
+        let digest = lh.digest();
         for h in self.hosts.iter().filter(|h| h.state != HostState::Stopped) {
-            if h.state != HostState::Up || h.applied != target || h.sm.digest() != digest {
+            if h.state != HostState::Up || h.applied() != target || h.digest() != digest {
                 return Some(format!(
                     "n{} applied {} (leader n{leader} commit {})",
-                    h.id, h.applied, target
+                    h.id,
+                    h.applied(),
+                    target
                 ));
             }
         }

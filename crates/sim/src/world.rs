@@ -170,8 +170,12 @@ impl Simulation {
             } else {
                 NodeDisk::model()
             };
-            sim.hosts
-                .push(Host::new(*id, node, sim.opts.snapshot_every, disk));
+            let host_opts = crate::host::HostOptions {
+                snapshot_every: sim.opts.snapshot_every,
+                #[cfg(feature = "planted-bugs")]
+                bug: sim.opts.replica_bug,
+            };
+            sim.hosts.push(Host::new(*id, node, host_opts, disk));
             let offset = rng.range(0, sim.opts.tick_us);
             sim.schedule(
                 offset,
@@ -292,7 +296,7 @@ impl Simulation {
             tracing,
             ..Outbox::default()
         };
-        let role_term = |h: &Host| h.raft.as_ref().map(|r| (r.status().role, r.status().term));
+        let role_term = |h: &Host| h.status().map(|s| (s.role, s.term));
         let before = if tracing {
             role_term(&self.hosts[i])
         } else {
@@ -393,7 +397,7 @@ impl Simulation {
         }
         self.stats.messages_delivered += 1;
         self.log(|| format!("n{from}->n{to} {}", describe(&msg)));
-        self.with_host(i, |h, _, _| step_host(h, from, msg));
+        self.with_host(i, |h, _, _| h.step(from, msg));
     }
 
     fn on_tick(&mut self, i: usize, incarnation: u64) {
@@ -412,9 +416,7 @@ impl Simulation {
             return;
         }
         self.with_host(i, |h, _, _| {
-            if let Some(r) = h.raft.as_mut() {
-                r.tick();
-            }
+            h.tick();
             Ok(())
         });
     }
@@ -511,8 +513,8 @@ impl Simulation {
             return;
         }
         let id = client.id;
-        self.with_host(i, |h, out, _| {
-            h.on_client(id, attempt, cur.request, out);
+        self.with_host(i, |h, _, _| {
+            h.on_client(id, attempt, cur.request);
             Ok(())
         });
     }
@@ -534,23 +536,11 @@ impl Simulation {
         self.hosts
             .iter()
             .filter(|h| h.state == HostState::Up)
-            .filter_map(|h| h.raft.as_ref().map(|r| r.status()))
+            .filter_map(|h| h.status())
             .filter(|s| s.role == Role::Leader)
             .max_by_key(|s| s.term)
             .map(|s| s.id)
     }
-}
-
-fn step_host(h: &mut Host, from: NodeId, msg: Message) -> Result<(), Violation> {
-    let Some(r) = h.raft.as_mut() else {
-        return Ok(());
-    };
-    r.step(from, msg).map_err(|e| {
-        crate::host::violation(
-            "protocol-error",
-            format!("node {} refused a message from {from}: {e}", h.id),
-        )
-    })
 }
 
 /// A one-line description of a message for traces.

@@ -47,6 +47,23 @@ fn unpersisted_vote_is_caught() {
     );
 }
 
+#[test]
+fn reply_before_commit_is_caught() {
+    let opts = SimOptions {
+        replica_bug: Some(replica::ReplicaBug::ReplyBeforeCommit),
+        fault_phase_us: 20_000_000,
+        ..SimOptions::default()
+    };
+    let found = (0..50).find_map(|seed| {
+        let v = run_seed(seed, &opts, false).violation?;
+        Some((seed, v.property))
+    });
+    assert!(
+        found.is_some(),
+        "answering a write before it commits went unnoticed"
+    );
+}
+
 /// The same options without a planted bug pass on the seeds the scans above use.
 #[test]
 fn correct_build_passes_the_same_seeds() {

@@ -38,10 +38,11 @@ pub struct RaftArgs {
     /// Worker threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Plant a deliberate protocol bug: figure8-commit, unpersisted-vote, no-conflict-truncate.
+    /// Plant a deliberate bug: figure8-commit, unpersisted-vote, no-conflict-truncate
+    /// (Raft), reply-before-commit (the replica).
     #[cfg(feature = "planted-bugs")]
     #[arg(long, value_parser = parse_bug)]
-    planted_bug: Option<raft::PlantedBug>,
+    planted_bug: Option<Planted>,
 }
 
 fn parse_range(s: &str) -> Result<Range<u64>, String> {
@@ -62,11 +63,22 @@ fn parse_range(s: &str) -> Result<Range<u64>, String> {
     Ok(a..b)
 }
 
+/// A planted bug of either layer.
 #[cfg(feature = "planted-bugs")]
-fn parse_bug(s: &str) -> Result<raft::PlantedBug, String> {
-    raft::PlantedBug::from_name(s).ok_or_else(|| {
+#[derive(Clone, Copy, Debug)]
+enum Planted {
+    Raft(raft::PlantedBug),
+    Replica(replica::ReplicaBug),
+}
+
+#[cfg(feature = "planted-bugs")]
+fn parse_bug(s: &str) -> Result<Planted, String> {
+    if s == "reply-before-commit" {
+        return Ok(Planted::Replica(replica::ReplicaBug::ReplyBeforeCommit));
+    }
+    raft::PlantedBug::from_name(s).map(Planted::Raft).ok_or_else(|| {
         format!(
-            "unknown planted bug '{s}' (expected one of {})",
+            "unknown planted bug '{s}' (expected one of {}, reply-before-commit)",
             raft::PlantedBug::NAMES.join(", ")
         )
     })
@@ -79,7 +91,15 @@ pub fn run(cmd: SimCommand) -> ExitCode {
         faults: args.faults.clone(),
         fault_phase_us: args.seconds * 1_000_000,
         #[cfg(feature = "planted-bugs")]
-        planted_bug: args.planted_bug,
+        planted_bug: match args.planted_bug {
+            Some(Planted::Raft(b)) => Some(b),
+            _ => None,
+        },
+        #[cfg(feature = "planted-bugs")]
+        replica_bug: match args.planted_bug {
+            Some(Planted::Replica(b)) => Some(b),
+            _ => None,
+        },
         ..SimOptions::default()
     };
     if let Some(seed) = args.replay {
