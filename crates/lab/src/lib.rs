@@ -20,6 +20,7 @@
 
 pub mod byzantine;
 pub mod flooding;
+pub mod paxos;
 pub mod report;
 pub mod sim;
 mod svg;
@@ -86,6 +87,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: byzantine::NAME,
         run: byzantine::run,
+    },
+    Scenario {
+        name: paxos::NAME,
+        run: paxos::run,
     },
 ];
 
