@@ -26,6 +26,7 @@ pub mod sim;
 mod svg;
 pub mod sweep;
 pub mod two_generals;
+pub mod two_pc;
 
 pub use report::{Expect, Figure, Report, Series, Verdict, Violation};
 
@@ -91,6 +92,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: paxos::NAME,
         run: paxos::run,
+    },
+    Scenario {
+        name: two_pc::NAME,
+        run: two_pc::run,
     },
 ];
 

@@ -143,6 +143,13 @@ impl Proposer {
         self.learned
     }
 
+    /// Sets the value to write and bids (a proposer that already bid keeps its ballot
+    /// history, so the new bid is higher than any it used before).
+    pub fn propose(&mut self, value: u64) -> Vec<Out> {
+        self.value = value;
+        self.bid(0)
+    }
+
     /// Starts a new bid above `floor`.
     pub fn bid(&mut self, floor: u64) -> Vec<Out> {
         self.floor = self.floor.max(floor);
