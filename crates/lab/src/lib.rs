@@ -25,6 +25,7 @@ pub mod report;
 pub mod sim;
 mod svg;
 pub mod sweep;
+pub mod three_pc;
 pub mod two_generals;
 pub mod two_pc;
 
@@ -96,6 +97,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: two_pc::NAME,
         run: two_pc::run,
+    },
+    Scenario {
+        name: three_pc::NAME,
+        run: three_pc::run,
     },
 ];
 
