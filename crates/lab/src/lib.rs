@@ -20,6 +20,7 @@
 
 pub mod byzantine;
 pub mod flooding;
+pub mod multicast;
 pub mod paxos;
 pub mod report;
 pub mod sim;
@@ -101,6 +102,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: three_pc::NAME,
         run: three_pc::run,
+    },
+    Scenario {
+        name: multicast::NAME,
+        run: multicast::run,
     },
 ];
 
