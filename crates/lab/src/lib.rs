@@ -27,6 +27,7 @@ pub mod sim;
 mod svg;
 pub mod sweep;
 pub mod three_pc;
+pub mod tmr;
 pub mod two_generals;
 pub mod two_pc;
 
@@ -106,6 +107,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: multicast::NAME,
         run: multicast::run,
+    },
+    Scenario {
+        name: tmr::NAME,
+        run: tmr::run,
     },
 ];
 
