@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod byzantine;
+pub mod detectors;
 pub mod flooding;
 pub mod multicast;
 pub mod paxos;
@@ -111,6 +112,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: tmr::NAME,
         run: tmr::run,
+    },
+    Scenario {
+        name: detectors::NAME,
+        run: detectors::run,
     },
 ];
 
