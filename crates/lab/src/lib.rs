@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod byzantine;
+pub mod checkpointing;
 pub mod detectors;
 pub mod flooding;
 pub mod multicast;
@@ -112,6 +113,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: tmr::NAME,
         run: tmr::run,
+    },
+    Scenario {
+        name: checkpointing::NAME,
+        run: checkpointing::run,
     },
     Scenario {
         name: detectors::NAME,
