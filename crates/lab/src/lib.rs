@@ -138,30 +138,33 @@ pub fn run(name: &str, seed: u64, trace: bool) -> Result<Report, LabError> {
     Ok((scenario.run)(seed, trace))
 }
 
-/// Runs every scenario at [`DEFAULT_SEED`] and writes `dir/index.html` (every verdict
-/// and plot inline), plus per scenario `NAME.txt` (report), `NAME.trace.txt`,
-/// `NAME-FIGURE.svg` and `NAME-FIGURE.csv`.
+/// Runs every scenario at [`DEFAULT_SEED`] with traces on and writes the report
+/// directory with [`write_report`].
 pub fn run_all(dir: &Path) -> Result<Vec<Report>, LabError> {
-    std::fs::create_dir_all(dir)?;
-    let mut reports = Vec::new();
-    for scenario in SCENARIOS {
-        let report = (scenario.run)(DEFAULT_SEED, true);
-        write_scenario_files(dir, &report)?;
-        reports.push(report);
-    }
-    std::fs::write(dir.join("index.html"), report::index_html(&reports))?;
+    let reports: Vec<Report> = SCENARIOS
+        .iter()
+        .map(|s| (s.run)(DEFAULT_SEED, true))
+        .collect();
+    write_report(dir, &reports)?;
     Ok(reports)
 }
 
-fn write_scenario_files(dir: &Path, report: &Report) -> Result<(), LabError> {
-    let name = report.scenario;
-    std::fs::write(dir.join(format!("{name}.txt")), report.render_text())?;
-    if let Some(trace) = &report.trace {
-        std::fs::write(dir.join(format!("{name}.trace.txt")), trace)?;
+/// Writes `dir/index.html` (every verdict and plot inline) and, per report,
+/// `NAME.txt` (the text report), `NAME.trace.txt` (when traced), and
+/// `NAME-FIGURE.svg` / `NAME-FIGURE.csv` for each figure. Creates `dir` if needed.
+pub fn write_report(dir: &Path, reports: &[Report]) -> Result<(), LabError> {
+    std::fs::create_dir_all(dir)?;
+    for report in reports {
+        let name = report.scenario;
+        std::fs::write(dir.join(format!("{name}.txt")), report.render_text())?;
+        if let Some(trace) = &report.trace {
+            std::fs::write(dir.join(format!("{name}.trace.txt")), trace)?;
+        }
+        for fig in &report.figures {
+            std::fs::write(dir.join(format!("{name}-{}.svg", fig.id)), fig.to_svg())?;
+            std::fs::write(dir.join(format!("{name}-{}.csv", fig.id)), fig.to_csv())?;
+        }
     }
-    for fig in &report.figures {
-        std::fs::write(dir.join(format!("{name}-{}.svg", fig.id)), fig.to_svg())?;
-        std::fs::write(dir.join(format!("{name}-{}.csv", fig.id)), fig.to_csv())?;
-    }
+    std::fs::write(dir.join("index.html"), report::index_html(reports))?;
     Ok(())
 }

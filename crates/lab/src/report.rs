@@ -284,11 +284,11 @@ pub fn index_html(reports: &[Report]) -> String {
         for f in &r.figures {
             out.push_str(&f.to_svg());
         }
-        let _ = write!(
-            out,
-            "<p><a href=\"{0}.txt\">report</a> · <a href=\"{0}.trace.txt\">trace</a></p>",
-            r.scenario
-        );
+        let _ = write!(out, "<p><a href=\"{0}.txt\">report</a>", r.scenario);
+        if r.trace.is_some() {
+            let _ = write!(out, " · <a href=\"{0}.trace.txt\">trace</a>", r.scenario);
+        }
+        out.push_str("</p>");
     }
     out.push_str("</body></html>\n");
     out
