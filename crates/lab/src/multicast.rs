@@ -338,6 +338,9 @@ pub fn check_no_implosion(o: &Outcome, bound: f64) -> Option<Violation> {
     })
 }
 
+/// A checker over one run's outcome.
+type Checker = fn(&Outcome) -> Option<Violation>;
+
 const SUPPRESSION: Feedback = Feedback::Suppression { window_ticks: 60 };
 const VARIANTS: [(&str, Feedback); 3] = [
     ("plain NACKs", Feedback::Plain),
@@ -359,7 +362,7 @@ pub fn run(seed: u64, trace_on: bool) -> Report {
     let mut report = Report::new(NAME, SUMMARY, seed);
     let mut trace = Trace::new(trace_on);
     let mut quiet = Trace::new(false);
-    let mut cases: Vec<(String, Expect, Setup, fn(&Outcome) -> Option<Violation>)> = Vec::new();
+    let mut cases: Vec<(String, Expect, Setup, Checker)> = Vec::new();
     for (name, fb) in VARIANTS {
         cases.push((
             format!("{name}: every receiver gets every packet (100 receivers, loss 10%)"),
@@ -368,7 +371,7 @@ pub fn run(seed: u64, trace_on: bool) -> Report {
             check_reliability,
         ));
     }
-    let bounded: fn(&Outcome) -> Option<Violation> = |o| check_no_implosion(o, 4.0);
+    let bounded: Checker = |o| check_no_implosion(o, 4.0);
     cases.push((
         "feedback suppression: at most 4 NACKs reach the sender per lost packet".into(),
         Expect::Holds,

@@ -34,6 +34,50 @@ pub struct Outcome {
 const N: usize = 3;
 const ROUND_TICKS: u64 = 30;
 
+/// The checkpointing protocol's state: who is blocked, and the coordinator's round.
+struct Protocol {
+    blocked: [bool; N],
+    taken: usize,
+    permanent: u32,
+    round: u32,
+}
+
+impl Protocol {
+    /// The coordinator takes tentative checkpoint `round` and asks the others.
+    fn start_round(&mut self, sim: &mut Sim<Msg>, h: &mut Histories) {
+        self.round += 1;
+        self.taken = 0;
+        h[0].push(Ev::Ckpt(self.round));
+        self.blocked[0] = true;
+        for q in 1..N {
+            sim.send(0, q, Msg::Take(self.round));
+        }
+    }
+
+    /// A participant took its tentative checkpoint: take ours, block, answer.
+    fn on_take(&mut self, sim: &mut Sim<Msg>, h: &mut Histories, me: usize, n: u32) {
+        h[me].push(Ev::Ckpt(n));
+        self.blocked[me] = true;
+        sim.send(me, 0, Msg::Taken(n));
+    }
+
+    /// A participant took tentative checkpoint `n`; with all of them in, the
+    /// coordinator makes the round permanent.
+    fn on_taken(&mut self, sim: &mut Sim<Msg>, n: u32) {
+        self.taken += 1;
+        if self.taken < N - 1 {
+            return;
+        }
+        self.permanent = n;
+        self.blocked[0] = false;
+        sim.note(|| format!("global checkpoint {n} is permanent"));
+        for q in 1..N {
+            sim.send(0, q, Msg::Permanent(n));
+        }
+        sim.set_timer(0, ROUND_TICKS, 1);
+    }
+}
+
 /// Runs `n = 3` processes with random traffic and a checkpoint round every 30 ticks;
 /// a failure at a random tick rolls everyone back to the last permanent global
 /// checkpoint. `no_blocking` is a planted bug: processes keep sending after their
@@ -45,10 +89,12 @@ pub fn execute(seed: u64, no_blocking: bool, trace: &mut Trace) -> Outcome {
     faults.fifo = true;
     let mut sim: Sim<Msg> = Sim::new(rng.fork(1), faults, trace.is_on());
     let mut h: Histories = vec![vec![Ev::Ckpt(1)]; N];
-    let mut blocked = [false; N];
-    let mut taken = 0usize;
-    let mut permanent = 1u32;
-    let mut round = 1u32;
+    let mut proto = Protocol {
+        blocked: [false; N],
+        taken: 0,
+        permanent: 1,
+        round: 1,
+    };
     let mut next_id = 1;
     let fail_at = 40 + act.range(0, 200);
     for p in 0..N {
@@ -58,7 +104,7 @@ pub fn execute(seed: u64, no_blocking: bool, trace: &mut Trace) -> Outcome {
     while let Some(event) = sim.step(fail_at) {
         match event {
             Event::Timer { node: p, tag: 0 } => {
-                if !blocked[p] || no_blocking {
+                if !proto.blocked[p] || no_blocking {
                     let q = (p + 1 + act.range(0, N as u64 - 1) as usize) % N;
                     h[p].push(Ev::Send(next_id, q));
                     sim.send(p, q, Msg::App(next_id));
@@ -66,50 +112,16 @@ pub fn execute(seed: u64, no_blocking: bool, trace: &mut Trace) -> Outcome {
                 }
                 sim.set_timer(p, 1 + act.range(0, 4), 0);
             }
-            Event::Timer { .. } => {
-                round += 1;
-                taken = 0;
-                h[0].push(Ev::Ckpt(round));
-                blocked[0] = true;
-                for q in 1..N {
-                    sim.send(0, q, Msg::Take(round));
-                }
-            }
-            Event::Deliver {
-                from,
-                to,
-                msg: Msg::App(id),
-            } => h[to].push(Ev::Recv(id, from)),
-            Event::Deliver {
-                to,
-                msg: Msg::Take(n),
-                ..
-            } => {
-                h[to].push(Ev::Ckpt(n));
-                blocked[to] = true;
-                sim.send(to, 0, Msg::Taken(n));
-            }
-            Event::Deliver {
-                msg: Msg::Taken(n), ..
-            } => {
-                taken += 1;
-                if taken == N - 1 {
-                    permanent = n;
-                    blocked[0] = false;
-                    sim.note(|| format!("global checkpoint {n} is permanent"));
-                    for q in 1..N {
-                        sim.send(0, q, Msg::Permanent(n));
-                    }
-                    sim.set_timer(0, ROUND_TICKS, 1);
-                }
-            }
-            Event::Deliver {
-                to,
-                msg: Msg::Permanent(_),
-                ..
-            } => blocked[to] = false,
+            Event::Timer { .. } => proto.start_round(&mut sim, &mut h),
+            Event::Deliver { from, to, msg } => match msg {
+                Msg::App(id) => h[to].push(Ev::Recv(id, from)),
+                Msg::Take(n) => proto.on_take(&mut sim, &mut h, to, n),
+                Msg::Taken(n) => proto.on_taken(&mut sim, n),
+                Msg::Permanent(_) => proto.blocked[to] = false,
+            },
         }
     }
+    let permanent = proto.permanent;
     let cut: Cut = h
         .iter()
         .map(|events| {
