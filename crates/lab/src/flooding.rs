@@ -85,11 +85,16 @@ pub fn check_agreement(o: &Outcome) -> Option<Violation> {
     let decided: Vec<(Pid, Option<u32>)> = o.correct().map(|p| (p, o.decisions[p])).collect();
     let first = decided.first()?.1;
     let other = decided.iter().find(|(_, d)| *d != first)?;
+    let show = |d: Option<u32>| d.map_or("nothing".to_string(), |v| v.to_string());
     Some(Violation::new(
         "agreement",
         format!(
-            "p{} decided {:?} but p{} decided {:?}; chain {:?}",
-            decided[0].0, first, other.0, other.1, o.crashes
+            "p{} decided {} but p{} decided {}; crashes {:?}",
+            decided[0].0,
+            show(first),
+            other.0,
+            show(other.1),
+            o.crashes
         ),
     ))
 }
@@ -212,7 +217,7 @@ pub fn run(seed: u64, trace_on: bool) -> Report {
     for f in 1..=2usize {
         let n = f + 3;
         let verdict = sweep(
-            &format!("n={n}, f={f}: a dangerous chain breaks agreement after only f = {f} rounds"),
+            &format!("n={n}, f={f}: a dangerous chain breaks agreement when only f rounds are run"),
             Expect::Breaks,
             seed,
             20_000,

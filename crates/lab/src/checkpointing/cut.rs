@@ -58,6 +58,15 @@ pub fn lost(h: &Histories, cut: &Cut) -> Vec<(u32, Pid, Pid)> {
     out
 }
 
+/// Messages whose receipt the rollback undid while their sending survives: recorded
+/// as sent, never to be received again (the notes' *lost* messages).
+pub fn lost_by_rollback(h: &Histories, cut: &Cut) -> Vec<(u32, Pid, Pid)> {
+    lost(h, cut)
+        .into_iter()
+        .filter(|(id, p, q)| position(h, *q, |e| *e == Ev::Recv(*id, *p)).is_some())
+        .collect()
+}
+
 /// The orphan checker: a recovered global state must contain no orphan message.
 pub fn check_no_orphans(h: &Histories, cut: &Cut) -> Option<Violation> {
     let (id, p, q) = *orphans(h, cut).first()?;

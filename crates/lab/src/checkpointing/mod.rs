@@ -19,7 +19,7 @@ pub mod snapshot;
 use crate::report::{Expect, Figure, Report, Verdict, Violation};
 use crate::sim::Trace;
 use crate::sweep::sweep;
-use cut::{check_no_orphans, lost, recovery_line};
+use cut::{check_no_orphans, lost_by_rollback, recovery_line};
 use seedrng::Rng;
 
 /// The scenario's name.
@@ -27,14 +27,14 @@ pub const NAME: &str = "checkpointing";
 const SUMMARY: &str = "Independent checkpoints roll back to the start (domino effect), lose messages and can livelock; synchronous coordinated checkpointing and the Chandy–Lamport snapshot give orphan-free recovery lines; checkpoint overhead against recovery cost as the interval varies.";
 const LIVELOCK_BOUND: u32 = 50;
 
-/// Lost messages after a rollback: messages recorded as sent but, in the recovered
-/// state, never received.
+/// Lost messages after a rollback: messages recorded as sent whose receipt the rollback
+/// undid (in-transit messages at the end of the run do not count).
 pub fn check_no_lost(h: &cut::Histories, c: &cut::Cut) -> Option<Violation> {
-    let (id, p, q) = *lost(h, c).first()?;
+    let (id, p, q) = *lost_by_rollback(h, c).first()?;
     Some(Violation::new(
         "no lost messages",
         format!(
-            "m{id} from P{} to P{} is sent in the recovered state but never received",
+            "m{id} from P{} to P{} is sent in the recovered state, its receipt undone",
             p + 1,
             q + 1
         ),
