@@ -30,6 +30,7 @@ mod svg;
 pub mod sweep;
 pub mod three_pc;
 pub mod tmr;
+pub mod tmr_chain;
 pub mod two_generals;
 pub mod two_pc;
 

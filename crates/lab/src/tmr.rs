@@ -273,6 +273,7 @@ pub fn run(seed: u64, trace_on: bool) -> Report {
         execute(v.seed, make(v.seed), &mut trace);
         report.verdicts.push(v);
     }
+    chain_verdicts(&mut report, &mut trace, seed);
     report.figures.push(reliability_figure(seed));
     report.notes.push(
         "with independent, identical wrong values, P(TMR wrong) = 3p^2 - 2p^3 < p for p < 1/2"
@@ -280,6 +281,41 @@ pub fn run(seed: u64, trace_on: bool) -> Report {
     );
     report.trace = trace.into_text();
     report
+}
+
+fn chain_verdicts(report: &mut Report, trace: &mut Trace, seed: u64) {
+    use crate::tmr_chain::{check_chain, execute, one_per_stage, two_voters_in_one_stage};
+    let stages = 4;
+    type Faults = fn(u64, usize) -> crate::tmr_chain::FaultyElements;
+    let cases: [(&str, Expect, Faults); 2] = [
+        (
+            "4 stages with a voter per replica: one faulty replica or voter per stage is masked",
+            Expect::Holds,
+            one_per_stage,
+        ),
+        (
+            "two faulty voters in one stage out-vote the third",
+            Expect::Breaks,
+            two_voters_in_one_stage,
+        ),
+    ];
+    for (claim, expect, faults) in cases {
+        let v = sweep(claim, expect, seed, 200, |s| {
+            check_chain(
+                &execute(s, stages, &faults(s, stages), 20, &mut Trace::new(false)),
+                stages,
+            )
+        });
+        trace.header(|| {
+            format!(
+                "== {claim}: seed {}, faulty {:?}",
+                v.seed,
+                faults(v.seed, stages)
+            )
+        });
+        execute(v.seed, stages, &faults(v.seed, stages), 20, trace);
+        report.verdicts.push(v);
+    }
 }
 
 /// Monte Carlo of one voted step: P(wrong output) against the per-component failure

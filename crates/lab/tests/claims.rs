@@ -113,6 +113,8 @@ fn multicast_tmr_detectors_checkpointing_claims_and_counter_examples() {
     assert_verdict(&r, "one value-failing replica is masked", Expect::Holds);
     assert_verdict(&r, "a separate voter", Expect::Breaks);
     assert_verdict(&r, "voter in the client's process", Expect::Holds);
+    assert_verdict(&r, "4 stages with a voter per replica", Expect::Holds);
+    assert_verdict(&r, "two faulty voters in one stage", Expect::Breaks);
     let r = report("failure-detectors", 1);
     assert_verdict(&r, "completeness: fixed", Expect::Holds);
     assert_verdict(&r, "accuracy broken by jitter: a fixed", Expect::Breaks);
