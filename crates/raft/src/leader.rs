@@ -240,7 +240,13 @@ impl RaftNode {
             return;
         }
         if let FlowState::Snapshot { meta, offset, .. } = &mut p.state {
-            if meta.index == index {
+            // The follower names the offset it wants. Only a new want moves the
+            // transfer: a repeated or reordered answer (the network duplicates them,
+            // and a resent chunk is answered again) must not send another chunk, or
+            // every extra answer adds a chunk in flight and the transfer becomes a
+            // storm. Its assembly only grows, except back to 0 (lost or damaged).
+            let wanted = next_offset > *offset || (next_offset == 0 && *offset != 0);
+            if meta.index == index && wanted {
                 p.progressed_since_heartbeat = true;
                 *offset = next_offset;
                 self.send_snapshot_chunk(from);

@@ -107,6 +107,37 @@ fn installed(effects: &[Effect]) -> bool {
         .any(|e| matches!(e, Effect::Apply(Apply::Snapshot(_))))
 }
 
+/// A repeated or stale answer to a chunk sends nothing: only a new offset the follower
+/// asks for does (otherwise duplicated answers multiply the chunks in flight; the
+/// simulator found that storm once snapshots spanned many chunks).
+#[test]
+fn repeated_snapshot_answers_send_one_chunk() {
+    let mut nodes = cluster();
+    elect_node_1(&mut nodes);
+    let index = write_and_compact(&mut nodes, 1);
+    common::pump(&mut nodes, cut);
+    for _ in 0..4 {
+        nodes[0].tick();
+    }
+    common::pump(&mut nodes, cut);
+    let term = nodes[0].status().term;
+    let answer = |next_offset| Message::SnapshotResponse {
+        term,
+        index,
+        next_offset,
+        installed: false,
+        read_seq: 0,
+    };
+    let mut sent = Vec::new();
+    for next in [100, 100, 100, 0, 100, 200, 100, 200] {
+        nodes[0].step(NodeId(3), answer(next)).unwrap();
+        sent.extend(chunk_requests(&nodes[0].take_effects()));
+    }
+    let offsets: Vec<u64> = sent.iter().map(|(_, _, o)| *o).collect();
+    // 100 once; 0 (a restart) once; then 100 and 200 once each.
+    assert_eq!(offsets, vec![100, 0, 100, 200]);
+}
+
 /// The follower checks the assembled snapshot against the CRC the leader's storage
 /// recorded: bytes damaged on the leader's disk or on the way are never installed.
 #[test]
