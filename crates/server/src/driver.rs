@@ -225,12 +225,11 @@ impl Driver {
     }
 
     /// Carries out actions until none are left (a snapshot handed over on the way adds
-    /// its own durable write, which goes through the same path), then answers clients.
+    /// its own durable write, which goes through the same path).
     fn process(&mut self) -> Result<(), Fatal> {
         while self.drain_actions()? || self.maybe_snapshot()? {}
         self.snapshot_slice();
         self.compaction_slice();
-        self.answer();
         self.publish();
         Ok(())
     }
@@ -242,6 +241,8 @@ impl Driver {
         let actions = self.replica.take_effects()?;
         self.times.add(Phase::Apply, applying.elapsed());
         self.after_apply();
+        // Answered at once: not behind this batch's fdatasync.
+        self.answer();
         if actions.is_empty() {
             return Ok(false);
         }
