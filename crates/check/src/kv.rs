@@ -27,13 +27,21 @@ pub enum KvInput {
         /// The value written on success.
         new: u64,
     },
+    /// Remove `key`.
+    Delete {
+        /// The key removed.
+        key: String,
+    },
 }
 
 impl KvInput {
     /// The key this request addresses.
     pub fn key(&self) -> &str {
         match self {
-            KvInput::Get { key } | KvInput::Put { key, .. } | KvInput::Cas { key, .. } => key,
+            KvInput::Get { key }
+            | KvInput::Put { key, .. }
+            | KvInput::Cas { key, .. }
+            | KvInput::Delete { key } => key,
         }
     }
 }
@@ -49,6 +57,11 @@ pub enum KvOutput {
     Cas {
         /// `true` iff the value was swapped.
         ok: bool,
+    },
+    /// Whether the delete removed a value.
+    Delete {
+        /// `true` iff the key held a value.
+        deleted: bool,
     },
 }
 
@@ -79,6 +92,9 @@ impl Model for KvModel {
                     _ => None,
                 }
             }
+            (KvInput::Delete { .. }, KvOutput::Delete { deleted }) => {
+                (*deleted == state.is_some()).then_some(None)
+            }
             _ => None,
         }
     }
@@ -89,6 +105,7 @@ impl Model for KvModel {
             KvInput::Put { value, .. } => vec![Some(*value)],
             KvInput::Cas { expected, new, .. } if state == expected => vec![Some(*new)],
             KvInput::Cas { .. } => vec![*state],
+            KvInput::Delete { .. } => vec![None],
         }
     }
 
@@ -143,5 +160,12 @@ mod tests {
         assert_eq!(m.step_unknown(&Some(2), &cas), vec![Some(2)]);
         assert_eq!(m.key(&cas), "a");
         assert!(m.is_read_only(&get("b")) && !m.is_read_only(&put));
+        let del = KvInput::Delete { key: "a".into() };
+        let deleted = |d| KvOutput::Delete { deleted: d };
+        assert_eq!(m.step(&Some(3), &del, &deleted(true)), Some(None));
+        assert_eq!(m.step(&Some(3), &del, &deleted(false)), None);
+        assert_eq!(m.step(&None, &del, &deleted(false)), Some(None));
+        assert_eq!(m.step(&None, &del, &deleted(true)), None);
+        assert_eq!(m.step_unknown(&Some(3), &del), vec![None]);
     }
 }

@@ -123,9 +123,10 @@ pub fn random_input(rng: &mut SplitMix64, keys: usize, unique: Option<u64>) -> K
             (rng.below(6) > 0).then(|| 1 + rng.below(5)),
         ),
     };
-    match rng.below(10) {
+    match rng.below(11) {
         0..=3 => get(&key),
         4..=6 => put(&key, value),
+        7 => KvInput::Delete { key },
         _ => cas(&key, expected, value),
     }
 }
@@ -145,6 +146,9 @@ fn apply(store: &mut BTreeMap<String, u64>, input: &KvInput) -> KvOutput {
             }
             KvOutput::Cas { ok }
         }
+        KvInput::Delete { key } => KvOutput::Delete {
+            deleted: store.remove(key).is_some(),
+        },
     }
 }
 

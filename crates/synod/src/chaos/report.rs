@@ -35,6 +35,7 @@ pub fn first_write_after(ops: &[OpRecord], at_s: f64) -> Option<f64> {
 fn op_json(o: &OpRecord) -> String {
     let (kind, key, args) = match &o.input {
         KvInput::Get { key } => ("get", key, String::new()),
+        KvInput::Delete { key } => ("delete", key, String::new()),
         KvInput::Put { key, value } => ("put", key, format!(",\"value\":{value}")),
         KvInput::Cas { key, expected, new } => (
             "cas",

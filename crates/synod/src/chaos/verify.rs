@@ -67,7 +67,7 @@ fn writer_of<'a>(ops: &'a [OpRecord], key: &str, value: u64) -> Option<&'a OpRec
         o.input.key() == key
             && match &o.input {
                 KvInput::Put { value: v, .. } | KvInput::Cas { new: v, .. } => *v == value,
-                KvInput::Get { .. } => false,
+                KvInput::Get { .. } | KvInput::Delete { .. } => false,
             }
     })
 }

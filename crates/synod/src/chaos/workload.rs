@@ -173,6 +173,21 @@ pub async fn execute(
                 .into_inner();
             Ok((KvOutput::Cas { ok: r.succeeded }, rev(r.header)))
         }
+        KvInput::Delete { key } => {
+            let r = kv
+                .delete_range(pb::DeleteRangeRequest {
+                    key: key.as_bytes().to_vec(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok((
+                KvOutput::Delete {
+                    deleted: r.deleted > 0,
+                },
+                rev(r.header),
+            ))
+        }
     }
 }
 
