@@ -1,6 +1,8 @@
-//! Workload clients: each runs one operation at a time, retries on redirect or timeout
-//! with the same session sequence number (so a retried write applies at most once),
-//! and records invocations and completions for the linearizability checker.
+//! Workload clients, shaped like etcd's: each runs one operation at a time (put, get,
+//! compare-and-set through a txn, delete, compaction) and retries it on a redirect, an
+//! unknown outcome or a timeout with the same session sequence number (so a retried
+//! write applies at most once: see `kv::SimStore`). Invocations and completions go to
+//! the linearizability checker.
 
 use crate::host::{ClientOutcome, ClientRequest};
 use crate::kv::{Command, KvOp, KvResult};
@@ -58,25 +60,25 @@ impl Client {
             return None;
         }
         let key = rng.range(0, u64::from(keys)) as u8;
-        let r = match rng.range(0, 10) {
-            0..=3 => ClientRequest::Read(key),
-            4..=7 => ClientRequest::Write(Command {
+        let write = |op| {
+            ClientRequest::Write(Command {
                 client: self.id,
                 seq: 0,
-                op: KvOp::Put { key, value: 0 },
+                op,
+            })
+        };
+        let r = match rng.range(0, 20) {
+            0..=7 => ClientRequest::Read(key),
+            8..=13 => write(KvOp::Put { key, value: 0 }),
+            14..=16 => write(KvOp::Cas {
+                key,
+                expected: self.seen.get(&key).copied().flatten(),
+                new: 0,
             }),
-            _ => {
-                let expected = self.seen.get(&key).copied().flatten();
-                ClientRequest::Write(Command {
-                    client: self.id,
-                    seq: 0,
-                    op: KvOp::Cas {
-                        key,
-                        expected,
-                        new: 0,
-                    },
-                })
-            }
+            17..=18 => write(KvOp::Delete { key }),
+            _ => write(KvOp::Compact {
+                behind: rng.range(0, 8) as u8,
+            }),
         };
         Some(self.stamp(r))
     }
@@ -96,7 +98,7 @@ impl Client {
                 expected,
                 new: unique,
             },
-            KvOp::Nop => KvOp::Nop,
+            op => op,
         };
         ClientRequest::Write(cmd)
     }
@@ -146,6 +148,11 @@ impl Client {
             }
             (ClientRequest::Write(cmd), ClientOutcome::Written(r)) => match (cmd.op, r) {
                 (KvOp::Cas { .. }, KvResult::Cas(ok)) => KvOutput::Cas { ok },
+                (KvOp::Delete { key }, KvResult::Deleted(deleted)) => {
+                    self.seen.insert(key, None);
+                    KvOutput::Delete { deleted }
+                }
+                (KvOp::Compact { .. }, _) => KvOutput::Get(None),
                 _ => KvOutput::Put,
             },
             _ => return false,
@@ -169,8 +176,9 @@ fn to_input(r: &ClientRequest) -> KvInput {
                 expected,
                 new,
             },
-            // A no-op write is modelled as a read of a key nobody writes.
-            KvOp::Nop => KvInput::Get { key: "nop".into() },
+            KvOp::Delete { key } => KvInput::Delete { key: key_name(key) },
+            // A compaction changes no key: modelled as a read of a key nobody writes.
+            KvOp::Compact { .. } => KvInput::Get { key: "nop".into() },
         },
     }
 }

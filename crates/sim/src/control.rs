@@ -241,7 +241,9 @@ impl Simulation {
             .map(|(_, o)| match o {
                 crate::host::ClientOutcome::Read(v) => Ok(*v),
                 crate::host::ClientOutcome::Redirect(hint) => Err(*hint),
-                crate::host::ClientOutcome::Written(_) => Err(None),
+                crate::host::ClientOutcome::Written(_) | crate::host::ClientOutcome::Unknown => {
+                    Err(None)
+                }
             })
     }
 

@@ -6,7 +6,7 @@
 
 use crate::hash::{fnv, mix};
 use crate::invariants::{Invariants, Violation};
-use crate::kv::{Command, KvOp, KvResult, SimMachine};
+use crate::kv::{Command, KvOp, KvResult, SimStore};
 use crate::node_disk::NodeDisk;
 use crate::storage::RaftStorage;
 use engine::{Chunk, Index, StateMachine};
@@ -14,7 +14,7 @@ use raft::{Config, IoId, LogIndex, Message, NodeId, RaftNode};
 use replica::{Action, AppliedItem, Outcome, Refused, Replica, ReplicaOptions, SnapshotPolicy};
 
 /// The replica a simulated machine runs.
-pub(crate) type SimReplica = Replica<RaftNode, SimMachine, Token>;
+pub(crate) type SimReplica = Replica<RaftNode, SimStore, Token>;
 
 /// Whether and how a host runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +45,11 @@ pub enum ClientOutcome {
     Written(KvResult),
     /// The value read.
     Read(Option<u64>),
-    /// Not the leader (with a hint), or the request was lost to a leadership change.
+    /// Not the leader (with a hint): the request never entered the order; retrying is
+    /// safe.
     Redirect(Option<NodeId>),
+    /// The request may or may not have taken effect (leadership changed).
+    Unknown,
 }
 
 /// A reply routed back to a client attempt.
@@ -66,6 +69,8 @@ pub(crate) struct Token {
     client: u64,
     attempt: u64,
     request: ClientRequest,
+    /// FNV of the command's bytes as submitted (writes).
+    body: u64,
 }
 
 /// Actions for the world to schedule, collected while driving a host.
@@ -89,6 +94,8 @@ pub(crate) struct Outbox {
 pub(crate) struct HostOptions {
     /// Applied entries between snapshots.
     pub(crate) snapshot_every: u64,
+    /// History the leader keeps (0: no auto-compaction).
+    pub(crate) auto_compact_retain: u64,
     /// A planted bug of the replica layer.
     #[cfg(feature = "planted-bugs")]
     pub(crate) bug: Option<replica::ReplicaBug>,
@@ -112,12 +119,14 @@ pub(crate) struct Host {
     pub(crate) sync_scheduled: bool,
     pub(crate) paused_inbox: Vec<(NodeId, Message)>,
     opts: HostOptions,
+    /// The revision this incarnation last asked to compact to.
+    compact_asked: i64,
 }
 
-/// The hash a command is known by to the checkers: its index and its bytes as
-/// submitted (a request id follows them in the log).
-pub(crate) fn command_hash(index: u64, body: &[u8]) -> u64 {
-    mix(index, fnv(body))
+/// The hash a command is known by to the checkers: its index and the FNV of its bytes
+/// as submitted (a request id follows them in the log).
+pub(crate) fn command_hash(index: u64, body_fnv: u64) -> u64 {
+    mix(index, body_fnv)
 }
 
 impl Host {
@@ -135,6 +144,7 @@ impl Host {
             sync_scheduled: false,
             paused_inbox: Vec::new(),
             opts,
+            compact_asked: 0,
         };
         h.node = Some(h.replica(raft));
         h
@@ -149,7 +159,7 @@ impl Host {
             #[cfg(feature = "planted-bugs")]
             bug: self.opts.bug,
         };
-        Replica::new(raft, SimMachine::default(), opts)
+        Replica::new(raft, SimStore::default(), opts)
     }
 
     /// The engine's status, while running.
@@ -164,14 +174,14 @@ impl Host {
 
     /// The state machine's value of `key` (none while down).
     pub(crate) fn value(&self, key: u8) -> Option<u64> {
-        self.node.as_ref().and_then(|r| r.machine().kv.get(key))
+        self.node.as_ref().and_then(|r| r.machine().get(key))
     }
 
     /// The state machine's digest (of the empty state while down).
     pub(crate) fn digest(&self) -> u64 {
         match &self.node {
             Some(r) => r.machine().digest(),
-            None => SimMachine::default().digest(),
+            None => SimStore::default().digest(),
         }
     }
 
@@ -181,6 +191,7 @@ impl Host {
         self.paused_inbox.clear();
         self.sync_scheduled = false;
         self.last_written_io = IoId(0);
+        self.compact_asked = 0;
         self.incarnation += 1;
     }
 
@@ -218,15 +229,25 @@ impl Host {
     }
 
     /// A client request arrived. Returns the index it was given, when this node leads.
-    pub(crate) fn on_client(&mut self, client: u64, attempt: u64, request: ClientRequest) -> Option<Index> {
+    pub(crate) fn on_client(
+        &mut self,
+        client: u64,
+        attempt: u64,
+        request: ClientRequest,
+    ) -> Option<Index> {
         let node = self.node.as_mut()?;
-        let token = Token {
+        let mut token = Token {
             client,
             attempt,
             request,
+            body: 0,
         };
         match request {
-            ClientRequest::Write(cmd) => node.submit(token, cmd.encode()),
+            ClientRequest::Write(cmd) => {
+                let body = cmd.encode(node.machine().revision());
+                token.body = fnv(&body);
+                node.submit(token, body)
+            }
             ClientRequest::Read(_) => {
                 node.read(token);
                 None
@@ -245,7 +266,10 @@ impl Host {
                 // Every command the simulator's nodes forward is well formed.
                 Refused::Command(_) => "command-validation",
             };
-            violation(property, format!("node {} refused a message from {from}: {e}", self.id))
+            violation(
+                property,
+                format!("node {} refused a message from {from}: {e}", self.id),
+            )
         })
     }
 
@@ -257,7 +281,12 @@ impl Host {
     }
 
     /// Runs the replica's actions until it has nothing more to say.
-    pub(crate) fn drive(&mut self, inv: &mut Invariants, out: &mut Outbox) -> Result<(), Violation> {
+    pub(crate) fn drive(
+        &mut self,
+        inv: &mut Invariants,
+        out: &mut Outbox,
+    ) -> Result<(), Violation> {
+        self.auto_compact();
         loop {
             let Some(node) = self.node.as_mut() else {
                 return Ok(());
@@ -275,6 +304,11 @@ impl Host {
             }
         }
         self.maybe_snapshot(inv)?;
+        if let Some(node) = self.node.as_mut() {
+            // Drop the history a Compact made unreachable (the server does it in slices).
+            let store = &mut node.machine_mut().store;
+            while store.compaction_pending() && !store.compact_step(1024) {}
+        }
         let Some(status) = self.status() else {
             return Ok(());
         };
@@ -354,13 +388,9 @@ impl Host {
                 continue;
             }
             let body = command.as_deref().map(strip_id);
-            let hash = body.map_or(0, |b| command_hash(index.0, b));
+            let hash = body.map_or(0, |b| command_hash(index.0, fnv(b)));
             inv.on_apply(self.id, index, hash, digest)?;
-            if let Some(Ok(Command {
-                op: KvOp::Put { value, .. },
-                ..
-            })) = body.map(Command::decode)
-            {
+            if let Some(value) = body.and_then(crate::kv::put_value) {
                 out.values.push((index.0, value));
             }
         }
@@ -378,26 +408,73 @@ impl Host {
                 client,
                 attempt,
                 request,
+                body,
             } = r.client;
             let outcome = match (request, r.outcome) {
-                (ClientRequest::Write(cmd), Outcome::Applied { index, response }) => {
-                    out.acked.push((index.0, command_hash(index.0, &cmd.encode())));
+                (ClientRequest::Write(_), Outcome::Applied { index, response }) => {
+                    out.acked.push((index.0, command_hash(index.0, body)));
                     ClientOutcome::Written(response)
                 }
                 (ClientRequest::Read(key), Outcome::ReadReady) => {
-                    ClientOutcome::Read(node.machine().kv.get(key))
+                    ClientOutcome::Read(node.machine().get(key))
                 }
                 (_, Outcome::Redirect(leader)) => ClientOutcome::Redirect(leader),
-                // Unknown (a retry applies at most once: client sessions), or refused
-                // (which no well-formed command is).
-                _ => ClientOutcome::Redirect(None),
+                // A compaction below the store's compaction point is refused; it
+                // changes nothing either way.
+                (ClientRequest::Write(c), Outcome::Refused(_))
+                    if matches!(c.op, KvOp::Compact { .. }) =>
+                {
+                    ClientOutcome::Written(KvResult::Done)
+                }
+                _ => ClientOutcome::Unknown,
             };
+            if out.tracing {
+                let applied = node.applied();
+                out.notes.push(format!(
+                    "n{} answers client {client} attempt {attempt}: {outcome:?} (applied {applied})",
+                    self.id
+                ));
+            }
             out.replies.push(Reply {
                 client,
                 attempt,
                 outcome,
             });
         }
+    }
+
+    /// etcd's revision-mode auto-compaction: the leader keeps the store's history to
+    /// about `auto_compact_retain` revisions, through the log like any Compact.
+    fn auto_compact(&mut self) {
+        let retain = self.opts.auto_compact_retain as i64;
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        if retain == 0 || node.status().role != engine::Role::Leader {
+            return;
+        }
+        let store = &node.machine().store;
+        let target = store.revision() - retain;
+        if target <= store.compact_revision() + retain || target <= self.compact_asked {
+            return;
+        }
+        self.compact_asked = target;
+        let cmd = Command {
+            client: crate::world::COMPACTOR,
+            // Increasing, as the session requires: the revision it compacts to.
+            seq: target as u64,
+            op: KvOp::Compact {
+                behind: retain.min(255) as u8,
+            },
+        };
+        let body = cmd.encode(store.revision());
+        let token = Token {
+            client: crate::world::COMPACTOR,
+            attempt: 0,
+            request: ClientRequest::Write(cmd),
+            body: fnv(&body),
+        };
+        node.submit(token, body);
     }
 
     fn maybe_snapshot(&mut self, inv: &mut Invariants) -> Result<(), Violation> {

@@ -157,6 +157,10 @@ pub struct SimOptions {
     pub heartbeat_interval_ticks: u64,
     /// Take a snapshot once this many entries are applied past the last one.
     pub snapshot_every: u64,
+    /// Revisions of history the leader keeps (etcd's revision-mode auto-compaction):
+    /// once the store is twice this far past its compaction point, the leader submits a
+    /// Compact to this many revisions back. 0 turns it off.
+    pub auto_compact_retain: u64,
     /// Snapshot chunk size (small values exercise chunking).
     pub snapshot_chunk_bytes: usize,
     /// Most entries in one AppendEntries.
@@ -221,6 +225,7 @@ impl Default for SimOptions {
             election_timeout_ticks: 15,
             heartbeat_interval_ticks: 4,
             snapshot_every: 64,
+            auto_compact_retain: 32,
             snapshot_chunk_bytes: 128,
             max_append_entries: 64,
             max_inflight_appends: 8,

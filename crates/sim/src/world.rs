@@ -124,6 +124,9 @@ pub struct Simulation {
 /// Session id of commands that scenario tests start directly.
 pub(crate) const START_CLIENT: u64 = u64::MAX - 1;
 
+/// The client id of the leader's own auto-compaction requests (answers are dropped).
+pub(crate) const COMPACTOR: u64 = u64::MAX - 2;
+
 /// Client id used for reads that scenario tests issue directly.
 pub(crate) const PROBE_CLIENT: u64 = u64::MAX;
 
@@ -172,6 +175,7 @@ impl Simulation {
             };
             let host_opts = crate::host::HostOptions {
                 snapshot_every: sim.opts.snapshot_every,
+                auto_compact_retain: sim.opts.auto_compact_retain,
                 #[cfg(feature = "planted-bugs")]
                 bug: sim.opts.replica_bug,
             };
@@ -464,15 +468,35 @@ impl Simulation {
                     self.send_attempt(c, attempt, backoff);
                 }
             }
+            ClientOutcome::Unknown => self.on_unknown(c, r.attempt),
             outcome => {
                 if client.complete(r.attempt, outcome, &mut self.history, self.now_us) {
                     self.stats.ops_completed += 1;
                     self.log(|| format!("client {c} completed {outcome:?}"));
-                    let think = self.opts.think_us;
-                    let d = self.rng.range(think / 2, think + think / 2);
-                    self.schedule(d, Event::ClientIssue { client: c });
+                    self.think(c);
                 }
             }
+        }
+    }
+
+    /// The client's next operation after it thinks a while.
+    fn think(&mut self, c: usize) {
+        let think = self.opts.think_us;
+        let d = self.rng.range(think / 2, think + think / 2);
+        self.schedule(d, Event::ClientIssue { client: c });
+    }
+
+    /// The outcome of attempt `attempt` is unknown: it is retried at another member
+    /// (a write too: its session makes a second application a no-op).
+    fn on_unknown(&mut self, c: usize, attempt: u64) {
+        let n = self.hosts.len();
+        let client = &mut self.clients[c];
+        if client.current.map(|f| f.attempt) != Some(attempt) {
+            return;
+        }
+        client.target = (client.target + 1) % n;
+        if let Some(a) = client.retry() {
+            self.send_attempt(c, a, 20_000);
         }
     }
 

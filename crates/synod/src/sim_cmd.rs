@@ -76,12 +76,14 @@ fn parse_bug(s: &str) -> Result<Planted, String> {
     if s == "reply-before-commit" {
         return Ok(Planted::Replica(replica::ReplicaBug::ReplyBeforeCommit));
     }
-    raft::PlantedBug::from_name(s).map(Planted::Raft).ok_or_else(|| {
-        format!(
-            "unknown planted bug '{s}' (expected one of {}, reply-before-commit)",
-            raft::PlantedBug::NAMES.join(", ")
-        )
-    })
+    raft::PlantedBug::from_name(s)
+        .map(Planted::Raft)
+        .ok_or_else(|| {
+            format!(
+                "unknown planted bug '{s}' (expected one of {}, reply-before-commit)",
+                raft::PlantedBug::NAMES.join(", ")
+            )
+        })
 }
 
 pub fn run(cmd: SimCommand) -> ExitCode {

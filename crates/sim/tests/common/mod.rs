@@ -40,6 +40,9 @@ pub fn snap_opts(n: usize) -> SimOptions {
     SimOptions {
         snapshot_every: SNAPSHOT_EVERY,
         snapshot_chunk_bytes: 16,
+        // Keep the store's history short, so that a snapshot spans tens of 16-byte
+        // chunks (as the register map these scenarios were written for did).
+        auto_compact_retain: 4,
         ..opts(n)
     }
 }
