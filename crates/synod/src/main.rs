@@ -11,6 +11,7 @@ mod bench_report;
 mod bench_wal;
 mod chaos;
 mod dev_cmd;
+mod lab_cmd;
 mod node_cmd;
 mod sim_cmd;
 
@@ -42,6 +43,10 @@ enum Command {
     Dev(dev_cmd::DevArgs),
     /// Fault injection against real member processes, with linearizability checking.
     Chaos(chaos::ChaosArgs),
+    /// The notes' classic algorithms (two generals, flooding, Byzantine generals, Paxos,
+    /// 2PC/3PC, reliable multicast, checkpointing, TMR, failure detectors), run on a
+    /// seeded simulator, checked and plotted.
+    Lab(lab_cmd::LabArgs),
 }
 
 /// mimalloc instead of glibc's malloc: the server allocates per request on several
@@ -70,5 +75,6 @@ fn main() -> ExitCode {
         Command::Node(args) => node_cmd::run(*args),
         Command::Dev(args) => dev_cmd::run(args),
         Command::Chaos(args) => chaos::run(args),
+        Command::Lab(args) => lab_cmd::run(args),
     }
 }
