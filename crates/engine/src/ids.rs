@@ -1,19 +1,21 @@
 //! The few identifier types every engine shares.
 
-use std::fmt;
 use std::sync::Arc;
 
 /// Opaque bytes shared cheaply between the log, messages and the driver.
 pub type Payload = Arc<[u8]>;
 
+/// Declares a `u64` id newtype that prints as its number; engines use it for their own
+/// ids too (Raft's `Term`).
+#[macro_export]
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub u64);
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 write!(f, "{}", self.0)
             }
         }

@@ -12,7 +12,7 @@
 
 use crate::report::{Expect, Figure, Report, Violation};
 use crate::sim::{Event, Faults, Pid, Sim, Trace};
-use crate::sweep::{fraction, sweep};
+use crate::sweep::{fraction, run_cases, Case};
 use seedrng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -477,13 +477,6 @@ fn both(o: &Outcome) -> Option<Violation> {
 pub fn run(seed: u64, trace_on: bool) -> Report {
     let mut report = Report::new(NAME, SUMMARY, seed);
     let mut trace = Trace::new(trace_on);
-    let mut quiet = Trace::new(false);
-    type Case = (
-        &'static str,
-        Expect,
-        u64,
-        fn(u64, &mut Trace) -> Option<Violation>,
-    );
     let cases: [Case; 5] = [
         (
             "one value decided despite acceptor crash and restart (loss 10%, duplication 5%)",
@@ -516,12 +509,7 @@ pub fn run(seed: u64, trace_on: bool) -> Report {
             |s, t| check_safety(&execute(s, &crash_setup(s, false, true), t)),
         ),
     ];
-    for (claim, expect, count, f) in cases {
-        let v = sweep(claim, expect, seed, count, |s| f(s, &mut quiet));
-        trace.header(|| format!("== {claim}: seed {}", v.seed));
-        f(v.seed, &mut trace);
-        report.verdicts.push(v);
-    }
+    run_cases(&mut report, &mut trace, seed, &cases);
     report.figures.push(backoff_figure(seed));
     report.trace = trace.into_text();
     report

@@ -1,7 +1,30 @@
 //! Seed sweeps: run a checked scenario over consecutive seeds and turn the first
 //! violation (or its absence) into a [`Verdict`].
 
-use crate::report::{Expect, Verdict, Violation};
+use crate::report::{Expect, Report, Verdict, Violation};
+use crate::sim::Trace;
+
+/// One claim or counter-example of a scenario: what it says, what the notes expect,
+/// how many seeds to sweep, and the run that checks one seed (tracing into the trace
+/// it is given).
+pub type Case = (
+    &'static str,
+    Expect,
+    u64,
+    fn(u64, &mut Trace) -> Option<Violation>,
+);
+
+/// Sweeps every case from `seed`, replays into `trace` the seed each one settled on
+/// (the counter-example, or the last seed of a claim), and records the verdicts.
+pub fn run_cases(report: &mut Report, trace: &mut Trace, seed: u64, cases: &[Case]) {
+    let mut quiet = Trace::new(false);
+    for &(claim, expect, count, f) in cases {
+        let v = sweep(claim, expect, seed, count, |s| f(s, &mut quiet));
+        trace.header(|| format!("== {claim}: seed {}", v.seed));
+        f(v.seed, trace);
+        report.verdicts.push(v);
+    }
+}
 
 /// Runs `check` on seeds `from`, `from + 1`, … for at most `count` seeds and stops at
 /// the first violation. For [`Expect::Holds`] the sweep is the evidence for the claim;

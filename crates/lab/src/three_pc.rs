@@ -13,7 +13,7 @@
 
 use crate::report::{Expect, Figure, Report, Violation};
 use crate::sim::{Event, Faults, Pid, Sim, Trace};
-use crate::sweep::{fraction, sweep};
+use crate::sweep::{fraction, run_cases, Case};
 use crate::two_pc;
 use seedrng::Rng;
 
@@ -371,13 +371,6 @@ fn partition_setup(seed: u64) -> Setup {
 pub fn run(seed: u64, trace_on: bool) -> Report {
     let mut report = Report::new(NAME, SUMMARY, seed);
     let mut trace = Trace::new(trace_on);
-    let mut quiet = Trace::new(false);
-    type Case = (
-        &'static str,
-        Expect,
-        u64,
-        fn(u64, &mut Trace) -> Option<Violation>,
-    );
     let cases: [Case; 4] = [
         (
             "no blocking, atomicity kept: coordinator crash at any point, no partition",
@@ -410,12 +403,7 @@ pub fn run(seed: u64, trace_on: bool) -> Report {
             |s, t| check_atomicity(&execute(s, &crash_setup(s, 0, true), t)),
         ),
     ];
-    for (claim, expect, count, f) in cases {
-        let v = sweep(claim, expect, seed, count, |s| f(s, &mut quiet));
-        trace.header(|| format!("== {claim}: seed {}", v.seed));
-        f(v.seed, &mut trace);
-        report.verdicts.push(v);
-    }
+    run_cases(&mut report, &mut trace, seed, &cases);
     report.figures.push(blocking_figure(seed));
     report.trace = trace.into_text();
     report

@@ -1,27 +1,11 @@
 //! Identifier newtypes, log entries, hard state and snapshots.
 
-use std::fmt;
-
 /// A position in the replicated log; the first entry has index 1, 0 means "none"
 /// (the engine contract's [`engine::Index`]).
 pub use engine::Index as LogIndex;
 pub use engine::{IoId, NodeId, Payload};
 
-macro_rules! id_newtype {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(pub u64);
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}", self.0)
-            }
-        }
-    };
-}
-
-id_newtype!(
+engine::id_newtype!(
     /// A Raft term: a logical clock that increases with each election.
     Term
 );

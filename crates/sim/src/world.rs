@@ -489,6 +489,12 @@ impl Simulation {
     /// The outcome of attempt `attempt` is unknown: it is retried at another member
     /// (a write too: its session makes a second application a no-op).
     fn on_unknown(&mut self, c: usize, attempt: u64) {
+        self.retry_elsewhere(c, attempt, 20_000);
+    }
+
+    /// Retries the client's current attempt, if it is still `attempt`, at the next
+    /// member after `delay_us`.
+    fn retry_elsewhere(&mut self, c: usize, attempt: u64, delay_us: u64) {
         let n = self.hosts.len();
         let client = &mut self.clients[c];
         if client.current.map(|f| f.attempt) != Some(attempt) {
@@ -496,7 +502,7 @@ impl Simulation {
         }
         client.target = (client.target + 1) % n;
         if let Some(a) = client.retry() {
-            self.send_attempt(c, a, 20_000);
+            self.send_attempt(c, a, delay_us);
         }
     }
 
@@ -544,15 +550,7 @@ impl Simulation {
     }
 
     fn on_client_timeout(&mut self, c: usize, attempt: u64) {
-        let n = self.hosts.len();
-        let client = &mut self.clients[c];
-        if client.current.map(|f| f.attempt) != Some(attempt) {
-            return;
-        }
-        client.target = (client.target + 1) % n;
-        if let Some(a) = client.retry() {
-            self.send_attempt(c, a, 0);
-        }
+        self.retry_elsewhere(c, attempt, 0);
     }
 
     /// The running leader with the highest term, if any.

@@ -18,7 +18,7 @@ mod world;
 
 use crate::report::{Expect, Figure, Report, Violation};
 use crate::sim::{Faults, Trace};
-use crate::sweep::{fraction, sweep};
+use crate::sweep::{fraction, run_cases, Case};
 use machines::{CState, PState};
 use seedrng::Rng;
 pub use world::{execute, CoordinatorCrash, Outcome, Setup};
@@ -132,13 +132,6 @@ fn partial_votes_setup(seed: u64) -> Setup {
 pub fn run(seed: u64, trace_on: bool) -> Report {
     let mut report = Report::new(NAME, SUMMARY, seed);
     let mut trace = Trace::new(trace_on);
-    let mut quiet = Trace::new(false);
-    type Case = (
-        &'static str,
-        Expect,
-        u64,
-        fn(u64, &mut Trace) -> Option<Violation>,
-    );
     let cases: [Case; 5] = [
         (
             "atomicity and termination under loss, crashes and restarts",
@@ -177,12 +170,7 @@ pub fn run(seed: u64, trace_on: bool) -> Report {
             |s, t| check_atomicity(&execute(s, &partial_votes_setup(s), t)),
         ),
     ];
-    for (claim, expect, count, f) in cases {
-        let v = sweep(claim, expect, seed, count, |s| f(s, &mut quiet));
-        trace.header(|| format!("== {claim}: seed {}", v.seed));
-        f(v.seed, &mut trace);
-        report.verdicts.push(v);
-    }
+    run_cases(&mut report, &mut trace, seed, &cases);
     report.figures.push(blocking_figure(seed));
     report.trace = trace.into_text();
     report
