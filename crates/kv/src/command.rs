@@ -391,6 +391,20 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// What [`StateMachine::apply`] does with a command already decoded (`request`), for a
+/// caller that decodes outside a lock: a command that did not decode is refused
+/// identically on every member, and its index still counts as applied.
+pub fn apply_decoded(
+    store: &mut Store,
+    index: Index,
+    request: Result<Request, KvError>,
+) -> Option<Applied<Store>> {
+    match request {
+        Ok(req) => store.apply(index.0, req),
+        Err(e) => store.mark_applied(index.0).then_some(Err(e)),
+    }
+}
+
 impl StateMachine for Store {
     type Response = Response;
     type Error = KvError;
@@ -400,11 +414,7 @@ impl StateMachine for Store {
     }
 
     fn apply(&mut self, index: Index, command: &[u8]) -> Option<Applied<Store>> {
-        match decode(command) {
-            Ok(req) => Store::apply(self, index.0, req),
-            // Refused identically on every member; the index still counts as applied.
-            Err(e) => self.mark_applied(index.0).then_some(Err(e)),
-        }
+        apply_decoded(self, index, decode(command))
     }
 
     fn apply_noop(&mut self, index: Index) {

@@ -346,10 +346,13 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
 
     fn apply_command(&mut self, index: Index, payload: Payload) {
         self.log_bytes += payload.len() as u64;
-        let (body, id) = split_id(&payload).unwrap_or((&[], 0));
+        // A command too short to carry a request id is nobody's here.
+        let (body, id) = match split_id(&payload) {
+            Some((body, id)) => (body, Some(id)),
+            None => (&[][..], None),
+        };
         let result = self.machine.apply(index, body);
         self.applied = index;
-        let id = (payload.len() >= ID_LEN).then_some(id);
         if let Some(c) = id.and_then(|id| self.forwarded.remove(&id)) {
             let outcome = outcome(index, result.clone());
             self.reply(c, outcome);

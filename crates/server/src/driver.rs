@@ -285,9 +285,7 @@ impl Driver {
         let applied = machine.take_applied();
         self.compacting |= machine.take_compaction_started();
         let restored = machine.take_restored();
-        for _ in 0..applied {
-            self.times.applied_one();
-        }
+        self.times.applied(applied);
         if !restored {
             return;
         }

@@ -60,14 +60,10 @@ impl InboxSender {
     }
 }
 
-/// The driver is gone: every sender was dropped.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Disconnected;
-
 /// Why [`Inbox::wait`] returned no inputs.
 #[derive(Debug, PartialEq, Eq)]
 pub enum InboxError {
-    /// Every sender is gone.
+    /// Every sender is gone (the driver is no longer needed).
     Disconnected,
     /// Waiting failed: the member must stop.
     Failed(engine::Fatal),
@@ -202,20 +198,18 @@ pub fn channel() -> std::io::Result<(InboxSender, Inbox)> {
 
 impl Inbox {
     /// Appends the inputs available now to `out`, or, when there are none, waits up
-    /// to `timeout` for some. Returns [`Disconnected`] once every sender is gone.
+    /// to `timeout` for some. Returns [`InboxError::Disconnected`] once every sender is gone.
     /// Waiting itself failing (the poller refused) is fatal for the member.
     pub fn wait(&mut self, timeout: Duration, out: &mut Vec<Input>) -> Result<(), InboxError> {
         let before = out.len();
-        self.drain_channel(out)
-            .map_err(|_| InboxError::Disconnected)?;
+        self.drain_channel(out)?;
         self.read_ready(out);
         let mut sleep = Duration::ZERO;
         if out.len() == before && self.ready.is_empty() {
             // Announce the sleep, then look once more: a sender that queued before
             // the announcement is seen here, one that queued after it wakes us.
             self.wake.sleeping.store(true, Ordering::SeqCst);
-            self.drain_channel(out)
-                .map_err(|_| InboxError::Disconnected)?;
+            self.drain_channel(out)?;
             if out.len() == before {
                 sleep = timeout;
             }
@@ -236,14 +230,13 @@ impl Inbox {
                 self.ready.push(t);
             }
         }
-        self.drain_channel(out)
-            .map_err(|_| InboxError::Disconnected)?;
+        self.drain_channel(out)?;
         self.read_ready(out);
         Ok(())
     }
 
     /// Takes up to [`MAX_INPUTS`] queued inputs; adopts handed-over peer sockets.
-    fn drain_channel(&mut self, out: &mut Vec<Input>) -> Result<(), Disconnected> {
+    fn drain_channel(&mut self, out: &mut Vec<Input>) -> Result<(), InboxError> {
         let mut taken = 0;
         while taken < MAX_INPUTS {
             match self.rx.try_recv() {
@@ -257,7 +250,7 @@ impl Inbox {
                     taken += 1;
                 }
                 Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return Err(Disconnected),
+                Err(TryRecvError::Disconnected) => return Err(InboxError::Disconnected),
             }
         }
         Ok(())

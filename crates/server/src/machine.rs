@@ -57,7 +57,7 @@ impl Client {
     /// Answers with the replica's outcome. True when it was a failure.
     pub fn answer(self, outcome: replica::Outcome<ServerMachine>) -> bool {
         use replica::Outcome;
-        let error = match (self, outcome) {
+        let (client, error) = match (self, outcome) {
             (Client::Write(tx), Outcome::Applied { response, .. }) => {
                 let _ = tx.send(Ok(response));
                 return false;
@@ -71,7 +71,7 @@ impl Client {
             // Unknown, or an answer of the other kind (which the replica never gives).
             (c, _) => (c, DriverError::LeaderChanged),
         };
-        error.0.fail(error.1);
+        client.fail(error);
         true
     }
 }
@@ -128,11 +128,7 @@ impl StateMachine for ServerMachine {
         // Decoded outside the lock: readers wait only for the change itself.
         let request = kv::command::decode(command);
         let mut store = self.shared.store.write();
-        let result = match request {
-            Ok(req) => store.apply(index.0, req),
-            // Refused identically on every member; the index still counts as applied.
-            Err(e) => store.mark_applied(index.0).then_some(Err(e)),
-        };
+        let result = kv::command::apply_decoded(&mut store, index, request);
         self.compaction_started |= store.compaction_pending();
         result
     }

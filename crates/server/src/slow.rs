@@ -69,9 +69,9 @@ impl RoundTimes {
         self.spent[phase as usize] += spent;
     }
 
-    /// Counts one applied entry.
-    pub fn applied_one(&mut self) {
-        self.applied += 1;
+    /// Counts applied entries.
+    pub fn applied(&mut self, entries: u64) {
+        self.applied += entries;
     }
 
     /// The breakdown, if the round took longer than `limit`.
@@ -121,7 +121,7 @@ mod tests {
         };
         t.start = past;
         t.add(Phase::Sync, past.elapsed());
-        t.applied_one();
+        t.applied(1);
         let line = t
             .slow(Duration::ZERO)
             .expect("over a zero limit")

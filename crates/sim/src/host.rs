@@ -295,7 +295,7 @@ impl Host {
                 .take_effects()
                 .map_err(|e| violation("snapshot-restore", format!("node {}: {e}", self.id)))?;
             self.check_applied(inv, out)?;
-            self.answer(inv, out);
+            self.answer(out);
             if actions.is_empty() {
                 break;
             }
@@ -398,7 +398,7 @@ impl Host {
     }
 
     /// Routes the replica's answers to their clients.
-    fn answer(&mut self, _inv: &mut Invariants, out: &mut Outbox) {
+    fn answer(&mut self, out: &mut Outbox) {
         let Some(node) = self.node.as_mut() else {
             return;
         };
