@@ -30,18 +30,21 @@ use crate::state::{NodeStatus, Shared};
 use engine::Role;
 use etcdpb::etcdserverpb as pb;
 use raft_engine::EngineConfig;
+use raft_storage::DiskStorage;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use storage::{DiskStorage, FaultyBackend, FileBackend, StorageOptions};
+use storage::{FaultyBackend, FileBackend, StorageOptions};
 use tokio::net::TcpListener;
 
 /// gRPC framing overhead allowed above `--max-request-bytes` (as etcd does).
 const GRPC_OVERHEAD: usize = 512 << 10;
 
-/// The data dir's format: 2 since commands are `kv::command` bytes (format 1 held
-/// protobuf commands, which this version would refuse at apply).
-const DATA_FORMAT: u32 = 2;
+/// The data dir's format, the same number as the WAL's segment layout
+/// ([`storage::WAL_FORMAT`]): 3 since every segment starts with a header naming the
+/// engine (format 2 had Raft's records and no header; format 1 also held protobuf
+/// commands, which this version would refuse at apply).
+const DATA_FORMAT: u32 = storage::WAL_FORMAT;
 
 /// Checks (or writes, on first start) the data dir's identity and format.
 fn check_identity(dir: &Path, cluster_id: u64, member_id: u64) -> Result<(), ConfigError> {
@@ -347,6 +350,16 @@ mod tests {
         std::fs::write(dir.join("identity"), "cluster_id=7\nmember_id=9\n").unwrap();
         let old = check_identity(&dir, 7, 9).unwrap_err().0;
         assert!(old.contains("data dir format 1; this version"), "{old}");
+        std::fs::write(
+            dir.join("identity"),
+            "cluster_id=7\nmember_id=9\nformat=2\n",
+        )
+        .unwrap();
+        let old = check_identity(&dir, 7, 9).unwrap_err().0;
+        assert!(
+            old.contains("holds data dir format 2; this version of synod reads format 3 only"),
+            "{old}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,7 +4,8 @@
 //! in the server speaks the engine contract ([`engine::Engine`]).
 
 use engine::{Chunk, Fatal, Index};
-use storage::{DiskStorage, FaultyBackend, FileBackend, RaftStorage};
+use raft_storage::{DiskStorage, RaftStorage};
+use storage::{FaultyBackend, FileBackend};
 
 /// The consensus engine a member runs.
 pub type MemberEngine = raft::RaftNode;

@@ -133,7 +133,7 @@ fn write_parts(
     // An error is kept until the end so that the driver's chunks are still taken.
     // (Opening the backend creates the directory if it is missing.)
     let mut stream = FileBackend::open(dir)
-        .and_then(|_| SnapshotStream::create(dir, meta, head_len))
+        .and_then(|_| SnapshotStream::create(dir, raft_storage::id_of(meta), head_len))
         .map_err(|e| e.to_string());
     loop {
         let part = match parts.recv() {

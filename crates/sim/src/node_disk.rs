@@ -1,13 +1,11 @@
 //! A node's disk in the simulator: the fast in-memory model, or the real write-ahead
-//! log (`storage::DiskStorage`) on the fault-injecting `storage::SimDisk`.
+//! log (`raft_storage::DiskStorage`) on the fault-injecting `storage::SimDisk`.
 
 use crate::storage::{CrashMode, MemStorage};
 use raft::{HardState, PersistRequest, Recovered, SnapshotMeta};
+use raft_storage::{DiskStorage, RaftStorage};
 use seedrng::Rng;
-use storage::{
-    Backend, DiskFaults, DiskStorage, RaftStorage, SimDisk, SnapshotChunk, StorageError,
-    StorageOptions,
-};
+use storage::{Backend, DiskFaults, SimDisk, SnapshotChunk, StorageError, StorageOptions};
 
 #[derive(Debug)]
 pub(crate) enum NodeDisk {

@@ -7,7 +7,8 @@ use raft::{
 };
 use seedrng::Rng;
 
-pub use storage::{RaftStorage, SnapshotChunk, StorageError};
+pub use raft_storage::RaftStorage;
+pub use storage::{SnapshotChunk, StorageError};
 
 /// One buffered write, kept separately so a crash can keep a prefix and tear the rest.
 #[derive(Clone, Debug)]

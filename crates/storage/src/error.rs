@@ -21,7 +21,8 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn corrupt(file: &str, offset: u64, reason: &str) -> StorageError {
+    /// Stored data in `file` at `offset` failed validation for `reason`.
+    pub fn corrupt(file: &str, offset: u64, reason: &str) -> StorageError {
         StorageError::Corrupt {
             file: file.to_string(),
             offset,

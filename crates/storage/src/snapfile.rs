@@ -1,5 +1,5 @@
-//! Snapshot files: `snap-<index>-<term>.snap` (16 hex digits each), holding
-//! `magic | index | term | len | data crc32c | header crc32c | data`. The data's CRC
+//! Snapshot files: `snap-<index>-<epoch>.snap` (16 hex digits each), holding
+//! `magic | index | epoch | len | data crc32c | header crc32c | data`. The data's CRC
 //! travels with InstallSnapshot chunks read straight from the file, so the receiver can
 //! check the whole snapshot end to end. Written to a temporary file, fsynced, renamed,
 //! then the directory is fsynced; only then are snapshots older than the previous one
@@ -8,35 +8,53 @@
 use crate::backend::{Backend, IoError};
 use crate::error::StorageError;
 use crate::SnapshotChunk;
-use raft::{LogIndex, Snapshot, SnapshotMeta, Term};
+
+/// Names a stored snapshot: the index it covers and the engine's epoch at that index
+/// (Raft's term), both engine-neutral words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SnapshotId {
+    /// The last index the snapshot covers.
+    pub index: u64,
+    /// The epoch of that index.
+    pub epoch: u64,
+}
+
+/// A stored snapshot, verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    /// What it is.
+    pub id: SnapshotId,
+    /// The state machine's bytes.
+    pub data: Vec<u8>,
+}
 
 const MAGIC: &[u8; 8] = b"SYNSNAP2";
 pub(crate) const HEADER_BYTES: usize = 40;
 
-pub(crate) fn name(meta: SnapshotMeta) -> String {
-    format!("snap-{:016x}-{:016x}.snap", meta.index.0, meta.term.0)
+pub(crate) fn name(meta: SnapshotId) -> String {
+    format!("snap-{:016x}-{:016x}.snap", meta.index, meta.epoch)
 }
 
-fn parse_name(name: &str) -> Option<SnapshotMeta> {
+fn parse_name(name: &str) -> Option<SnapshotId> {
     let rest = name.strip_prefix("snap-")?.strip_suffix(".snap")?;
     let (i, t) = rest.split_once('-')?;
-    Some(SnapshotMeta {
-        index: LogIndex(u64::from_str_radix(i, 16).ok()?),
-        term: Term(u64::from_str_radix(t, 16).ok()?),
+    Some(SnapshotId {
+        index: u64::from_str_radix(i, 16).ok()?,
+        epoch: u64::from_str_radix(t, 16).ok()?,
     })
 }
 
 /// The file's header (the data follows it).
-fn header(meta: SnapshotMeta, data: &[u8]) -> Vec<u8> {
+fn header(meta: SnapshotId, data: &[u8]) -> Vec<u8> {
     header_for(meta, data.len() as u64, crc32c::crc32c(data))
 }
 
 /// The header of a file whose data has `len` bytes with CRC32C `crc`.
-pub(crate) fn header_for(meta: SnapshotMeta, len: u64, crc: u32) -> Vec<u8> {
+pub(crate) fn header_for(meta: SnapshotId, len: u64, crc: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&meta.index.0.to_le_bytes());
-    out.extend_from_slice(&meta.term.0.to_le_bytes());
+    out.extend_from_slice(&meta.index.to_le_bytes());
+    out.extend_from_slice(&meta.epoch.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc.to_le_bytes());
     let header_crc = crc32c::crc32c(&out);
@@ -50,8 +68,8 @@ struct Header {
     data_crc: u32,
 }
 
-/// Checks magic, header CRC and the name's index and term.
-fn parse_header(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Header, StorageError> {
+/// Checks magic, header CRC and the name's index and epoch.
+fn parse_header(file: &str, meta: SnapshotId, d: &[u8]) -> Result<Header, StorageError> {
     let bad = |offset: u64, reason: &str| StorageError::corrupt(file, offset, reason);
     if d.len() < HEADER_BYTES || &d[..8] != MAGIC {
         return Err(bad(0, "snapshot header missing or wrong magic"));
@@ -61,7 +79,7 @@ fn parse_header(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Header, Stor
     if crc32c::crc32c(&d[..36]) != w(36) {
         return Err(bad(36, "snapshot header checksum mismatch"));
     }
-    if u(8) != meta.index.0 || u(16) != meta.term.0 {
+    if u(8) != meta.index || u(16) != meta.epoch {
         return Err(bad(8, "snapshot header does not match its file name"));
     }
     Ok(Header {
@@ -70,16 +88,16 @@ fn parse_header(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Header, Stor
     })
 }
 
-/// Writes `s` durably, then removes older snapshot files.
-pub(crate) fn save<B: Backend>(b: &mut B, s: &Snapshot) -> Result<(), StorageError> {
-    save_durable(b, s.meta, &s.data)?;
-    remove_older(b, s.meta.index)
+/// Writes snapshot `meta` durably, then removes older snapshot files.
+pub fn save<B: Backend>(b: &mut B, meta: SnapshotId, data: &[u8]) -> Result<(), StorageError> {
+    save_durable(b, meta, data)?;
+    remove_older(b, meta.index)
 }
 
 /// Writes snapshot `meta` durably under its final name (older snapshots stay).
-pub(crate) fn save_durable<B: Backend>(
+pub fn save_durable<B: Backend>(
     b: &mut B,
-    meta: SnapshotMeta,
+    meta: SnapshotId,
     data: &[u8],
 ) -> Result<(), StorageError> {
     let final_name = name(meta);
@@ -91,13 +109,13 @@ pub(crate) fn save_durable<B: Backend>(
 }
 
 /// Whether the file of snapshot `meta` is there.
-pub(crate) fn exists<B: Backend>(b: &mut B, meta: SnapshotMeta) -> Result<bool, StorageError> {
+pub fn exists<B: Backend>(b: &mut B, meta: SnapshotId) -> Result<bool, StorageError> {
     Ok(b.list()?.contains(&name(meta)))
 }
 
 /// Removes snapshot files older than the newest one before `index` (that one stays, as
 /// a transfer to a lagging follower may still be reading it).
-pub(crate) fn remove_older<B: Backend>(b: &mut B, index: LogIndex) -> Result<(), StorageError> {
+pub fn remove_older<B: Backend>(b: &mut B, index: u64) -> Result<(), StorageError> {
     let names = b.list()?;
     let previous = names
         .iter()
@@ -120,7 +138,7 @@ pub(crate) fn remove_older<B: Backend>(b: &mut B, index: LogIndex) -> Result<(),
 
 /// The newest snapshot, verified; stray temporary files are removed. A newest snapshot
 /// that fails verification refuses to start.
-pub(crate) fn load_latest<B: Backend>(b: &mut B) -> Result<Option<Snapshot>, StorageError> {
+pub fn load_latest<B: Backend>(b: &mut B) -> Result<Option<StoredSnapshot>, StorageError> {
     let names = b.list()?;
     for n in names.iter().filter(|n| n.ends_with(".snap.tmp")) {
         b.remove(n)?;
@@ -136,7 +154,7 @@ pub(crate) fn load_latest<B: Backend>(b: &mut B) -> Result<Option<Snapshot>, Sto
     verify(file, meta, &data).map(Some)
 }
 
-fn verify(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Snapshot, StorageError> {
+fn verify(file: &str, meta: SnapshotId, d: &[u8]) -> Result<StoredSnapshot, StorageError> {
     let bad = |offset: usize, reason: &str| StorageError::corrupt(file, offset as u64, reason);
     let h = parse_header(file, meta, d)?;
     let len = h.len as usize;
@@ -149,18 +167,18 @@ fn verify(file: &str, meta: SnapshotMeta, d: &[u8]) -> Result<Snapshot, StorageE
     if crc32c::crc32c(&d[HEADER_BYTES..]) != h.data_crc {
         return Err(bad(HEADER_BYTES, "snapshot checksum mismatch"));
     }
-    Ok(Snapshot {
-        meta,
-        data: d[HEADER_BYTES..].into(),
+    Ok(StoredSnapshot {
+        id: meta,
+        data: d[HEADER_BYTES..].to_vec(),
     })
 }
 
 /// Up to `max` bytes of snapshot `meta`'s data from `offset`, with the whole data's CRC
 /// (for InstallSnapshot chunks); `None` if no file holds that snapshot any more. The
 /// header is checked on every read; the data is checked by the receiver against the CRC.
-pub(crate) fn read_chunk<B: Backend>(
+pub fn read_chunk<B: Backend>(
     b: &mut B,
-    meta: SnapshotMeta,
+    meta: SnapshotId,
     offset: u64,
     max: usize,
 ) -> Result<Option<SnapshotChunk>, StorageError> {

@@ -11,8 +11,8 @@
 use crate::backend::IoError;
 use crate::direct::{open_for_bulk, AlignedBuf, BLOCK};
 use crate::file::io;
+use crate::snapfile::SnapshotId;
 use crate::snapfile::{self, HEADER_BYTES};
-use raft::SnapshotMeta;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct SnapshotStream {
     dir: PathBuf,
-    meta: SnapshotMeta,
+    meta: SnapshotId,
     tmp: PathBuf,
     file: File,
     /// The file's first `front_len` bytes: header room, then data.
@@ -39,7 +39,7 @@ pub struct SnapshotStream {
 impl SnapshotStream {
     /// Starts snapshot `meta` in `dir`; the data's first `head_len` bytes will be
     /// replaced by [`SnapshotStream::finish`]'s `head`.
-    pub fn create(dir: &Path, meta: SnapshotMeta, head_len: usize) -> Result<Self, IoError> {
+    pub fn create(dir: &Path, meta: SnapshotId, head_len: usize) -> Result<Self, IoError> {
         let tmp = dir.join(format!("{}.tmp", snapfile::name(meta)));
         let file = open_for_bulk(&tmp).map_err(|e| io("create", &tmp, e))?;
         let front_len = (HEADER_BYTES + head_len).next_multiple_of(BLOCK);
@@ -135,7 +135,6 @@ mod tests {
     use super::*;
     use crate::direct::tests::content;
     use crate::{Backend, FileBackend};
-    use raft::{LogIndex, Term};
 
     fn dir(name: &str) -> PathBuf {
         let d =
@@ -159,10 +158,7 @@ mod tests {
             (BLOCK, 3 * (1 << 20) + 17, 300_001),
         ] {
             index += 1;
-            let meta = SnapshotMeta {
-                index: LogIndex(index),
-                term: Term(2),
-            };
+            let meta = SnapshotId { index, epoch: 2 };
             let mut data = content(len, index as u8);
             let mut s = SnapshotStream::create(&d, meta, head_len).unwrap();
             for p in data.chunks(piece) {
@@ -173,7 +169,7 @@ mod tests {
             data[..head_len].copy_from_slice(&head);
             let mut b = FileBackend::open(&d).unwrap();
             let got = crate::snapfile::load_latest(&mut b).unwrap().unwrap();
-            assert_eq!(got.meta, meta);
+            assert_eq!(got.id, meta);
             assert!(
                 got.data[..] == data[..],
                 "data for head {head_len}, length {len}"
@@ -186,10 +182,7 @@ mod tests {
     #[test]
     fn an_abandoned_stream_leaves_no_file() {
         let d = dir("abandon");
-        let meta = SnapshotMeta {
-            index: LogIndex(5),
-            term: Term(1),
-        };
+        let meta = SnapshotId { index: 5, epoch: 1 };
         let mut s = SnapshotStream::create(&d, meta, 8).unwrap();
         s.append(&content(10_000, 1)).unwrap();
         s.abandon();

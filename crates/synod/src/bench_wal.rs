@@ -13,11 +13,12 @@
 //! fdatasync), while blocking costs about 15-20 us over the writer's own write + sync.
 
 use raft::{Entry, EntryKind, EntryWrite, IoId, LogIndex, Payload, PersistRequest, Term};
+use raft_storage::{DiskStorage, RaftStorage};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use storage::{DiskStorage, FileBackend, RaftStorage, StorageError, StorageOptions};
+use storage::{FileBackend, StorageError, StorageOptions};
 
 /// Counters the progress bar reads while the bench runs.
 #[derive(Default)]

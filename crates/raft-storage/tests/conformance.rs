@@ -6,10 +6,8 @@ use raft::{
     Entry, EntryKind, EntryWrite, HardState, IoId, LogIndex, NodeId, PersistRequest, Recovered,
     Snapshot, SnapshotMeta, SnapshotWrite, Term,
 };
-use storage::{
-    save_snapshot_file, Backend, DiskStorage, FileBackend, RaftStorage, SimDisk, StorageError,
-    StorageOptions,
-};
+use raft_storage::{save_snapshot_file, DiskStorage, RaftStorage};
+use storage::{Backend, FileBackend, SimDisk, StorageError, StorageOptions};
 
 fn entry(index: u64, term: u64) -> Entry {
     Entry {

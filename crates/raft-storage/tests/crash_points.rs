@@ -7,7 +7,8 @@ use raft::{
     Entry, EntryKind, EntryWrite, HardState, IoId, LogIndex, PersistRequest, Snapshot,
     SnapshotMeta, SnapshotWrite, Term,
 };
-use storage::{DiskFaults, DiskStorage, RaftStorage, SimDisk, StorageError, StorageOptions};
+use raft_storage::{DiskStorage, RaftStorage};
+use storage::{DiskFaults, SimDisk, StorageError, StorageOptions};
 
 fn entry(index: u64, term: u64) -> Entry {
     Entry {
