@@ -100,7 +100,9 @@ impl engine::Engine for RaftNode {
             id: s.id,
             role,
             role_detail,
-            epoch: s.term.0,
+            // The durable term: the in-memory one can be lost in a crash before its
+            // hard state is written, and the epoch must never decrease.
+            epoch: self.durable_term().0,
             leader: s.leader,
             committed: s.commit,
             applied: s.applied,

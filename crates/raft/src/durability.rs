@@ -3,7 +3,7 @@
 
 use crate::effects::{EntryWrite, PersistRequest, SnapshotWrite};
 use crate::message::Message;
-use crate::types::{HardState, IoId, LogIndex, NodeId};
+use crate::types::{HardState, IoId, LogIndex, NodeId, Term};
 use std::collections::VecDeque;
 
 /// The node's write pipeline towards stable storage.
@@ -20,6 +20,10 @@ pub(crate) struct Durability {
     /// Last log index known durable *and* equal to the in-memory log: entries replaced
     /// in memory (conflict truncation, snapshot reset) stop counting at once.
     persisted_last: LogIndex,
+    /// The term of the newest durable hard state, and the term each issued io that
+    /// changes it writes.
+    persisted_term: Term,
+    io_term: VecDeque<(u64, Term)>,
     /// Messages produced since the last flush that promise durability.
     gated: Vec<(NodeId, Message)>,
     /// Messages waiting for an io.
@@ -31,12 +35,19 @@ impl Durability {
         Durability {
             last_written: hard_state,
             persisted_last: last_index,
+            persisted_term: hard_state.term,
             ..Durability::default()
         }
     }
 
     pub(crate) fn persisted_last(&self) -> LogIndex {
         self.persisted_last
+    }
+
+    /// The term of the newest hard state known durable: it never decreases, across
+    /// restarts too (the engine contract's epoch).
+    pub(crate) fn persisted_term(&self) -> Term {
+        self.persisted_term
     }
 
     /// Whether any issued io is still outstanding.
@@ -93,6 +104,9 @@ impl Durability {
             if entries.is_some() || snapshot.is_some() {
                 self.io_last.push_back((self.issued, last_index));
             }
+            if hard_state.term != self.last_written.term {
+                self.io_term.push_back((self.issued, hard_state.term));
+            }
             let hard_state = (hard_state != self.last_written).then_some(hard_state);
             self.last_written = hard_state.unwrap_or(self.last_written);
             Some(PersistRequest {
@@ -131,6 +145,13 @@ impl Durability {
             }
             self.persisted_last = last;
             self.io_last.pop_front();
+        }
+        while let Some(&(id, term)) = self.io_term.front() {
+            if id > io.0 {
+                break;
+            }
+            self.persisted_term = term;
+            self.io_term.pop_front();
         }
         let mut released = Vec::new();
         while self.held.front().is_some_and(|(wait, _, _)| *wait <= io.0) {

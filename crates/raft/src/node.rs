@@ -596,6 +596,12 @@ impl RaftNode {
         }
     }
 
+    /// The term of the newest hard state storage reported durable: unlike
+    /// `status().term`, it never decreases across a crash and restart.
+    pub fn durable_term(&self) -> Term {
+        self.io.persisted_term()
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.cfg.id

@@ -43,6 +43,38 @@ fn vote_request(term: u64, last_index: u64, last_term: u64) -> Message {
     }
 }
 
+/// The contract's epoch is the durable term: a term adopted in memory and lost in a
+/// crash before its hard state is written must never have been reported.
+#[test]
+fn the_epoch_is_the_durable_term_and_never_decreases() {
+    let mut n = node(1, 3);
+    let epoch = |n: &RaftNode| engine::Engine::status(n).epoch;
+    n.step(NodeId(2), vote_request(4, 0, 0)).unwrap();
+    assert_eq!(n.status().term, Term(4), "adopted in memory at once");
+    assert_eq!(epoch(&n), 0, "not durable yet");
+    let ios = persist_ios(&n.take_effects());
+    n.on_persisted(ios[0]).unwrap();
+    assert_eq!(epoch(&n), 4);
+    let restarted = RaftNode::restart(
+        Config::new(NodeId(1), ids(3)),
+        Recovered {
+            hard_state: HardState {
+                term: Term(4),
+                vote: Some(NodeId(2)),
+                commit: LogIndex(0),
+            },
+            snapshot: None,
+            entries: Vec::new(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        epoch(&restarted),
+        4,
+        "a restart starts from the durable term"
+    );
+}
+
 /// A granted vote leaves the node only after the hard state recording it is durable.
 #[test]
 fn vote_is_sent_only_after_it_is_durable() {
