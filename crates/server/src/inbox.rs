@@ -311,7 +311,8 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft::{Entry, EntryKind, LogIndex, Message, Term};
+    use crate::driver::PeerMessage as Message;
+    use raft::{Entry, EntryKind, LogIndex, Term};
     use std::io::Write;
     use std::net::{TcpListener, TcpStream as StdStream};
 

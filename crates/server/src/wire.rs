@@ -158,7 +158,9 @@ pub fn decode_frame<E: Engine>(body: &[u8], crc: u32) -> Result<E::Message, Wire
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft::{LogIndex, Message, RaftNode, Term};
+    use crate::driver::PeerMessage as Message;
+    use crate::raft_engine::MemberEngine;
+    use raft::{LogIndex, Term};
 
     /// The framing only: the engine's codec has its own tests.
     fn samples() -> Vec<Message> {
@@ -181,7 +183,7 @@ mod tests {
 
     fn frame(m: &Message) -> Vec<u8> {
         let mut b = Vec::new();
-        encode_frame::<RaftNode>(m, &mut b);
+        encode_frame::<MemberEngine>(m, &mut b);
         b
     }
 
@@ -191,7 +193,7 @@ mod tests {
             let b = frame(&m);
             let (len, crc) = frame_len(b[..8].try_into().unwrap()).unwrap();
             assert_eq!(len, b.len() - FRAME_HEADER);
-            assert_eq!(decode_frame::<RaftNode>(&b[8..], crc).unwrap(), m);
+            assert_eq!(decode_frame::<MemberEngine>(&b[8..], crc).unwrap(), m);
         }
     }
 
@@ -204,14 +206,14 @@ mod tests {
                 let body = &b[8..cut];
                 let crc = crc32c::crc32c(body);
                 assert!(
-                    decode_frame::<RaftNode>(body, crc).is_err(),
+                    decode_frame::<MemberEngine>(body, crc).is_err(),
                     "{m:?} cut {cut}"
                 );
             }
             let mut flipped = b.clone();
             let last = flipped.len() - 1;
             flipped[last] ^= 1;
-            let got = decode_frame::<RaftNode>(&flipped[8..], crc);
+            let got = decode_frame::<MemberEngine>(&flipped[8..], crc);
             assert_eq!(got, Err(WireError::Checksum));
         }
     }
@@ -221,7 +223,7 @@ mod tests {
         let mut b = frame(&samples()[0]);
         b[8] = 7;
         let crc = crc32c::crc32c(&b[8..]);
-        let got = decode_frame::<RaftNode>(&b[8..], crc);
+        let got = decode_frame::<MemberEngine>(&b[8..], crc);
         assert_eq!(got, Err(WireError::UnknownGroup(7)));
     }
 
@@ -232,7 +234,7 @@ mod tests {
             Err(WireError::Oversized(u32::MAX as usize))
         );
         let junk = [0u8, 0, 0, 0, 9, 1, 2, 3];
-        let got = decode_frame::<RaftNode>(&junk, crc32c::crc32c(&junk));
+        let got = decode_frame::<MemberEngine>(&junk, crc32c::crc32c(&junk));
         assert!(matches!(got, Err(WireError::Malformed(_))), "{got:?}");
     }
 
@@ -245,13 +247,13 @@ mod tests {
             engine: "raft",
         };
         let b: [u8; HANDSHAKE_LEN] = h.encode().try_into().unwrap();
-        assert_eq!(Handshake::decode::<RaftNode>(&b, 5), Ok(h));
-        let other = Handshake::decode::<RaftNode>(&b, 6);
+        assert_eq!(Handshake::decode::<MemberEngine>(&b, 5), Ok(h));
+        let other = Handshake::decode::<MemberEngine>(&b, 6);
         assert_eq!(other, Err(WireError::WrongCluster(5)));
         let mut bad = b;
         bad[0] = b'X';
         assert_eq!(
-            Handshake::decode::<RaftNode>(&bad, 5),
+            Handshake::decode::<MemberEngine>(&bad, 5),
             Err(WireError::BadMagic)
         );
         let paxos = Handshake {
@@ -259,7 +261,7 @@ mod tests {
             ..h
         };
         let b: [u8; HANDSHAKE_LEN] = paxos.encode().try_into().unwrap();
-        let got = Handshake::decode::<RaftNode>(&b, 5);
+        let got = Handshake::decode::<MemberEngine>(&b, 5);
         assert_eq!(got, Err(WireError::WrongEngine("paxos".into())));
     }
 }

@@ -5,8 +5,9 @@ use crate::host::HostState;
 use crate::invariants::Violation;
 use crate::kv::{Command, KvOp};
 use crate::net::Network;
+use crate::raft_engine::Status;
 use crate::world::{Simulation, Stats, START_CLIENT};
-use raft::{NodeId, Status};
+use engine::{NodeId, Role};
 
 impl Simulation {
     /// Advances simulated time by `us`.
@@ -64,8 +65,13 @@ impl Simulation {
     pub fn leaders(&self) -> Vec<Status> {
         self.ids
             .iter()
+            .filter(|id| {
+                self.hosts[self.index_of(**id)]
+                    .engine_status()
+                    .map(|s| s.role)
+                    == Some(Role::Leader)
+            })
             .filter_map(|id| self.status(*id))
-            .filter(|s| s.role == raft::Role::Leader)
             .collect()
     }
 
@@ -158,17 +164,17 @@ impl Simulation {
             op: KvOp::Put { key: 0, value },
         };
         // Only a leader takes it (6.5840's Start): a follower would forward it.
-        if self.hosts[i].status().map(|s| s.role) != Some(raft::Role::Leader) {
+        if self.hosts[i].engine_status().map(|s| s.role) != Some(Role::Leader) {
             return None;
         }
         let mut proposed = None;
         self.with_host(i, |h, _, _| {
             let request = crate::host::ClientRequest::Write(cmd);
             let index = h.on_client(START_CLIENT, 0, request);
-            proposed = index.zip(h.status().map(|s| s.term));
+            proposed = index.zip(h.engine_status().map(|s| s.epoch));
             Ok(())
         });
-        proposed.map(|(index, term)| (index.0, term.0))
+        proposed.map(|(index, epoch)| (index.0, epoch))
     }
 
     /// How many running nodes have applied `index`, and the value written there.

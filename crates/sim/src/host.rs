@@ -1,20 +1,20 @@
-//! One simulated machine: a replica (the Raft engine, the state machine and the client
+//! One simulated machine: a replica (the engine, the state machine and the client
 //! requests in flight — the same `replica::Replica` the server runs), its disk, and the
 //! simulator's bookkeeping for the checkers. The host turns the replica's actions into
-//! simulator actions; Raft's own records and messages are named only where the Raft
-//! checkers need them (durable writes, votes).
+//! simulator actions; the engine's own types are reached through `raft_engine`.
 
 use crate::hash::{fnv, mix};
-use crate::invariants::{Invariants, Violation};
+use crate::invariants::{EngineChecks, Invariants, Violation};
 use crate::kv::{Command, KvOp, KvResult, SimStore};
-use crate::node_disk::NodeDisk;
-use crate::storage::RaftStorage;
-use engine::{Chunk, Index, StateMachine};
-use raft::{Config, IoId, LogIndex, Message, NodeId, RaftNode};
+use crate::raft_engine::node_disk::NodeDisk;
+use crate::raft_engine::{self, EngineConfig, Msg, SimEngine};
+use engine::{Engine, Index, IoId, NodeId, StateMachine};
 use replica::{Action, AppliedItem, Outcome, Refused, Replica, ReplicaOptions, SnapshotPolicy};
 
 /// The replica a simulated machine runs.
-pub(crate) type SimReplica = Replica<RaftNode, SimStore, Token>;
+pub(crate) type SimReplica = Replica<SimEngine, SimStore, Token>;
+/// The checkers, engine-agnostic and the engine's own.
+pub(crate) type SimInvariants = Invariants<raft_engine::Checks>;
 
 /// Whether and how a host runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub(crate) struct Token {
 /// Actions for the world to schedule, collected while driving a host.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    pub(crate) messages: Vec<(NodeId, NodeId, Message)>,
+    pub(crate) messages: Vec<(NodeId, NodeId, Msg)>,
     pub(crate) replies: Vec<Reply>,
     pub(crate) want_sync: bool,
     /// Writes acknowledged to a client: (index, command hash).
@@ -117,7 +117,7 @@ pub(crate) struct Host {
     pub(crate) restart_note: Option<String>,
     pub(crate) last_written_io: IoId,
     pub(crate) sync_scheduled: bool,
-    pub(crate) paused_inbox: Vec<(NodeId, Message)>,
+    pub(crate) paused_inbox: Vec<(NodeId, Msg)>,
     opts: HostOptions,
     /// The revision this incarnation last asked to compact to.
     compact_asked: i64,
@@ -130,7 +130,7 @@ pub(crate) fn command_hash(index: u64, body_fnv: u64) -> u64 {
 }
 
 impl Host {
-    pub(crate) fn new(id: NodeId, raft: RaftNode, opts: HostOptions, disk: NodeDisk) -> Host {
+    pub(crate) fn new(id: NodeId, node: SimEngine, opts: HostOptions, disk: NodeDisk) -> Host {
         let mut h = Host {
             id,
             state: HostState::Up,
@@ -146,11 +146,11 @@ impl Host {
             opts,
             compact_asked: 0,
         };
-        h.node = Some(h.replica(raft));
+        h.node = Some(h.replica(node));
         h
     }
 
-    fn replica(&self, raft: RaftNode) -> SimReplica {
+    fn replica(&self, node: SimEngine) -> SimReplica {
         let opts = ReplicaOptions {
             // Request ids never repeat across incarnations of a node.
             id_seed: (self.id.0 << 48) | (self.incarnation << 32),
@@ -159,17 +159,22 @@ impl Host {
             #[cfg(feature = "planted-bugs")]
             bug: self.opts.bug,
         };
-        Replica::new(raft, SimStore::default(), opts)
+        Replica::new(node, SimStore::default(), opts)
     }
 
-    /// The engine's status, while running.
-    pub(crate) fn status(&self) -> Option<raft::Status> {
+    /// The engine's own detailed status, while running.
+    pub(crate) fn status(&self) -> Option<raft_engine::Status> {
         self.node.as_ref().map(|r| r.engine().status())
     }
 
+    /// The engine-neutral status, while running.
+    pub(crate) fn engine_status(&self) -> Option<engine::Status> {
+        self.node.as_ref().map(|r| Engine::status(r.engine()))
+    }
+
     /// The last index applied (0 while down).
-    pub(crate) fn applied(&self) -> LogIndex {
-        self.node.as_ref().map_or(LogIndex(0), |r| r.applied())
+    pub(crate) fn applied(&self) -> Index {
+        self.node.as_ref().map_or(Index(0), |r| r.applied())
     }
 
     /// The state machine's value of `key` (none while down).
@@ -196,7 +201,11 @@ impl Host {
     }
 
     /// Restarts from the durable image; returns the recovered entries for the checkers.
-    pub(crate) fn restart(&mut self, cfg: Config, inv: &mut Invariants) -> Result<(), Violation> {
+    pub(crate) fn restart(
+        &mut self,
+        cfg: EngineConfig,
+        inv: &mut SimInvariants,
+    ) -> Result<(), Violation> {
         let recovered = match self.storage.recover() {
             Ok(r) => r,
             Err(e) if self.corrupted => {
@@ -212,16 +221,11 @@ impl Host {
             Err(e) => return Err(violation("recovery", format!("node {}: {e}", self.id))),
         };
         self.refusal = None;
-        self.restart_note = Some(format!(
-            "recovered hard state {:?}, snapshot {:?}, {} entries, files {:?}",
-            recovered.hard_state,
-            recovered.snapshot.as_ref().map(|s| s.meta),
-            recovered.entries.len(),
-            self.storage.files()
-        ));
-        let snapshot = recovered.snapshot.as_ref().map(|s| s.meta);
-        inv.on_restart(self.id, &recovered.entries, snapshot)?;
-        let node = RaftNode::restart(cfg, recovered)
+        let files = self.storage.files();
+        self.restart_note = Some(raft_engine::restart_note(&recovered, &files));
+        inv.on_restart(self.id);
+        inv.engine.on_restart(self.id, &recovered)?;
+        let node = raft_engine::restart(cfg, recovered)
             .map_err(|e| violation("recovery", format!("node {}: {e}", self.id)))?;
         self.node = Some(self.replica(node));
         self.state = HostState::Up;
@@ -256,7 +260,7 @@ impl Host {
     }
 
     /// A message from a peer.
-    pub(crate) fn step(&mut self, from: NodeId, msg: Message) -> Result<(), Violation> {
+    pub(crate) fn step(&mut self, from: NodeId, msg: Msg) -> Result<(), Violation> {
         let Some(node) = self.node.as_mut() else {
             return Ok(());
         };
@@ -283,7 +287,7 @@ impl Host {
     /// Runs the replica's actions until it has nothing more to say.
     pub(crate) fn drive(
         &mut self,
-        inv: &mut Invariants,
+        inv: &mut SimInvariants,
         out: &mut Outbox,
     ) -> Result<(), Violation> {
         self.auto_compact();
@@ -309,34 +313,33 @@ impl Host {
             let store = &mut node.machine_mut().store;
             while store.compaction_pending() && !store.compact_step(1024) {}
         }
-        let Some(status) = self.status() else {
+        let Some(node) = self.node.as_ref() else {
             return Ok(());
         };
-        inv.on_status(&status, self.storage.durable_hard_state().commit.0)
+        inv.on_status(
+            &Engine::status(node.engine()),
+            self.storage.durable_commit(),
+        )?;
+        inv.engine.on_engine(node.engine())
     }
 
     fn on_action(
         &mut self,
-        a: Action<RaftNode>,
-        inv: &mut Invariants,
+        a: Action<SimEngine>,
+        inv: &mut SimInvariants,
         out: &mut Outbox,
     ) -> Result<(), Violation> {
         match a {
             Action::Persist { io, write: req } => {
                 if out.tracing {
                     out.notes.push(format!(
-                        "n{} persist io={} hs={:?} snapshot={:?} entries={:?} (durable commit {})",
+                        "n{} persist io={io} {} (durable commit {})",
                         self.id,
-                        io,
-                        req.hard_state
-                            .map(|h| (h.term.0, h.vote.map(|v| v.0), h.commit.0)),
-                        req.snapshot.as_ref().map(|s| s.meta().index.0),
-                        req.entries.as_ref().map(|w| (w.from.0, w.entries.len())),
-                        self.storage.durable_hard_state().commit
+                        raft_engine::persist_note(&req),
+                        self.storage.durable_commit()
                     ));
                 }
-                let snapshot = req.snapshot.as_ref().map(|s| s.meta());
-                inv.on_log_write(self.id, snapshot, req.entries.as_ref())?;
+                inv.engine.on_persist(self.id, &req)?;
                 self.storage
                     .write(&req)
                     .map_err(|e| violation(STORAGE_FAILURE, e.to_string()))?;
@@ -344,24 +347,12 @@ impl Host {
                 out.want_sync = true;
             }
             Action::Send { to, message } => {
-                if let Message::VoteResponse {
-                    term,
-                    granted: true,
-                    pre_vote: false,
-                } = message
-                {
-                    inv.on_vote(self.id, term, to)?;
-                }
+                inv.engine.on_send(self.id, to, &message)?;
                 out.messages.push((self.id, to, message));
             }
             Action::ReadSnapshotChunk { to, request } => {
-                let (meta, offset, max) = (request.meta, request.offset, request.max_len);
-                let read = self.storage.read_snapshot_chunk(meta, offset, max);
+                let read = self.storage.read_chunk(&request);
                 let chunk = read.map_err(|e| violation(STORAGE_FAILURE, e.to_string()))?;
-                let chunk = chunk.map(|c| Chunk {
-                    data: c.data,
-                    checksum: c.checksum,
-                });
                 if let Some(node) = self.node.as_mut() {
                     // The chunk leaves as a message with the next batch.
                     node.on_snapshot_chunk(to, request, chunk);
@@ -372,7 +363,11 @@ impl Host {
     }
 
     /// Feeds what the replica applied to the checkers.
-    fn check_applied(&mut self, inv: &mut Invariants, out: &mut Outbox) -> Result<(), Violation> {
+    fn check_applied(
+        &mut self,
+        inv: &mut SimInvariants,
+        out: &mut Outbox,
+    ) -> Result<(), Violation> {
         let Some(node) = self.node.as_mut() else {
             return Ok(());
         };
@@ -477,7 +472,7 @@ impl Host {
         node.submit(token, body);
     }
 
-    fn maybe_snapshot(&mut self, inv: &mut Invariants) -> Result<(), Violation> {
+    fn maybe_snapshot(&mut self, inv: &mut SimInvariants) -> Result<(), Violation> {
         let Some(node) = self.node.as_mut() else {
             return Ok(());
         };

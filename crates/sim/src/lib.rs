@@ -32,13 +32,13 @@ mod invariants;
 pub mod kv;
 mod nemesis;
 pub mod net;
-mod node_disk;
 mod options;
+mod raft_engine;
 mod run;
-pub mod storage;
 mod world;
 
 pub use invariants::Violation;
 pub use options::{FaultKind, FaultSet, SimOptions, UnknownFault};
+pub use raft_engine::Status;
 pub use run::{run_seed, SeedOutcome};
 pub use world::{Simulation, Stats};

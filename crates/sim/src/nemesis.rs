@@ -7,7 +7,7 @@
 use crate::host::HostState;
 use crate::options::FaultKind;
 use crate::world::{Event, Simulation};
-use raft::{AppendOutcome, Message, NodeId};
+use engine::NodeId;
 
 /// The end of a transient fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,26 +40,8 @@ pub(crate) enum CrashPoint {
 }
 
 impl CrashPoint {
-    pub(crate) fn matches(self, m: &Message) -> bool {
-        match (self, m) {
-            (
-                CrashPoint::VoteGranted,
-                Message::VoteResponse {
-                    granted: true,
-                    pre_vote: false,
-                    ..
-                },
-            ) => true,
-            (
-                CrashPoint::AppendAcked,
-                Message::AppendResponse {
-                    outcome: AppendOutcome::Accepted { .. },
-                    ..
-                },
-            ) => true,
-            (CrashPoint::EntriesSent, Message::Append { entries, .. }) => !entries.is_empty(),
-            _ => false,
-        }
+    pub(crate) fn matches(self, m: &crate::raft_engine::Msg) -> bool {
+        crate::raft_engine::crash_point_matches(self, m)
     }
 }
 
@@ -362,7 +344,7 @@ impl Simulation {
     /// Crashes host `i`: volatile state lost, unsynced writes lost (or torn).
     pub(crate) fn crash_host(&mut self, i: usize, torn: bool) {
         let mode = if torn {
-            crate::storage::CrashMode::TearUnsynced
+            crate::raft_engine::mem::CrashMode::TearUnsynced
         } else {
             self.crash_mode
         };
@@ -436,7 +418,7 @@ impl Simulation {
         if self.hosts[i].state != HostState::Down {
             return;
         }
-        let cfg = self.raft_config(self.ids[i]);
+        let cfg = self.engine_config(self.ids[i]);
         self.log(|| format!("restart n{}", i + 1));
         self.with_host(i, |h, _, inv| h.restart(cfg, inv));
         let incarnation = self.hosts[i].incarnation;

@@ -157,10 +157,10 @@ impl Simulation {
             return Some(format!("client {} still has operations pending", c.id));
         }
         let lh = &self.hosts[(leader.0 - 1) as usize];
-        let Some(ls) = lh.status() else {
+        let Some(ls) = lh.engine_status() else {
             return Some("leader vanished".into());
         };
-        let target = ls.commit;
+        let target = ls.committed;
         if target.0 < self.inv.max_committed() {
             return Some(format!(
                 "leader n{leader} commit {} below known commit {}",

@@ -3,45 +3,28 @@
 
 use crate::client::Client;
 use crate::hash::mix;
-use crate::host::{ClientOutcome, Host, HostState, Outbox, Reply, STORAGE_FAILURE};
-use crate::invariants::{Invariants, Violation};
+use crate::host::{ClientOutcome, Host, HostState, Outbox, Reply, SimInvariants, STORAGE_FAILURE};
+use crate::invariants::Violation;
 use crate::nemesis::{HealAction, NemesisState};
 use crate::net::Network;
-use crate::node_disk::NodeDisk;
 use crate::options::{FaultKind, SimOptions};
-use crate::storage::CrashMode;
+use crate::raft_engine::mem::CrashMode;
+use crate::raft_engine::node_disk::NodeDisk;
+use crate::raft_engine::{self, describe, EngineConfig, Msg, SimEngine};
 use check::{KvModel, Recorder};
-use raft::{Config, Message, NodeId, RaftNode, Role};
+use engine::{Engine, NodeId, Role};
 use seedrng::Rng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 #[derive(Debug)]
 pub(crate) enum Event {
-    Deliver {
-        from: NodeId,
-        to: NodeId,
-        msg: Message,
-    },
-    Tick {
-        node: usize,
-        incarnation: u64,
-    },
-    Sync {
-        node: usize,
-        incarnation: u64,
-    },
-    ClientIssue {
-        client: usize,
-    },
-    ClientSend {
-        client: usize,
-        attempt: u64,
-    },
-    ClientTimeout {
-        client: usize,
-        attempt: u64,
-    },
+    Deliver { from: NodeId, to: NodeId, msg: Msg },
+    Tick { node: usize, incarnation: u64 },
+    Sync { node: usize, incarnation: u64 },
+    ClientIssue { client: usize },
+    ClientSend { client: usize, attempt: u64 },
+    ClientTimeout { client: usize, attempt: u64 },
     Nemesis,
     Heal(HealAction),
     BeginLiveness,
@@ -103,7 +86,7 @@ pub struct Simulation {
     pub(crate) net: Network,
     pub(crate) clients: Vec<Client>,
     pub(crate) history: Recorder<KvModel>,
-    pub(crate) inv: Invariants,
+    pub(crate) inv: SimInvariants,
     pub(crate) violation: Option<Violation>,
     pub(crate) trace: Option<Vec<String>>,
     pub(crate) stats: Stats,
@@ -141,7 +124,7 @@ impl Simulation {
             net: Network::default(),
             clients: Vec::new(),
             history: Recorder::new(),
-            inv: Invariants::default(),
+            inv: SimInvariants::default(),
             violation: None,
             trace: None,
             stats: Stats::default(),
@@ -166,8 +149,7 @@ impl Simulation {
             opts,
         };
         for (i, id) in ids.iter().enumerate() {
-            let node = RaftNode::new(sim.raft_config(*id))
-                .unwrap_or_else(|e| panic!("simulator built an invalid config: {e}"));
+            let node = raft_engine::boot(sim.engine_config(*id));
             let disk = if sim.opts.faults.has(FaultKind::Disk) {
                 NodeDisk::wal(mix(seed, id.0 + 1000), sim.opts.wal_segment_bytes)
             } else {
@@ -192,21 +174,8 @@ impl Simulation {
         sim
     }
 
-    pub(crate) fn raft_config(&self, id: NodeId) -> Config {
-        let mut c = Config::new(id, self.ids.clone());
-        c.election_timeout_ticks = self.opts.election_timeout_ticks;
-        c.heartbeat_interval_ticks = self.opts.heartbeat_interval_ticks;
-        c.snapshot_chunk_bytes = self.opts.snapshot_chunk_bytes;
-        c.max_inflight_appends = self.opts.max_inflight_appends;
-        c.max_append_entries = self.opts.max_append_entries;
-        c.seed = mix(self.seed, id.0);
-        c.pre_vote = self.opts.pre_vote;
-        c.check_quorum = self.opts.check_quorum;
-        #[cfg(feature = "planted-bugs")]
-        {
-            c.planted_bug = self.opts.planted_bug;
-        }
-        c
+    pub(crate) fn engine_config(&self, id: NodeId) -> EngineConfig {
+        raft_engine::config(&self.opts, self.seed, &self.ids, id)
     }
 
     /// Turns on trace recording (a line per event).
@@ -293,14 +262,14 @@ impl Simulation {
     pub(crate) fn with_host(
         &mut self,
         i: usize,
-        f: impl FnOnce(&mut Host, &mut Outbox, &mut Invariants) -> Result<(), Violation>,
+        f: impl FnOnce(&mut Host, &mut Outbox, &mut SimInvariants) -> Result<(), Violation>,
     ) {
         let tracing = self.trace.is_some();
         let mut out = Outbox {
             tracing,
             ..Outbox::default()
         };
-        let role_term = |h: &Host| h.status().map(|s| (s.role, s.term));
+        let role_term = |h: &Host| h.engine_status().map(|s| (s.role_detail, s.epoch));
         let before = if tracing {
             role_term(&self.hosts[i])
         } else {
@@ -328,7 +297,7 @@ impl Simulation {
             if after != before {
                 if let Some((role, term)) = after {
                     let id = self.ids[i];
-                    self.log(|| format!("n{id} is now {role:?} in term {term}"));
+                    self.log(|| format!("n{id} is now {role} in epoch {term}"));
                 }
             }
         }
@@ -346,7 +315,7 @@ impl Simulation {
             self.stats.messages_sent += 1;
             let delays = self.net.route(&mut self.rng, from, to);
             if delays.is_empty() {
-                self.log(|| format!("n{from}->n{to} {} LOST", msg.kind_name()));
+                self.log(|| format!("n{from}->n{to} {} LOST", SimEngine::message_kind(&msg)));
             }
             for d in delays {
                 self.schedule(
@@ -389,7 +358,7 @@ impl Simulation {
         }
     }
 
-    fn on_deliver(&mut self, from: NodeId, to: NodeId, msg: Message) {
+    fn on_deliver(&mut self, from: NodeId, to: NodeId, msg: Msg) {
         let i = (to.0 - 1) as usize;
         match self.hosts[i].state {
             HostState::Up => {}
@@ -558,75 +527,9 @@ impl Simulation {
         self.hosts
             .iter()
             .filter(|h| h.state == HostState::Up)
-            .filter_map(|h| h.status())
+            .filter_map(|h| h.engine_status())
             .filter(|s| s.role == Role::Leader)
-            .max_by_key(|s| s.term)
+            .max_by_key(|s| s.epoch)
             .map(|s| s.id)
-    }
-}
-
-/// A one-line description of a message for traces.
-pub(crate) fn describe(m: &Message) -> String {
-    match m {
-        Message::VoteRequest {
-            term,
-            last_index,
-            last_term,
-            pre_vote,
-        } => {
-            format!(
-                "{} t{term} last={last_index}/t{last_term}",
-                if *pre_vote { "PreVote" } else { "Vote" }
-            )
-        }
-        Message::VoteResponse {
-            term,
-            granted,
-            pre_vote,
-        } => {
-            format!(
-                "{} t{term} granted={granted}",
-                if *pre_vote { "PreVoteResp" } else { "VoteResp" }
-            )
-        }
-        Message::Append {
-            term,
-            prev_index,
-            prev_term,
-            entries,
-            leader_commit,
-            ..
-        } => format!(
-            "{} t{term} prev={prev_index}/t{prev_term} n={} commit={leader_commit}",
-            m.kind_name(),
-            entries.len()
-        ),
-        Message::AppendResponse { term, outcome, .. } => format!("AppendResp t{term} {outcome:?}"),
-        Message::Snapshot {
-            term,
-            meta,
-            offset,
-            total_len,
-            ..
-        } => {
-            format!(
-                "Snapshot t{term} at {}/t{} bytes {offset}/{total_len}",
-                meta.index, meta.term
-            )
-        }
-        Message::SnapshotResponse {
-            term,
-            index,
-            next_offset,
-            installed,
-            ..
-        } => {
-            format!("SnapshotResp t{term} at {index} next={next_offset} installed={installed}")
-        }
-        Message::ReadIndex { term, ctx } => format!("ReadIndex t{term} ctx={ctx}"),
-        Message::Propose { term, command } => format!("Propose t{term} {}B", command.len()),
-        Message::ReadIndexResponse { term, ctx, index } => {
-            format!("ReadIndexResp t{term} ctx={ctx} index={index:?}")
-        }
     }
 }

@@ -1,36 +1,19 @@
-//! Safety properties, checked incrementally after every simulated event.
+//! Raft's own safety properties, supplied to the simulator's engine-agnostic checkers
+//! through [`EngineChecks`]: one vote per term, election safety, log contiguity and log
+//! matching, leader completeness, the commit rule (Raft §5.4.2), and that a committed
+//! index holds one entry.
 //!
 //! Each node's log is mirrored from the persist requests it emits (every change to a
 //! Raft log leaves the core as one) as a hash chain, so log matching is one lookup per
 //! new entry and leader completeness one lookup per election.
 
 use crate::hash::{fnv, mix};
-use raft::{Entry, EntryKind, EntryWrite, LogIndex, NodeId, Role, SnapshotMeta, Status, Term};
+use crate::invariants::{violated, Check, EngineChecks};
+use raft::{
+    Entry, EntryKind, EntryWrite, LogIndex, Message, NodeId, PersistRequest, RaftNode, Recovered,
+    Role, SnapshotMeta, Status, Term,
+};
 use std::collections::BTreeMap;
-use std::fmt;
-
-/// A safety or liveness property that a run violated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    /// The property's name.
-    pub property: &'static str,
-    /// What was observed.
-    pub detail: String,
-    /// Simulated time, microseconds.
-    pub at_us: u64,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} violated at t={:.6}s: {}",
-            self.property,
-            self.at_us as f64 / 1e6,
-            self.detail
-        )
-    }
-}
 
 /// Hash of one entry's identity (term, index, payload).
 pub fn entry_hash(e: &Entry) -> u64 {
@@ -67,14 +50,12 @@ impl LogMirror {
 #[derive(Clone, Debug, Default)]
 struct NodeWatch {
     commit: u64,
-    applied: u64,
-    durable_commit: u64,
     was_leader_in: Option<Term>,
 }
 
-/// Incrementally checked safety properties.
+/// Raft's incrementally checked safety properties.
 #[derive(Debug, Default)]
-pub struct Invariants {
+pub(crate) struct RaftChecks {
     leaders: BTreeMap<Term, NodeId>,
     /// (voter, term) -> candidate of every vote a node cast (granted or for itself).
     votes: BTreeMap<(NodeId, Term), NodeId>,
@@ -84,32 +65,47 @@ pub struct Invariants {
     /// committed; the commit term is the lowest term of a node that counted it, which
     /// is the term of the leader that committed it.
     committed: BTreeMap<u64, (Term, u64, Term)>,
-    /// index -> command hash of what any node applied: state-machine safety.
-    applied: BTreeMap<u64, u64>,
-    /// index -> state digest after applying it, where a snapshot was taken.
-    digests: BTreeMap<u64, u64>,
     mirrors: BTreeMap<NodeId, LogMirror>,
     watch: BTreeMap<NodeId, NodeWatch>,
-    now_us: u64,
 }
 
-type Check = Result<(), Violation>;
+impl EngineChecks<RaftNode> for RaftChecks {
+    type Recovered = Recovered;
 
-impl Invariants {
-    pub(crate) fn set_time(&mut self, now_us: u64) {
-        self.now_us = now_us;
+    fn on_persist(&mut self, node: NodeId, req: &PersistRequest) -> Check {
+        let snapshot = req.snapshot.as_ref().map(|s| s.meta());
+        self.on_log_write(node, snapshot, req.entries.as_ref())
     }
 
+    fn on_send(&mut self, from: NodeId, to: NodeId, message: &Message) -> Check {
+        if let Message::VoteResponse {
+            term,
+            granted: true,
+            pre_vote: false,
+        } = message
+        {
+            self.on_vote(from, *term, to)?;
+        }
+        Ok(())
+    }
+
+    fn on_restart(&mut self, node: NodeId, recovered: &Recovered) -> Check {
+        let snapshot = recovered.snapshot.as_ref().map(|s| s.meta);
+        self.restarted(node, &recovered.entries, snapshot)
+    }
+
+    fn on_engine(&mut self, engine: &RaftNode) -> Check {
+        self.on_status(&engine.status())
+    }
+}
+
+impl RaftChecks {
     fn fail(&self, property: &'static str, detail: String) -> Check {
-        Err(Violation {
-            property,
-            detail,
-            at_us: self.now_us,
-        })
+        violated(property, detail)
     }
 
     /// A node's log changed: mirror it and check log matching for the new entries.
-    pub(crate) fn on_log_write(
+    fn on_log_write(
         &mut self,
         node: NodeId,
         snapshot: Option<SnapshotMeta>,
@@ -190,7 +186,7 @@ impl Invariants {
 
     /// A node cast a vote (a granted vote message, or a candidate's vote for itself):
     /// one vote per term, whatever crashes happen in between.
-    pub(crate) fn on_vote(&mut self, voter: NodeId, term: Term, candidate: NodeId) -> Check {
+    fn on_vote(&mut self, voter: NodeId, term: Term, candidate: NodeId) -> Check {
         match self.votes.get(&(voter, term)) {
             Some(c) if *c != candidate => {
                 let c = *c;
@@ -207,9 +203,9 @@ impl Invariants {
         }
     }
 
-    /// After an event touched `node`: leader uniqueness, completeness, commit monotonicity,
-    /// and Raft's commit rule.
-    pub(crate) fn on_status(&mut self, s: &Status, durable_commit: u64) -> Check {
+    /// After an event touched `node`: leader uniqueness, completeness and Raft's commit
+    /// rule (commit and durable commit monotonic are engine-agnostic checks).
+    fn on_status(&mut self, s: &Status) -> Check {
         let w = self.watch.entry(s.id).or_default().clone();
         // A candidate's vote for itself counts only once durable (a candidate that crashes
         // first may vote for another after restart); a winner's self-vote was durable.
@@ -229,30 +225,11 @@ impl Invariants {
         if s.role == Role::Leader && w.was_leader_in != Some(s.term) {
             self.check_new_leader(s)?;
         }
-        if s.commit.0 < w.commit {
-            return self.fail(
-                "commit-monotonic",
-                format!(
-                    "node {} commit went from {} to {}",
-                    s.id, w.commit, s.commit
-                ),
-            );
-        }
-        if durable_commit < w.durable_commit {
-            return self.fail(
-                "durable-commit-monotonic",
-                format!(
-                    "node {} durable commit went from {} to {durable_commit}",
-                    s.id, w.durable_commit
-                ),
-            );
-        }
         if s.commit.0 > w.commit {
             self.record_commits(s.id, s.term, w.commit, s.commit.0)?;
         }
         let w = self.watch.entry(s.id).or_default();
-        w.commit = s.commit.0;
-        w.durable_commit = durable_commit;
+        w.commit = w.commit.max(s.commit.0);
         if s.role == Role::Leader {
             w.was_leader_in = Some(s.term);
         }
@@ -340,81 +317,8 @@ impl Invariants {
         Ok(())
     }
 
-    /// A node applied the command known by `hash` at `index` (0: a no-op), reaching a
-    /// state with digest `digest_after`.
-    pub(crate) fn on_apply(
-        &mut self,
-        node: NodeId,
-        index: LogIndex,
-        hash: u64,
-        digest_after: u64,
-    ) -> Check {
-        let w = self.watch.entry(node).or_default();
-        if index.0 != w.applied + 1 {
-            let prev = w.applied;
-            return self.fail(
-                "apply-order",
-                format!("node {node} applied {index} after {prev}"),
-            );
-        }
-        w.applied = index.0;
-        match self.applied.get(&index.0) {
-            Some(old) if *old != hash => {
-                return self.fail(
-                    "state-machine-safety",
-                    format!("node {node} applied a different command at index {index}"),
-                );
-            }
-            Some(_) => {}
-            None => {
-                self.applied.insert(index.0, hash);
-            }
-        }
-        if let Some(d) = self.digests.get(&index.0) {
-            if *d != digest_after {
-                return self.fail(
-                    "state-machine-safety",
-                    format!("node {node} state after index {index} differs from a snapshot of it"),
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// A node replaced its state by a snapshot, or produced one.
-    pub(crate) fn on_snapshot_state(
-        &mut self,
-        node: NodeId,
-        index: LogIndex,
-        digest: u64,
-        restored: bool,
-    ) -> Check {
-        let w = self.watch.entry(node).or_default();
-        if restored {
-            if index.0 < w.applied {
-                let prev = w.applied;
-                return self.fail(
-                    "apply-monotonic",
-                    format!("node {node} restored snapshot {index} after applying {prev}"),
-                );
-            }
-            w.applied = index.0;
-        }
-        match self.digests.get(&index.0) {
-            Some(d) if *d != digest => self.fail(
-                "state-machine-safety",
-                format!("node {node} snapshot state at {index} differs"),
-            ),
-            Some(_) => Ok(()),
-            None => {
-                self.digests.insert(index.0, digest);
-                Ok(())
-            }
-        }
-    }
-
-    /// A node restarted: volatile watch state resets; durable floors stay.
-    pub(crate) fn on_restart(
+    /// A node restarted: its volatile watch state resets; its log is what it recovered.
+    fn restarted(
         &mut self,
         node: NodeId,
         mirror_entries: &[Entry],
@@ -422,7 +326,6 @@ impl Invariants {
     ) -> Check {
         let w = self.watch.entry(node).or_default();
         w.commit = 0;
-        w.applied = 0;
         w.was_leader_in = None;
         self.mirrors.remove(&node);
         let from = snapshot.map_or(LogIndex(1), |m| m.index.next());
@@ -431,15 +334,5 @@ impl Invariants {
             entries: mirror_entries.to_vec(),
         };
         self.on_log_write(node, snapshot, Some(&write))
-    }
-
-    /// The command hash applied at `index` by anyone, if any.
-    pub fn applied_hash(&self, index: u64) -> Option<u64> {
-        self.applied.get(&index).copied()
-    }
-
-    /// Highest index any node has counted as committed.
-    pub fn max_committed(&self) -> u64 {
-        self.committed.keys().next_back().copied().unwrap_or(0)
     }
 }

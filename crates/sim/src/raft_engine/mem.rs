@@ -1,14 +1,14 @@
-//! The storage seam (re-exported from the `storage` crate) and a fast in-memory model of
-//! a disk with crash semantics, used when the `disk` fault class is off. With `disk`
-//! on, nodes run the real write-ahead log on the fault-injecting `storage::SimDisk`.
+//! A fast in-memory model of Raft's disk with crash semantics, used when the `disk`
+//! fault class is off. With `disk` on, nodes run the real write-ahead log
+//! (`raft_storage::DiskStorage`) on the fault-injecting `storage::SimDisk`.
 
 use raft::{
     Entry, EntryWrite, HardState, PersistRequest, Recovered, Snapshot, SnapshotMeta, SnapshotWrite,
 };
 use seedrng::Rng;
 
-pub use raft_storage::RaftStorage;
-pub use storage::{SnapshotChunk, StorageError};
+use raft_storage::RaftStorage;
+use storage::{SnapshotChunk, StorageError};
 
 /// One buffered write, kept separately so a crash can keep a prefix and tear the rest.
 #[derive(Clone, Debug)]
@@ -67,7 +67,6 @@ pub enum CrashMode {
 pub struct MemStorage {
     durable: DurableImage,
     pending: Vec<PendingOp>,
-    syncs: u64,
 }
 
 impl MemStorage {
@@ -100,16 +99,6 @@ impl MemStorage {
     pub fn durable_hard_state(&self) -> HardState {
         self.durable.hard_state
     }
-
-    /// Number of completed syncs.
-    pub fn sync_count(&self) -> u64 {
-        self.syncs
-    }
-
-    /// Whether writes are waiting for a sync.
-    pub fn has_unsynced(&self) -> bool {
-        !self.pending.is_empty()
-    }
 }
 
 impl RaftStorage for MemStorage {
@@ -136,7 +125,6 @@ impl RaftStorage for MemStorage {
         for op in std::mem::take(&mut self.pending) {
             self.durable.apply(op);
         }
-        self.syncs += 1;
         Ok(())
     }
 

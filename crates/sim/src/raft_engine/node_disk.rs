@@ -1,8 +1,9 @@
 //! A node's disk in the simulator: the fast in-memory model, or the real write-ahead
 //! log (`raft_storage::DiskStorage`) on the fault-injecting `storage::SimDisk`.
 
-use crate::storage::{CrashMode, MemStorage};
-use raft::{HardState, PersistRequest, Recovered, SnapshotMeta};
+use super::mem::{CrashMode, MemStorage};
+use engine::Chunk;
+use raft::{ChunkRequest, HardState, PersistRequest, Recovered, SnapshotMeta};
 use raft_storage::{DiskStorage, RaftStorage};
 use seedrng::Rng;
 use storage::{Backend, DiskFaults, SimDisk, SnapshotChunk, StorageError, StorageOptions};
@@ -41,11 +42,28 @@ impl NodeDisk {
         }
     }
 
-    pub(crate) fn durable_hard_state(&self) -> HardState {
+    fn durable_hard_state(&self) -> HardState {
         match self {
             NodeDisk::Model(m) => m.durable_hard_state(),
             NodeDisk::Wal(w) => w.durable_hard_state(),
         }
+    }
+
+    /// The commit index as of the last successful sync.
+    pub(crate) fn durable_commit(&self) -> u64 {
+        self.durable_hard_state().commit.0
+    }
+
+    /// The chunk of a stored snapshot that `request` names; `None` once it is gone.
+    pub(crate) fn read_chunk(
+        &mut self,
+        request: &ChunkRequest,
+    ) -> Result<Option<Chunk>, StorageError> {
+        let read = self.read_snapshot_chunk(request.meta, request.offset, request.max_len)?;
+        Ok(read.map(|c| Chunk {
+            data: c.data,
+            checksum: c.checksum,
+        }))
     }
 
     /// The disk's files (real WAL only), for traces.
@@ -83,7 +101,8 @@ impl NodeDisk {
     }
 }
 
-impl RaftStorage for NodeDisk {
+/// The storage verbs the host drives (Raft's `RaftStorage`, on either disk).
+impl NodeDisk {
     fn read_snapshot_chunk(
         &mut self,
         meta: SnapshotMeta,
@@ -96,21 +115,24 @@ impl RaftStorage for NodeDisk {
         }
     }
 
-    fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError> {
+    /// Buffers a durable write.
+    pub(crate) fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError> {
         match self {
             NodeDisk::Model(m) => m.write(request),
             NodeDisk::Wal(w) => w.write(request),
         }
     }
 
-    fn sync(&mut self) -> Result<(), StorageError> {
+    /// Makes every earlier write durable.
+    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
         match self {
             NodeDisk::Model(m) => m.sync(),
             NodeDisk::Wal(w) => w.sync(),
         }
     }
 
-    fn recover(&mut self) -> Result<Recovered, StorageError> {
+    /// What a restarting node reads back.
+    pub(crate) fn recover(&mut self) -> Result<Recovered, StorageError> {
         match self {
             NodeDisk::Model(m) => m.recover(),
             NodeDisk::Wal(w) => w.recover(),
