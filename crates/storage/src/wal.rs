@@ -166,8 +166,14 @@ impl Wal {
         debug_assert_ne!(kind, KIND_SEGMENT_HEADER, "type 0 is the log's own");
         // A batch that starts on a full segment starts a new one; its first index is
         // the one after everything written so far.
-        if self.buf.is_empty() && (self.segments.is_empty() || self.len >= self.segment_bytes) {
-            self.rotate();
+        if self.buf.is_empty() {
+            if self.segments.is_empty() || self.len >= self.segment_bytes {
+                self.rotate();
+            } else if self.len == 0 {
+                // The newest segment holds nothing valid: its first write was lost or
+                // torn in a crash. It starts over, header first.
+                self.start_segment();
+            }
         }
         self.last_index = last_index;
         encode(kind, &mut self.buf, payload);
@@ -241,7 +247,7 @@ impl Wal {
         }
     }
 
-    /// Starts a new segment: its header, then the anchor record.
+    /// Starts a new segment.
     fn rotate(&mut self) {
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
         self.segments.push(Segment {
@@ -250,7 +256,12 @@ impl Wal {
         });
         self.len = 0;
         self.new_segment = true;
-        debug_assert!(self.buf.is_empty());
+        self.start_segment();
+    }
+
+    /// Buffers what every segment begins with: its header, then the anchor record.
+    fn start_segment(&mut self) {
+        debug_assert!(self.buf.is_empty() && self.len == 0);
         encode(KIND_SEGMENT_HEADER, &mut self.buf, |o| {
             segment_header(&self.engine, o)
         });
@@ -455,6 +466,39 @@ mod tests {
         let first = seen.iter().find(|(k, _)| *k == 1).unwrap().1[0];
         assert!(first > 1 && first <= 31, "kept from {first}");
         assert_eq!(seen.last().unwrap().1[0], 40);
+    }
+
+    /// A crash that loses (or tears) a new segment's first write leaves a segment with
+    /// nothing valid in it; appending there must start with the header again.
+    #[test]
+    fn a_segment_whose_first_write_was_lost_starts_over_with_its_header() {
+        let mut b = SimDisk::new(11);
+        let mut wal = Wal::open(&mut b, "raft", OPTS, &mut |_, _| Ok(())).unwrap();
+        wal.push_anchor(2, b"vote-1");
+        wal.push(1, 1, |o| o.push(1));
+        wal.sync(&mut b).unwrap();
+        // What a crash can leave of a rotation: the next segment, preallocated and
+        // durable, and none of the batch written into it.
+        let next = Segment { seq: 2, first: 2 }.name();
+        b.write(&next, 0, &[0; 256]).unwrap();
+        b.sync(&next).unwrap();
+        b.sync_dir().unwrap();
+        b.crash();
+        let mut wal = Wal::open(&mut b, "raft", OPTS, &mut |_, _| Ok(())).unwrap();
+        assert_eq!(wal.segment_count(), 2);
+        wal.resume(1, Some((2, b"vote-1".to_vec())));
+        wal.push(1, 2, |o| o.push(2));
+        wal.sync(&mut b).unwrap();
+        b.crash();
+        let seen = replay_all(&mut b, "raft").unwrap();
+        let entries: Vec<u8> = seen
+            .iter()
+            .filter(|(k, _)| *k == 1)
+            .map(|(_, p)| p[0])
+            .collect();
+        assert_eq!(entries, vec![1, 2]);
+        // The restarted segment repeats the anchor after its header.
+        assert_eq!(seen.iter().filter(|(k, _)| *k == 2).count(), 2);
     }
 
     #[test]
