@@ -13,8 +13,9 @@
 use engine::{Engine, NodeId};
 use std::fmt;
 
-/// First bytes of every peer connection (the 2 is the format's version).
-pub const MAGIC: &[u8; 8] = b"SYNODP2\0";
+/// First bytes of every peer connection (the 3 is the format's version: 3 since Raft's
+/// messages are Protocol Buffers; a member of format 2 is refused at the handshake).
+pub const MAGIC: &[u8; 8] = b"SYNODP3\0";
 /// Handshake length in bytes.
 pub const HANDSHAKE_LEN: usize = 8 + 24 + ENGINE_NAME_LEN;
 /// Bytes of the engine's name in the handshake.
