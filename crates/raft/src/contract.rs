@@ -1,6 +1,11 @@
 //! Raft behind the engine contract ([`engine::Engine`]): the one place where Raft's
 //! verbs and effects are translated into the words every driver speaks.
 
+// The peer codec: hand-written, or prost-derived Protocol Buffers under `prost-codec`.
+#[cfg(not(feature = "prost-codec"))]
+use crate::codec;
+#[cfg(feature = "prost-codec")]
+use crate::codec_prost as codec;
 use crate::effects::{Apply, ChunkRequest, Effect, PersistRequest};
 use crate::error::{ProposeError, StepError};
 use crate::message::Message;
@@ -147,11 +152,11 @@ impl engine::Engine for RaftNode {
     }
 
     fn encode_message(message: &Message, out: &mut Vec<u8>) {
-        crate::codec::encode(message, out)
+        codec::encode(message, out)
     }
 
     fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
-        crate::codec::decode(bytes)
+        codec::decode(bytes)
     }
 
     fn message_kind(message: &Message) -> &'static str {

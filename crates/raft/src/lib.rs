@@ -66,6 +66,8 @@
 pub use engine;
 
 mod codec;
+#[cfg(feature = "prost-codec")]
+mod codec_prost;
 mod config;
 mod contract;
 mod durability;
