@@ -84,6 +84,13 @@ mod quorum;
 mod read;
 mod types;
 
+/// Both peer-message codecs side by side, to measure one against the other
+/// (`examples/codec_bench.rs`); under this feature the engine contract uses `prost_*`.
+#[cfg(feature = "prost-codec")]
+pub mod codecs {
+    pub use crate::codec::{decode as hand_decode, encode as hand_encode};
+    pub use crate::codec_prost::{decode as prost_decode, encode as prost_encode};
+}
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use config::{Config, ConfigError};
