@@ -111,25 +111,53 @@ fn json_str(s: &str) -> String {
 
 fn status_json(api: &Api) -> String {
     let st = api.shared.status();
-    let peers: Vec<String> = st
-        .peer_match
+    let suspicions = api.shared.health.lock().unwrap().suspicions();
+    let peers: Vec<serde_json::Value> = suspicions
         .iter()
-        .map(|(id, m)| format!("{{\"id\":\"{id:x}\",\"match_index\":{m}}}"))
+        .map(|p| {
+            serde_json::json!({
+                "id": format!("{:x}", p.id.0),
+                "match_index": st.peer_match.get(&p.id.0),
+                "phi": (p.phi * 1000.0).round() / 1000.0,
+                "suspicion": p.verdict.name(),
+                "silent_ms": p.silent_ms,
+            })
+        })
         .collect();
     let rev = api.shared.store.read().revision();
-    format!(
-        "{{\"member_id\":\"{:x}\",\"name\":{},\"role\":\"{}\",\"term\":{},\"leader\":\"{}\",\"commit_index\":{},\"applied_index\":{},\"last_index\":{},\"snapshot_index\":{},\"revision\":{rev},\"peers\":[{}]}}\n",
-        api.shared.member_id.0,
-        json_str(&api.shared.name),
-        st.role_detail,
-        st.term,
-        st.leader.map_or(String::new(), |l| format!("{:x}", l.0)),
-        st.commit,
-        st.applied,
-        st.last_index,
-        st.snapshot_index,
-        peers.join(",")
-    )
+    let status = serde_json::json!({
+        "member_id": format!("{:x}", api.shared.member_id.0),
+        "name": api.shared.name,
+        "role": st.role_detail,
+        "term": st.term,
+        "leader": st.leader.map_or(String::new(), |l| format!("{:x}", l.0)),
+        "commit_index": st.commit,
+        "applied_index": st.applied,
+        "last_index": st.last_index,
+        "snapshot_index": st.snapshot_index,
+        "revision": rev,
+        "phi_threshold": api.shared.health.lock().unwrap().threshold,
+        "peers": peers,
+    });
+    format!("{status}\n")
+}
+
+/// Each peer's suspicion level as labelled gauges.
+fn peer_metrics(api: &Api, out: &mut String) {
+    let suspicions = api.shared.health.lock().unwrap().suspicions();
+    out.push_str("# HELP synod_peer_phi The failure detector's suspicion level of a peer (phi accrual).\n# TYPE synod_peer_phi gauge\n");
+    for p in &suspicions {
+        let _ = writeln!(out, "synod_peer_phi{{peer=\"{:x}\"}} {:.3}", p.id.0, p.phi);
+    }
+    out.push_str("# HELP synod_peer_suspected Whether a peer's phi is at or above the threshold.\n# TYPE synod_peer_suspected gauge\n");
+    for p in &suspicions {
+        let suspected = p.verdict == detector::Verdict::Suspected;
+        let _ = writeln!(
+            out,
+            "synod_peer_suspected{{peer=\"{:x}\"}} {}",
+            p.id.0, suspected as u8
+        );
+    }
 }
 
 /// Resident set size from /proc (0 where unavailable).
@@ -292,5 +320,6 @@ fn metrics(api: &Api) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         );
     }
+    peer_metrics(api, &mut out);
     out
 }

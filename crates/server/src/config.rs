@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub quota_backend_bytes: u64,
     /// Largest client request (`--max-request-bytes`).
     pub max_request_bytes: usize,
+    /// The failure detector's φ at which a peer is suspected (`--phi-threshold`).
+    pub phi_threshold: f64,
+    /// Heartbeat intervals the failure detector remembers per peer (`--phi-window`).
+    pub phi_window: usize,
     /// Testing only: dial these addresses for the named peers instead of their peer URLs
     /// (the chaos lab routes each link through its own proxy). Identity is unchanged.
     pub peer_dial: Vec<(String, String)>,

@@ -37,6 +37,8 @@ pub type PeerMessage = <MemberEngine as Engine>::Message;
 pub enum Input {
     /// A message from a peer.
     Peer(NodeId, PeerMessage),
+    /// A transport ping from a peer (a heartbeat for the failure detector).
+    Ping(NodeId),
     /// A peer's connection, its handshake checked: the inbox reads its frames from
     /// now on (`buffered`: bytes already read past the handshake).
     PeerStream {
@@ -99,6 +101,8 @@ pub struct Driver {
     /// The store began a compaction whose history is not all dropped yet.
     compacting: bool,
     ticks: u64,
+    /// The tick of the last ping sent to every peer.
+    pinged_at: u64,
     last_leader: Option<NodeId>,
     /// Where the current round's time went (a slow round is logged).
     times: RoundTimes,
@@ -136,6 +140,7 @@ impl Driver {
             last_slice: Instant::now(),
             compacting: false,
             ticks: 0,
+            pinged_at: 0,
             last_leader: None,
             times: RoundTimes::default(),
             #[cfg(feature = "planted-bugs")]
@@ -192,6 +197,7 @@ impl Driver {
                     self.replica.retain_clients(|c| !c.is_closed());
                 }
             }
+            self.ping_peers();
             self.process()?;
             if let Some(slow) = self.times.slow(SLOW_ROUND) {
                 eprintln!("warn: {slow}");
@@ -212,6 +218,7 @@ impl Driver {
                     Err(e) => eprintln!("warn: dropped a message from {from}: {e}"),
                 }
             }
+            Input::Ping(from) => self.shared.health.lock().unwrap().heartbeat(from),
             Input::Propose(command, reply) => {
                 Metrics::add(&self.shared.metrics.proposals, 1);
                 self.replica.submit(Client::Write(reply), command);
@@ -222,6 +229,21 @@ impl Driver {
             Input::Shutdown | Input::PeerStream { .. } => {}
         }
         Ok(())
+    }
+
+    /// Every heartbeat interval (two ticks), a ping to every peer for its failure
+    /// detector: at most one per round, so a late round never sends a burst.
+    fn ping_peers(&mut self) {
+        if self.ticks < self.pinged_at + 2 {
+            return;
+        }
+        self.pinged_at = self.ticks;
+        let me = self.shared.member_id;
+        for m in self.shared.members.iter().filter(|m| m.id != me) {
+            let mut frame = Vec::with_capacity(crate::wire::FRAME_HEADER + 4);
+            crate::wire::encode_ping(&mut frame);
+            self.peers.send(m.id, frame, 0);
+        }
     }
 
     /// Carries out actions until none are left (a snapshot handed over on the way adds

@@ -125,8 +125,10 @@ impl PeerReader {
                 break;
             }
             let body = &self.buf[self.lo + 8..self.lo + 8 + len];
-            let msg = wire::decode_frame::<MemberEngine>(body, crc).map_err(|e| e.to_string())?;
-            out.push(Input::Peer(self.from, msg));
+            match wire::decode_frame::<MemberEngine>(body, crc).map_err(|e| e.to_string())? {
+                wire::Frame::Message(msg) => out.push(Input::Peer(self.from, msg)),
+                wire::Frame::Ping => out.push(Input::Ping(self.from)),
+            }
             self.lo += 8 + len;
         }
         if self.lo == self.hi {

@@ -230,6 +230,18 @@ pub async fn run(
         max_request_bytes: cfg.max_request_bytes,
         quota_backend_bytes: cfg.quota_backend_bytes,
         election: cfg.election,
+        health: std::sync::Mutex::new(state::PeerHealth::new(
+            cfg.members().iter().map(|m| m.id).filter(|id| *id != me),
+            detector::PhiConfig {
+                threshold: cfg.phi_threshold,
+                window: cfg.phi_window,
+                // The pings' cadence; a σ below it would suspect a peer for one
+                // heartbeat's lateness.
+                min_std_dev_us: cfg.heartbeat.as_micros() as u64,
+                acceptable_pause_us: 0,
+                expected_interval_us: cfg.heartbeat.as_micros() as u64,
+            },
+        )),
         #[cfg(feature = "planted-bugs")]
         planted_bug: cfg.planted_bug,
     });

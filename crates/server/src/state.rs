@@ -6,6 +6,7 @@ use kv::Store;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// What the driver publishes after each round.
@@ -99,9 +100,73 @@ pub struct Shared {
     pub quota_backend_bytes: u64,
     /// Election timeout (how long a request waits for a leader).
     pub election: std::time::Duration,
+    /// The failure detector, per peer, fed by the transport's pings.
+    pub health: Mutex<PeerHealth>,
     /// A deliberately planted bug.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<crate::config::ServerBug>,
+}
+
+/// Each peer's φ-accrual detector, on a clock that starts with the member.
+#[derive(Debug)]
+pub struct PeerHealth {
+    origin: Instant,
+    /// The threshold the verdicts use.
+    pub threshold: f64,
+    peers: BTreeMap<NodeId, detector::PhiDetector>,
+}
+
+/// One peer's suspicion level, as `/status` and `/metrics` show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerSuspicion {
+    /// The peer.
+    pub id: NodeId,
+    /// φ now.
+    pub phi: f64,
+    /// What φ means against the threshold.
+    pub verdict: detector::Verdict,
+    /// Milliseconds since its last ping (none yet: `None`).
+    pub silent_ms: Option<u64>,
+}
+
+impl PeerHealth {
+    /// Detectors for `peers`, heard from by nobody yet.
+    pub fn new(peers: impl IntoIterator<Item = NodeId>, cfg: detector::PhiConfig) -> PeerHealth {
+        PeerHealth {
+            origin: Instant::now(),
+            threshold: cfg.threshold,
+            peers: peers
+                .into_iter()
+                .map(|p| (p, detector::PhiDetector::new(cfg)))
+                .collect(),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.origin.elapsed().as_micros() as u64
+    }
+
+    /// A ping from `peer` arrived now.
+    pub fn heartbeat(&mut self, peer: NodeId) {
+        let now = self.now_us();
+        if let Some(d) = self.peers.get_mut(&peer) {
+            d.heartbeat(now);
+        }
+    }
+
+    /// Every peer's suspicion level now.
+    pub fn suspicions(&self) -> Vec<PeerSuspicion> {
+        let now = self.now_us();
+        self.peers
+            .iter()
+            .map(|(id, d)| PeerSuspicion {
+                id: *id,
+                phi: d.phi(now),
+                verdict: d.verdict(now),
+                silent_ms: d.last_heartbeat().map(|t| now.saturating_sub(t) / 1_000),
+            })
+            .collect()
+    }
 }
 
 impl Shared {

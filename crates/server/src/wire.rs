@@ -6,7 +6,9 @@
 //! frames `len u32 | crc32c u32 | group u32 | body`, where `len` and the checksum cover
 //! the group and the body. The group names the consensus group the message is for (one
 //! today; sharding adds more); the body is one message in the engine's own codec
-//! ([`engine::Engine::encode_message`]). Anything that does not parse (wrong magic,
+//! ([`engine::Engine::encode_message`]). A frame of group [`PING_GROUP`] with an empty
+//! body is the transport's own heartbeat, sent to every peer at a steady cadence for
+//! the failure detector. Anything that does not parse (wrong magic,
 //! another cluster or engine, a bad checksum, an oversized frame, an unknown group, a
 //! body the engine's codec refuses) is answered by closing the connection.
 
@@ -24,6 +26,8 @@ const ENGINE_NAME_LEN: usize = 8;
 pub const FRAME_HEADER: usize = 8;
 /// The one consensus group of a member today.
 pub const GROUP: u32 = 0;
+/// The group of a transport ping (no body): a heartbeat for the failure detector.
+pub const PING_GROUP: u32 = u32::MAX;
 /// Largest frame body accepted (an append carries at most ~1 MiB of entries).
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -132,6 +136,23 @@ pub fn encode_frame<E: Engine>(msg: &E::Message, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Appends one ping frame to `out`.
+pub fn encode_ping(out: &mut Vec<u8>) {
+    let group = PING_GROUP.to_le_bytes();
+    out.extend_from_slice(&(group.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&group).to_le_bytes());
+    out.extend_from_slice(&group);
+}
+
+/// What one frame carried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame<M> {
+    /// An engine message.
+    Message(M),
+    /// A transport ping.
+    Ping,
+}
+
 /// Checks a frame header; returns the body length.
 pub fn frame_len(header: &[u8; 8]) -> Result<(usize, u32), WireError> {
     let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
@@ -143,7 +164,7 @@ pub fn frame_len(header: &[u8; 8]) -> Result<(usize, u32), WireError> {
 }
 
 /// Checks a frame body (group and message) against its checksum and decodes it.
-pub fn decode_frame<E: Engine>(body: &[u8], crc: u32) -> Result<E::Message, WireError> {
+pub fn decode_frame<E: Engine>(body: &[u8], crc: u32) -> Result<Frame<E::Message>, WireError> {
     if crc32c::crc32c(body) != crc {
         return Err(WireError::Checksum);
     }
@@ -151,7 +172,11 @@ pub fn decode_frame<E: Engine>(body: &[u8], crc: u32) -> Result<E::Message, Wire
         return Err(WireError::Malformed("frame shorter than its group"));
     };
     match u32::from_le_bytes(*group) {
-        GROUP => E::decode_message(message).map_err(|e| WireError::Malformed(e.0)),
+        GROUP => E::decode_message(message)
+            .map(Frame::Message)
+            .map_err(|e| WireError::Malformed(e.0)),
+        PING_GROUP if message.is_empty() => Ok(Frame::Ping),
+        PING_GROUP => Err(WireError::Malformed("a ping with a body")),
         g => Err(WireError::UnknownGroup(g)),
     }
 }
@@ -189,12 +214,28 @@ mod tests {
     }
 
     #[test]
+    fn a_ping_is_a_frame_of_its_own_group_and_nothing_else() {
+        let mut b = Vec::new();
+        encode_ping(&mut b);
+        let (len, crc) = frame_len(b[..8].try_into().unwrap()).unwrap();
+        assert_eq!(len, b.len() - 8);
+        assert_eq!(decode_frame::<MemberEngine>(&b[8..], crc), Ok(Frame::Ping));
+        let mut with_body = b[8..].to_vec();
+        with_body.push(1);
+        let crc = crc32c::crc32c(&with_body);
+        assert!(decode_frame::<MemberEngine>(&with_body, crc).is_err());
+    }
+
+    #[test]
     fn every_frame_round_trips() {
         for m in samples() {
             let b = frame(&m);
             let (len, crc) = frame_len(b[..8].try_into().unwrap()).unwrap();
             assert_eq!(len, b.len() - FRAME_HEADER);
-            assert_eq!(decode_frame::<MemberEngine>(&b[8..], crc).unwrap(), m);
+            assert_eq!(
+                decode_frame::<MemberEngine>(&b[8..], crc).unwrap(),
+                Frame::Message(m)
+            );
         }
     }
 

@@ -51,6 +51,13 @@ pub struct NodeArgs {
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, default_value_t = 1_572_864)]
     pub max_request_bytes: usize,
+    /// The failure detector's suspicion level at which a peer counts as suspected
+    /// (φ = −log10 of the chance it is merely late; 8 = one in 10⁸).
+    #[arg(long, default_value_t = 8.0)]
+    pub phi_threshold: f64,
+    /// Ping intervals the failure detector remembers per peer.
+    #[arg(long, default_value_t = 100)]
+    pub phi_window: usize,
     /// URL for /health, /metrics, /status and /version.
     #[arg(long)]
     pub listen_metrics_urls: Option<String>,
@@ -87,7 +94,14 @@ impl NodeArgs {
                 ));
             }
         }
+        if !(self.phi_threshold > 0.0 && self.phi_threshold.is_finite()) || self.phi_window == 0 {
+            return Err(
+                "--phi-threshold must be a positive number and --phi-window at least 1".into(),
+            );
+        }
         Ok(ServerConfig {
+            phi_threshold: self.phi_threshold,
+            phi_window: self.phi_window,
             name: self.name.clone(),
             data_dir: self
                 .data_dir
