@@ -1,7 +1,7 @@
 //! Raft's message codec: how a [`Message`] travels as bytes (the transport adds the
 //! framing and checksum), in Protocol Buffers from prost-derived types. One
 //! [`pb::Envelope`] carries one message as a oneof; the field numbers are ours and belong
-//! to no published schema. A hand-written fixed-width codec measured 4.5× faster per
+//! to no published schema. A hand-written fixed-width codec measured 4.3× faster per
 //! message but no faster end to end (`docs/benchmarks.md`), so the generated types won.
 //!
 //! Garbage decodes to a [`DecodeError`], never a panic: prost checks every length

@@ -104,6 +104,7 @@ pub struct Driver {
     /// The tick of the last ping sent to every peer.
     pinged_at: u64,
     last_leader: Option<NodeId>,
+    last_role: Role,
     /// Where the current round's time went (a slow round is logged).
     times: RoundTimes,
     #[cfg(feature = "planted-bugs")]
@@ -141,6 +142,7 @@ impl Driver {
             compacting: false,
             ticks: 0,
             pinged_at: 0,
+            last_role: Role::Follower,
             last_leader: None,
             times: RoundTimes::default(),
             #[cfg(feature = "planted-bugs")]
@@ -200,7 +202,13 @@ impl Driver {
             self.ping_peers();
             self.process()?;
             if let Some(slow) = self.times.slow(SLOW_ROUND) {
-                eprintln!("warn: {slow}");
+                tracing::warn!(
+                    event = "slow_round",
+                    round_ms = slow.total_ms(),
+                    phase = slow.phase(),
+                    applied = slow.applied(),
+                    "{slow}"
+                );
             }
         }
     }
@@ -213,9 +221,11 @@ impl Driver {
                     Ok(()) => {}
                     Err(Refused::Command(e)) => {
                         Metrics::add(&self.shared.metrics.commands_refused, 1);
-                        eprintln!("warn: refused a command forwarded by {from}: {e}");
+                        tracing::warn!(event = "command_refused", peer = %format_args!("{:x}", from.0), error = %e, "refused a command a peer forwarded");
                     }
-                    Err(e) => eprintln!("warn: dropped a message from {from}: {e}"),
+                    Err(e) => {
+                        tracing::warn!(event = "message_dropped", peer = %format_args!("{:x}", from.0), error = %e, "dropped a peer message")
+                    }
                 }
             }
             Input::Ping(from) => self.shared.health.lock().unwrap().heartbeat(from),
@@ -324,7 +334,11 @@ impl Driver {
                 installed - counted,
             );
             let index = self.replica.applied();
-            eprintln!("info: installed a snapshot at index {index} from the leader");
+            tracing::info!(
+                event = "snapshot_installed",
+                index = index.0,
+                "installed a snapshot from the leader"
+            );
         }
     }
 
@@ -371,6 +385,11 @@ impl Driver {
         match &self.snap {
             SnapState::Idle => {
                 if let Some(index) = self.replica.snapshot_due() {
+                    tracing::debug!(
+                        event = "snapshot_started",
+                        index = index.0,
+                        "cutting a snapshot"
+                    );
                     self.start_snapshot(index)?;
                 }
                 Ok(false)
@@ -454,18 +473,50 @@ impl Driver {
         match compacted {
             Ok(()) => {
                 Metrics::add(&self.shared.metrics.snapshots, 1);
+                tracing::debug!(
+                    event = "log_compacted",
+                    index = meta.index.0,
+                    bytes = len,
+                    "log compacted behind a snapshot"
+                );
                 true
             }
             Err(e) => {
                 // Superseded by a snapshot from the leader: its file is simply older.
-                eprintln!("info: snapshot at {} not used: {e}", meta.index);
+                tracing::info!(event = "snapshot_unused", index = meta.index.0, error = %e, "snapshot not used");
                 false
+            }
+        }
+    }
+
+    /// Elected, stepped down, and the leader this member follows, as events.
+    fn log_leadership(&mut self, s: &engine::Status) {
+        if s.role != self.last_role {
+            if s.role == Role::Leader {
+                tracing::info!(event = "elected", term = s.epoch, "became leader");
+            } else if self.last_role == Role::Leader {
+                tracing::info!(
+                    event = "stepped_down",
+                    term = s.epoch,
+                    role = s.role_detail,
+                    "stepped down"
+                );
+            }
+            self.last_role = s.role;
+        }
+        if s.leader != self.last_leader {
+            match s.leader {
+                Some(l) => {
+                    tracing::info!(event = "leader_changed", term = s.epoch, leader = %format_args!("{:x}", l.0), "leader changed")
+                }
+                None => tracing::info!(event = "leader_lost", term = s.epoch, "no leader known"),
             }
         }
     }
 
     fn publish(&mut self) {
         let s = self.replica.status();
+        self.log_leadership(&s);
         if s.leader != self.last_leader {
             if s.leader.is_some() {
                 Metrics::add(&self.shared.metrics.leader_changes, 1);

@@ -261,7 +261,7 @@ impl Inbox {
     /// Starts reading a peer's connection; `buffered` was read past its handshake.
     fn adopt(&mut self, from: NodeId, stream: std::net::TcpStream, buffered: Vec<u8>) {
         if let Err(e) = stream.set_nonblocking(true) {
-            eprintln!("warn: peer connection from {:x} dropped: {e}", from.0);
+            tracing::warn!(event = "peer_lost", peer = %format_args!("{:x}", from.0), error = %e, "peer connection dropped");
             return;
         }
         let mut stream = TcpStream::from_std(stream);
@@ -272,7 +272,7 @@ impl Inbox {
             .registry()
             .register(&mut stream, token, Interest::READABLE)
         {
-            eprintln!("warn: peer connection from {:x} dropped: {e}", from.0);
+            tracing::warn!(event = "peer_lost", peer = %format_args!("{:x}", from.0), error = %e, "peer connection dropped");
             return;
         }
         let mut buf = vec![0; READ_BUF.max(buffered.len())];
@@ -302,7 +302,7 @@ impl Inbox {
                     let mut p = self.peers.remove(&t).expect("present");
                     let _ = self.poll.registry().deregister(&mut p.stream);
                     if let Some(e) = why {
-                        eprintln!("warn: peer connection from {:x} closed: {e}", p.from.0);
+                        tracing::info!(event = "peer_lost", peer = %format_args!("{:x}", p.from.0), error = %e, "peer connection closed");
                     }
                 }
             }

@@ -173,22 +173,21 @@ pub async fn run(
     let backend = FileBackend::open(&wal_dir)
         .map_err(|e| ConfigError(format!("{}: {e}", wal_dir.display())))?;
     if cfg.disk_faults.is_active() {
-        eprintln!(
-            "warn: injecting disk faults {:?} (testing only)",
-            cfg.disk_faults
-        );
+        tracing::warn!(faults = ?cfg.disk_faults, "injecting disk faults (testing only)");
     }
     let backend = FaultyBackend::new(backend, cfg.disk_faults);
     let (storage, recovered) = DiskStorage::open(backend, StorageOptions::default())
         .map_err(|e| ConfigError(format!("refusing to start: {e}")))?;
-    eprintln!(
-        "info: member {} ({:x}) of cluster {cluster_id:x}: recovered term {}, commit {}, snapshot at {}, {} log entries",
-        cfg.name,
-        me.0,
-        recovered.hard_state.term.0,
-        recovered.hard_state.commit.0,
-        recovered.snapshot.as_ref().map_or(0, |s| s.meta.index.0),
-        recovered.entries.len()
+    tracing::info!(
+        event = "recovered",
+        member = %cfg.name,
+        member_id = %format_args!("{:x}", me.0),
+        cluster_id = %format_args!("{cluster_id:x}"),
+        term = recovered.hard_state.term.0,
+        commit = recovered.hard_state.commit.0,
+        snapshot = recovered.snapshot.as_ref().map_or(0, |s| s.meta.index.0),
+        entries = recovered.entries.len(),
+        "recovered durable state"
     );
     let client_l = bind("clients", cfg.listen_client).await?;
     let peer_l = std::net::TcpListener::bind(cfg.listen_peer)
@@ -302,9 +301,11 @@ pub async fn run(
     if let Some(l) = admin_l {
         tokio::spawn(admin::serve(l, api.clone()));
     }
-    eprintln!(
-        "info: serving clients on {}, peers on {}",
-        cfg.listen_client, cfg.listen_peer
+    tracing::info!(
+        event = "serving",
+        clients = %cfg.listen_client,
+        peers = %cfg.listen_peer,
+        "serving clients and peers"
     );
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD;
     // The builder's tcp_nodelay does not reach sockets we accept ourselves: set it per
@@ -340,7 +341,7 @@ pub async fn run(
     let _ = driver_tx.send(Input::Shutdown);
     let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
     drop(peer_rt);
-    eprintln!("info: member {} stopped", cfg.name);
+    tracing::info!(event = "stopped", member = %cfg.name, "member stopped");
     if let Some(e) = fatal.lock().unwrap().take() {
         return Err(RunError::Fatal(e));
     }

@@ -141,9 +141,11 @@ async fn sender(
             tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&peer.peer_addr)).await;
         let Ok(Ok(mut stream)) = conn else {
             if !logged {
-                eprintln!(
-                    "info: peer {} ({}) unreachable; retrying",
-                    peer.name, peer.peer_addr
+                tracing::info!(
+                    event = "peer_unreachable",
+                    peer = %peer.name,
+                    addr = %peer.peer_addr,
+                    "peer unreachable; retrying"
                 );
                 logged = true;
             }
@@ -155,12 +157,15 @@ async fn sender(
         if stream.write_all(&greeting).await.is_err() {
             continue;
         }
+        tracing::info!(event = "peer_connected", peer = %peer.name, addr = %peer.peer_addr, "connected to peer");
+        tracing::debug!(event = "handshake_sent", peer = %peer.name, bytes = greeting.len(), "handshake sent");
         let Some(stream) = share(stream, &link, &mut rx) else {
             continue;
         };
         if pump(stream, &link, &mut rx).await.is_none() {
             return;
         }
+        tracing::info!(event = "peer_lost", peer = %peer.name, addr = %peer.peer_addr, "connection to peer lost; redialing");
         *link.state.lock().unwrap() = LinkState::default();
     }
 }
@@ -227,7 +232,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, driver: InboxSend
         let driver = driver.clone();
         tokio::spawn(async move {
             if let Err(e) = receive(stream, &shared, &driver).await {
-                eprintln!("warn: peer connection from {addr} closed: {e}");
+                tracing::info!(event = "peer_lost", addr = %addr, error = %e, "peer connection closed");
             }
         });
     }

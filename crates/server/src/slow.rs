@@ -87,6 +87,28 @@ pub struct SlowRound<'a> {
     total: Duration,
 }
 
+impl SlowRound<'_> {
+    /// The round's length, ms.
+    pub fn total_ms(&self) -> u64 {
+        self.total.as_millis() as u64
+    }
+
+    /// The phase that took longest (`other` when no measured phase reached 1 ms).
+    pub fn phase(&self) -> &'static str {
+        NAMES
+            .iter()
+            .zip(self.t.spent)
+            .filter(|(_, d)| *d >= Duration::from_millis(1))
+            .max_by_key(|(_, d)| *d)
+            .map_or("other", |(name, _)| name)
+    }
+
+    /// Entries applied in the round.
+    pub fn applied(&self) -> u64 {
+        self.t.applied
+    }
+}
+
 impl fmt::Display for SlowRound<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "a Raft round took {} ms:", self.total.as_millis())?;
@@ -130,5 +152,8 @@ mod tests {
         assert!(line.contains(" fdatasync "), "{line}");
         assert!(!line.contains(" apply "), "{line}");
         assert!(line.ends_with("; 1 entries applied"), "{line}");
+        let slow = t.slow(Duration::ZERO).unwrap();
+        assert_eq!(slow.phase(), "fdatasync");
+        assert_eq!(slow.applied(), 1);
     }
 }

@@ -105,11 +105,12 @@ pub fn begin(
                 return;
             };
             if let SnapOutcome::Written(_, len) = &outcome {
-                eprintln!(
-                    "info: snapshot at index {} written ({} MiB, {} ms from start to sync)",
-                    meta.index,
-                    len >> 20,
-                    started.elapsed().as_millis()
+                tracing::info!(
+                    event = "snapshot_taken",
+                    index = meta.index.0,
+                    bytes = len,
+                    ms = started.elapsed().as_millis() as u64,
+                    "snapshot written"
                 );
             }
             let _ = report.send(Input::Snapshot(outcome));
@@ -213,7 +214,7 @@ pub fn prepare_segment(dir: PathBuf, bytes: u64, report: InboxSender) {
                         storage::prepare_segment(&mut b, bytes).map_err(|e| e.to_string())
                     });
                 if let Err(e) = &res {
-                    eprintln!("warn: preparing the next WAL segment failed: {e}");
+                    tracing::warn!(event = "segment_prepare_failed", error = %e, "preparing the next WAL segment failed");
                 }
                 let _ = report.send(Input::SegmentPrepared(res.is_ok()));
             }

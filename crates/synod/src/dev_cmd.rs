@@ -26,6 +26,8 @@ pub struct DevArgs {
     /// Applied entries between snapshots, passed to every member.
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -82,6 +84,7 @@ fn spawn(m: &Member, cluster: &str, args: &DevArgs) -> std::io::Result<Child> {
         .args(["--initial-cluster-token", "synod-dev"])
         .args(["--listen-metrics-urls", &url(m.admin)])
         .args(["--snapshot-count", &args.snapshot_count.to_string()])
+        .args(args.log.to_args())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal

@@ -12,6 +12,7 @@ mod bench_wal;
 mod chaos;
 mod dev_cmd;
 mod lab_cmd;
+mod logging;
 mod node_cmd;
 mod sim_cmd;
 
@@ -57,7 +58,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// No transparent huge pages for this process. mimalloc asks for them on its arenas,
 /// and then every fault on fresh or purged memory zeroes 2 MiB: under 256 clients of
 /// puts that was over a third of the Raft thread's samples (`clear_page_erms`), and
-/// turning it off cut member CPU per put by about 7 % (docs/benchmarks.md, session 5).
+/// turning it off cut member CPU per put by about 4–7 % (docs/benchmarks.md, "Tried").
 fn no_huge_pages() {
     // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only; failure
     // leaves the process as it was.

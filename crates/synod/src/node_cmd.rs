@@ -58,6 +58,8 @@ pub struct NodeArgs {
     /// Ping intervals the failure detector remembers per peer.
     #[arg(long, default_value_t = 100)]
     pub phi_window: usize,
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
     /// URL for /health, /metrics, /status and /version.
     #[arg(long)]
     pub listen_metrics_urls: Option<String>,
@@ -158,11 +160,12 @@ async fn stop_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    eprintln!("info: stopping on signal");
+    tracing::info!(event = "signal", "stopping on signal");
 }
 
 /// Runs one member until SIGINT or SIGTERM.
 pub fn run(args: NodeArgs) -> ExitCode {
+    crate::logging::init(&args.log);
     let cfg = match args.config() {
         Ok(c) => c,
         Err(e) => {

@@ -102,7 +102,7 @@ fn a_forged_propose_is_refused_and_the_cluster_keeps_serving() {
     // The forged command never reached the log: only the puts' entries follow.
     let now = c.status_field(leader, "last_index").unwrap();
     assert!(now <= last + 2, "last index {last} -> {now}");
-    assert!(c.logs().contains("refused a command forwarded by"));
+    assert!(c.logs().contains("refused a command a peer forwarded"));
 
     // Every member restarts past it.
     for i in 0..3 {

@@ -253,6 +253,12 @@ impl Cluster {
         self.etcdctl_at(&self.endpoints(), args, None)
     }
 
+    /// Member `i`'s whole log.
+    pub fn log_of(&self, i: usize) -> String {
+        let name = &self.members[i].name;
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// Every member's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
