@@ -358,9 +358,10 @@ impl Driver {
         raft_engine::sync(&mut self.storage)?;
         let took = start.elapsed();
         self.times.add(Phase::Sync, took);
-        let m = &self.shared.metrics;
-        Metrics::add(&m.wal_fsyncs, 1);
-        Metrics::add(&m.wal_fsync_micros, took.as_micros() as u64);
+        self.shared
+            .metrics
+            .wal_fsync_seconds
+            .observe(took.as_secs_f64());
         self.replica.on_persisted(io).map_err(unknown)?;
         if let Some(bytes) = self.storage.segment_to_prepare() {
             // Zero-filled off the commit path; the next rotation only renames it.

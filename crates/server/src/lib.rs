@@ -17,6 +17,7 @@ pub mod machine;
 pub mod maint_svc;
 pub mod peer;
 pub mod ports;
+pub mod prom;
 pub mod raft_engine;
 pub mod slow;
 pub mod snapshotter;

@@ -35,12 +35,10 @@ pub struct NodeStatus {
 }
 
 /// Counters for `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    /// WAL fdatasyncs.
-    pub wal_fsyncs: AtomicU64,
-    /// Total microseconds spent in WAL syncs.
-    pub wal_fsync_micros: AtomicU64,
+    /// WAL fdatasync latency (`etcd_disk_wal_fsync_duration_seconds`).
+    pub wal_fsync_seconds: prometheus::Histogram,
     /// Persist requests written.
     pub wal_writes: AtomicU64,
     /// Proposals accepted by the leader.
@@ -61,6 +59,24 @@ pub struct Metrics {
     pub commands_refused: AtomicU64,
     /// Leader changes seen.
     pub leader_changes: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            wal_fsync_seconds: crate::prom::wal_fsync_histogram(),
+            wal_writes: AtomicU64::new(0),
+            proposals: AtomicU64::new(0),
+            proposals_failed: AtomicU64::new(0),
+            applied_entries: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+            snapshots_installed: AtomicU64::new(0),
+            peer_sent: AtomicU64::new(0),
+            peer_received: AtomicU64::new(0),
+            commands_refused: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Metrics {
