@@ -33,12 +33,19 @@ fn metrics_parse_and_the_fsync_latency_is_a_histogram_with_etcds_buckets() {
     let bounds: Vec<f64> = buckets.iter().map(|b| b.less_than).collect();
     let etcd: Vec<f64> = (0..14).map(|k| 0.001 * 2f64.powi(k)).collect();
     for b in &etcd {
-        assert!(bounds.iter().any(|x| (x - b).abs() < 1e-9), "bucket {b} missing: {bounds:?}");
+        assert!(
+            bounds.iter().any(|x| (x - b).abs() < 1e-9),
+            "bucket {b} missing: {bounds:?}"
+        );
     }
     let total = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
     assert!(total >= 5.0, "the puts' fsyncs were counted: {total}");
     assert!(matches!(sample("etcd_server_is_leader").value, Value::Gauge(v) if v == 1.0));
     assert!(matches!(sample("etcd_server_has_leader").value, Value::Gauge(v) if v == 1.0));
-    let peers = scrape.samples.iter().filter(|s| s.metric == "synod_peer_phi").count();
+    let peers = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "synod_peer_phi")
+        .count();
     assert_eq!(peers, 2, "one phi per peer");
 }

@@ -86,170 +86,44 @@ fn is_3_4_or_later(v: &str) -> bool {
     n.len() == 3 && n[0] == 3 && n[1] >= 4
 }
 
-// ------------------------------------------------------- tiny JSON reader
+// ------------------------------------------------------- etcdctl's `-w json`
 
-/// Just enough JSON for etcdctl's `-w json`: numbers stay text so uint64 ids
-/// keep all their digits.
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(String),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
+/// etcdctl's `-w json` output (serde_json keeps uint64 ids exact).
+type Json = serde_json::Value;
+
+/// Reading etcdctl's JSON the way Go wrote it: `omitempty` drops zeros and falses, so an
+/// absent number is 0 and an absent bool false.
+trait GoJson {
+    fn u64(&self) -> u64;
+    fn str(&self) -> &str;
+    fn bool(&self) -> bool;
+    fn arr(&self) -> &[Json];
 }
 
-impl Json {
-    fn parse(text: &str) -> Json {
-        let b = text.trim().as_bytes();
-        let mut p = 0;
-        let v = Json::value(b, &mut p);
-        assert_eq!(p, b.len(), "trailing text after JSON: {text}");
-        v
-    }
-
-    fn ws(b: &[u8], p: &mut usize) {
-        while *p < b.len() && b[*p].is_ascii_whitespace() {
-            *p += 1;
-        }
-    }
-
-    fn value(b: &[u8], p: &mut usize) -> Json {
-        Json::ws(b, p);
-        let v = match b[*p] {
-            open @ (b'{' | b'[') => {
-                *p += 1;
-                let (close, mut fields) = (if open == b'{' { b'}' } else { b']' }, Vec::new());
-                loop {
-                    Json::ws(b, p);
-                    if b[*p] == close {
-                        *p += 1;
-                        break;
-                    }
-                    let v = Json::value(b, p);
-                    if close == b'}' {
-                        let Json::Str(k) = v else {
-                            panic!("object key at {p}")
-                        };
-                        assert_eq!(b[*p], b':', "expected ':' at {p}");
-                        *p += 1;
-                        fields.push((k, Json::value(b, p)));
-                    } else {
-                        fields.push((String::new(), v));
-                    }
-                    if b[*p] == b',' {
-                        *p += 1;
-                    }
-                }
-                if close == b'}' {
-                    Json::Obj(fields)
-                } else {
-                    Json::Arr(fields.into_iter().map(|(_, v)| v).collect())
-                }
-            }
-            b'"' => {
-                *p += 1;
-                let mut s = String::new();
-                while b[*p] != b'"' {
-                    if b[*p] == b'\\' {
-                        *p += 1;
-                        s.push(match b[*p] {
-                            b'n' => '\n',
-                            b't' => '\t',
-                            b'u' => {
-                                let hex = std::str::from_utf8(&b[*p + 1..*p + 5]).unwrap();
-                                *p += 4;
-                                char::from_u32(u32::from_str_radix(hex, 16).unwrap()).unwrap_or('?')
-                            }
-                            c => c as char,
-                        });
-                        *p += 1;
-                    } else {
-                        let start = *p;
-                        while b[*p] != b'"' && b[*p] != b'\\' {
-                            *p += 1;
-                        }
-                        s.push_str(std::str::from_utf8(&b[start..*p]).unwrap());
-                    }
-                }
-                *p += 1;
-                Json::Str(s)
-            }
-            b't' | b'f' | b'n' => {
-                let (word, v) = match b[*p] {
-                    b't' => ("true", Json::Bool(true)),
-                    b'f' => ("false", Json::Bool(false)),
-                    _ => ("null", Json::Null),
-                };
-                assert!(b[*p..].starts_with(word.as_bytes()), "bad literal at {p}");
-                *p += word.len();
-                v
-            }
-            _ => {
-                let start = *p;
-                while *p < b.len()
-                    && matches!(b[*p], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                {
-                    *p += 1;
-                }
-                assert!(
-                    *p > start,
-                    "unexpected byte {:?} at {start}",
-                    b[start] as char
-                );
-                Json::Num(std::str::from_utf8(&b[start..*p]).unwrap().to_string())
-            }
-        };
-        Json::ws(b, p);
-        v
-    }
-
-    /// A field of an object; `Null` when absent (Go's omitempty drops zeros).
-    fn get(&self, key: &str) -> &Json {
-        match self {
-            Json::Obj(fields) => fields
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v)
-                .unwrap_or(&Json::Null),
-            _ => &Json::Null,
-        }
-    }
-
-    fn at(&self, i: usize) -> &Json {
-        match self {
-            Json::Arr(items) => items.get(i).unwrap_or(&Json::Null),
-            _ => &Json::Null,
-        }
-    }
-
-    fn arr(&self) -> &[Json] {
-        match self {
-            Json::Arr(items) => items,
-            _ => &[],
-        }
-    }
-
-    /// An unsigned number; 0 when absent (omitted by omitempty).
+impl GoJson for Json {
     fn u64(&self) -> u64 {
         match self {
-            Json::Num(n) => n.parse().unwrap_or_else(|_| panic!("not a u64: {n}")),
             Json::Null => 0,
-            other => panic!("not a number: {other:?}"),
+            v => v.as_u64().unwrap_or_else(|| panic!("not a u64: {v}")),
         }
     }
 
     fn str(&self) -> &str {
-        match self {
-            Json::Str(s) => s,
-            other => panic!("not a string: {other:?}"),
-        }
+        self.as_str()
+            .unwrap_or_else(|| panic!("not a string: {self}"))
     }
 
     fn bool(&self) -> bool {
-        matches!(self, Json::Bool(true))
+        self.as_bool() == Some(true)
     }
+
+    fn arr(&self) -> &[Json] {
+        self.as_array().map_or(&[], |a| a.as_slice())
+    }
+}
+
+fn parse_json(text: &str) -> Json {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// `get -w json` of `key` on `endpoints`.
@@ -257,24 +131,20 @@ fn get_json(c: &Cluster, endpoints: &str, args: &[&str]) -> Json {
     let mut full = vec!["get"];
     full.extend(args);
     full.extend(["-w", "json"]);
-    Json::parse(&ok(c.etcdctl_at(endpoints, &full, None), c))
+    parse_json(&ok(c.etcdctl_at(endpoints, &full, None), c))
 }
 
 /// Asserts one kv of a `-w json` range result.
 fn assert_kv(kv: &Json, key: &str, value: &str, create: u64, modr: u64, version: u64) {
-    assert_eq!(kv.get("key").str(), b64(key.as_bytes()), "key of {kv:?}");
+    assert_eq!(kv["key"].str(), b64(key.as_bytes()), "key of {kv:?}");
+    assert_eq!(kv["value"].str(), b64(value.as_bytes()), "value of {kv:?}");
     assert_eq!(
-        kv.get("value").str(),
-        b64(value.as_bytes()),
-        "value of {kv:?}"
-    );
-    assert_eq!(
-        kv.get("create_revision").u64(),
+        kv["create_revision"].u64(),
         create,
         "create_revision of {kv:?}"
     );
-    assert_eq!(kv.get("mod_revision").u64(), modr, "mod_revision of {kv:?}");
-    assert_eq!(kv.get("version").u64(), version, "version of {kv:?}");
+    assert_eq!(kv["mod_revision"].u64(), modr, "mod_revision of {kv:?}");
+    assert_eq!(kv["version"].u64(), version, "version of {kv:?}");
 }
 
 /// The `member list` lines as (hex id, status, name, peer url, client url, learner).
@@ -330,11 +200,11 @@ fn put_get_del_and_range_options_print_what_etcd_prints() {
     assert_eq!(ctl(&c, &["get", "fo", "--prefix", "--rev=3"]), "foo\nbaz\n");
     let old = get_json(&c, &c.endpoints(), &["foo", "--rev=2"]);
     assert_eq!(
-        old.get("header").get("revision").u64(),
+        old["header"]["revision"].u64(),
         5,
         "a history read reports the current revision in its header: {old:?}"
     );
-    assert_kv(old.get("kvs").at(0), "foo", "bar", 2, 2, 1);
+    assert_kv(&old["kvs"][0], "foo", "bar", 2, 2, 1);
 
     // Newest first by mod revision, only two of the three keys.
     let all = [
@@ -350,13 +220,13 @@ fn put_get_del_and_range_options_print_what_etcd_prints() {
     args[5] = "--order=ASCEND";
     assert_eq!(ctl(&c, &args), "foo\nbaz\nfop\nx\n");
     let limited = get_json(&c, &c.endpoints(), &all);
-    assert_eq!(limited.get("kvs").arr().len(), 2, "{limited:?}");
+    assert_eq!(limited["kvs"].arr().len(), 2, "{limited:?}");
     assert_eq!(
-        limited.get("count").u64(),
+        limited["count"].u64(),
         3,
         "count is before the limit: {limited:?}"
     );
-    assert!(limited.get("more").bool(), "more must be true: {limited:?}");
+    assert!(limited["more"].bool(), "more must be true: {limited:?}");
     assert_eq!(
         ctl(
             &c,
@@ -367,39 +237,39 @@ fn put_get_del_and_range_options_print_what_etcd_prints() {
 
     // -w json metadata.
     let j = get_json(&c, &c.endpoints(), &["foo"]);
-    let h = j.get("header");
-    assert_ne!(h.get("cluster_id").u64(), 0, "cluster_id: {j:?}");
-    assert_ne!(h.get("member_id").u64(), 0, "member_id: {j:?}");
-    assert_ne!(h.get("raft_term").u64(), 0, "raft_term: {j:?}");
-    assert_eq!(h.get("revision").u64(), 5, "revision: {j:?}");
-    assert_eq!(j.get("count").u64(), 1, "{j:?}");
-    assert_eq!(j.get("kvs").arr().len(), 1, "{j:?}");
-    assert_kv(j.get("kvs").at(0), "foo", "baz", 2, 3, 2);
+    let h = &j["header"];
+    assert_ne!(h["cluster_id"].u64(), 0, "cluster_id: {j:?}");
+    assert_ne!(h["member_id"].u64(), 0, "member_id: {j:?}");
+    assert_ne!(h["raft_term"].u64(), 0, "raft_term: {j:?}");
+    assert_eq!(h["revision"].u64(), 5, "revision: {j:?}");
+    assert_eq!(j["count"].u64(), 1, "{j:?}");
+    assert_eq!(j["kvs"].arr().len(), 1, "{j:?}");
+    assert_kv(&j["kvs"][0], "foo", "baz", 2, 3, 2);
     let p = get_json(&c, &c.endpoints(), &["fo", "--prefix"]);
-    assert_eq!(p.get("count").u64(), 2, "{p:?}");
-    assert!(!p.get("more").bool(), "{p:?}");
-    assert_kv(p.get("kvs").at(0), "foo", "baz", 2, 3, 2);
-    assert_kv(p.get("kvs").at(1), "fop", "x", 4, 4, 1);
+    assert_eq!(p["count"].u64(), 2, "{p:?}");
+    assert!(!p["more"].bool(), "{p:?}");
+    assert_kv(&p["kvs"][0], "foo", "baz", 2, 3, 2);
+    assert_kv(&p["kvs"][1], "fop", "x", 4, 4, 1);
 
     // A put of the same value still bumps revision and version.
     assert_eq!(ctl(&c, &["put", "foo", "baz"]), "OK\n");
     let j = get_json(&c, &c.endpoints(), &["foo"]);
-    assert_eq!(j.get("header").get("revision").u64(), 6, "{j:?}");
-    assert_kv(j.get("kvs").at(0), "foo", "baz", 2, 6, 3);
+    assert_eq!(j["header"]["revision"].u64(), 6, "{j:?}");
+    assert_kv(&j["kvs"][0], "foo", "baz", 2, 6, 3);
 
     // del prints the number of deleted keys; a no-op delete is not a write.
     assert_eq!(ctl(&c, &["del", "fop"]), "1\n");
     assert_eq!(ctl(&c, &["del", "fop"]), "0\n");
     assert_eq!(ctl(&c, &["get", "fo", "--prefix"]), "foo\nbaz\n");
     let j = get_json(&c, &c.endpoints(), &["fop"]);
-    assert_eq!(j.get("header").get("revision").u64(), 7, "{j:?}");
-    assert_eq!(j.get("count").u64(), 0, "{j:?}");
-    assert!(j.get("kvs").arr().is_empty(), "{j:?}");
+    assert_eq!(j["header"]["revision"].u64(), 7, "{j:?}");
+    assert_eq!(j["count"].u64(), 0, "{j:?}");
+    assert!(j["kvs"].arr().is_empty(), "{j:?}");
 
     // Re-creating a deleted key starts a new generation.
     assert_eq!(ctl(&c, &["put", "fop", "y"]), "OK\n");
     let j = get_json(&c, &c.endpoints(), &["fop"]);
-    assert_kv(j.get("kvs").at(0), "fop", "y", 8, 8, 1);
+    assert_kv(&j["kvs"][0], "fop", "y", 8, 8, 1);
     assert_eq!(ctl(&c, &["get", "fop", "--rev=5"]), "fop\nx\n");
     assert_eq!(ctl(&c, &["get", "fop", "--rev=7"]), "");
 
@@ -407,7 +277,7 @@ fn put_get_del_and_range_options_print_what_etcd_prints() {
     assert_eq!(ctl(&c, &["del", "", "--prefix"]), "1\n");
     assert_eq!(ctl(&c, &["get", "", "--prefix"]), "");
     let j = get_json(&c, &c.endpoints(), &["", "--prefix"]);
-    assert_eq!(j.get("header").get("revision").u64(), 10, "{j:?}");
+    assert_eq!(j["header"]["revision"].u64(), 10, "{j:?}");
 }
 
 #[test]
@@ -418,7 +288,7 @@ fn txn_on_stdin_runs_the_right_branch() {
     // Non-interactive txn: compares, blank line, success ops, blank line, failure ops, blank line.
     let t = |script: &str| txn(&c, &eps, script);
     let get = |key: &str| ctl(&c, &["get", key]);
-    let kv = |key: &str| get_json(&c, &eps, &[key]).get("kvs").at(0).clone();
+    let kv = |key: &str| get_json(&c, &eps, &[key])["kvs"][0].clone();
     assert_eq!(ctl(&c, &["put", "k", "v"]), "OK\n"); // revision 2
 
     // value compare, success branch: a put and a read that sees it.
@@ -472,19 +342,15 @@ fn txn_on_stdin_runs_the_right_branch() {
 
     // A read-only txn does not create a revision.
     let j = get_json(&c, &eps, &["k"]);
-    assert_eq!(j.get("header").get("revision").u64(), 11, "{j:?}");
+    assert_eq!(j["header"]["revision"].u64(), 11, "{j:?}");
 
     // -w json of a txn carries succeeded and the sub-responses.
     let script = Some("mod(\"k\") = \"4\"\n\nget k\n\n\n");
-    let j = Json::parse(&ok(c.etcdctl_at(&eps, &["txn", "-w", "json"], script), &c));
-    assert!(j.get("succeeded").bool(), "{j:?}");
-    assert_ne!(j.get("header").get("member_id").u64(), 0, "{j:?}");
-    let range = j
-        .get("responses")
-        .at(0)
-        .get("Response")
-        .get("ResponseRange");
-    assert_kv(range.get("kvs").at(0), "k", "v3", 2, 4, 3);
+    let j = parse_json(&ok(c.etcdctl_at(&eps, &["txn", "-w", "json"], script), &c));
+    assert!(j["succeeded"].bool(), "{j:?}");
+    assert_ne!(j["header"]["member_id"].u64(), 0, "{j:?}");
+    let range = &j["responses"][0]["Response"]["ResponseRange"];
+    assert_kv(&range["kvs"][0], "k", "v3", 2, 4, 3);
 }
 
 #[test]
@@ -525,8 +391,8 @@ fn compaction_refuses_older_revisions() {
 
     // Compaction does not create a revision.
     let j = get_json(&c, &c.endpoints(), &["c"]);
-    assert_eq!(j.get("header").get("revision").u64(), 5, "{j:?}");
-    assert_kv(j.get("kvs").at(0), "c", "4", 2, 5, 4);
+    assert_eq!(j["header"]["revision"].u64(), 5, "{j:?}");
+    assert_kv(&j["kvs"][0], "c", "4", 2, 5, 4);
 
     // Physical compaction (waits until applied) works too.
     assert_eq!(ctl(&c, &["put", "c", "5"]), "OK\n"); // revision 6
@@ -586,50 +452,40 @@ fn member_list_and_endpoint_commands_describe_the_cluster() {
     // endpoint status -w json: one leader, one term, ids that match member list.
     // A re-election between the three Status calls would show two terms; retry.
     let statuses = eventually(Duration::from_secs(10), "a stable endpoint status", || {
-        let j = Json::parse(&ctl(&c, &["endpoint", "status", "-w", "json"]));
+        let j = parse_json(&ctl(&c, &["endpoint", "status", "-w", "json"]));
         let st = j.arr().to_vec();
         if st.len() != 3 {
             return Err(format!("expected 3 statuses: {j:?}"));
         }
-        let terms: Vec<u64> = st
-            .iter()
-            .map(|s| s.get("Status").get("raftTerm").u64())
-            .collect();
-        let leaders: Vec<u64> = st
-            .iter()
-            .map(|s| s.get("Status").get("leader").u64())
-            .collect();
+        let terms: Vec<u64> = st.iter().map(|s| s["Status"]["raftTerm"].u64()).collect();
+        let leaders: Vec<u64> = st.iter().map(|s| s["Status"]["leader"].u64()).collect();
         if terms.iter().any(|t| *t != terms[0]) || leaders.iter().any(|l| *l != leaders[0]) {
             return Err(format!("terms {terms:?} leaders {leaders:?}"));
         }
         Ok(st)
     });
-    let cluster_id = statuses[0]
-        .get("Status")
-        .get("header")
-        .get("cluster_id")
-        .u64();
+    let cluster_id = statuses[0]["Status"]["header"]["cluster_id"].u64();
     assert_ne!(cluster_id, 0);
-    let term = statuses[0].get("Status").get("raftTerm").u64();
+    let term = statuses[0]["Status"]["raftTerm"].u64();
     assert_ne!(term, 0);
-    let leader = statuses[0].get("Status").get("leader").u64();
+    let leader = statuses[0]["Status"]["leader"].u64();
     let mut leaders = 0;
     for s in &statuses {
-        let at = s.get("Endpoint").str();
+        let at = s["Endpoint"].str();
         let i = (0..3).find(|&i| ep(&c, i) == at).expect("known endpoint");
-        let st = s.get("Status");
-        let h = st.get("header");
-        assert_eq!(h.get("cluster_id").u64(), cluster_id, "{s:?}");
-        assert_eq!(h.get("raft_term").u64(), term, "{s:?}");
+        let st = &s["Status"];
+        let h = &st["header"];
+        assert_eq!(h["cluster_id"].u64(), cluster_id, "{s:?}");
+        assert_eq!(h["raft_term"].u64(), term, "{s:?}");
         assert_eq!(
-            format!("{:x}", h.get("member_id").u64()),
+            format!("{:x}", h["member_id"].u64()),
             member_hex(&members, &c, i),
             "Status header.member_id of {at} must be its member list id"
         );
-        assert!(is_3_4_or_later(st.get("version").str()), "{s:?}");
-        assert_ne!(st.get("raftIndex").u64(), 0, "{s:?}");
-        assert!(st.get("dbSize").u64() > 0, "{s:?}");
-        if h.get("member_id").u64() == leader {
+        assert!(is_3_4_or_later(st["version"].str()), "{s:?}");
+        assert_ne!(st["raftIndex"].u64(), 0, "{s:?}");
+        assert!(st["dbSize"].u64() > 0, "{s:?}");
+        if h["member_id"].u64() == leader {
             leaders += 1;
         }
     }
@@ -732,13 +588,13 @@ fn writes_through_a_follower_are_readable_on_every_member() {
         assert_eq!(ctl_at(&c, i, &["get", "other"]), "", "on {at}");
         assert_eq!(ctl_at(&c, i, &["get", "tx"]), "tx\nyes\n", "on {at}");
         let j = get_json(&c, &at, &["fw"]);
-        assert_eq!(j.get("header").get("revision").u64(), 6, "on {at}: {j:?}");
+        assert_eq!(j["header"]["revision"].u64(), 6, "on {at}: {j:?}");
         assert_eq!(
-            format!("{:x}", j.get("header").get("member_id").u64()),
+            format!("{:x}", j["header"]["member_id"].u64()),
             member_hex(&members, &c, i),
             "header.member_id on {at}"
         );
-        assert_kv(j.get("kvs").at(0), "fw", "3", 2, 6, 3);
+        assert_kv(&j["kvs"][0], "fw", "3", 2, 6, 3);
 
         // Serializable (local) reads catch up within a moment.
         let j = eventually(
@@ -746,16 +602,16 @@ fn writes_through_a_follower_are_readable_on_every_member() {
             "a serializable read catches up",
             || {
                 let j = get_json(&c, &at, &["", "--prefix", "--consistency=s"]);
-                if j.get("header").get("revision").u64() == 6 {
+                if j["header"]["revision"].u64() == 6 {
                     Ok(j)
                 } else {
                     Err(format!("on {at}: {j:?}"))
                 }
             },
         );
-        assert_eq!(j.get("count").u64(), 2, "on {at}: {j:?}");
-        assert_kv(j.get("kvs").at(0), "fw", "3", 2, 6, 3);
-        assert_kv(j.get("kvs").at(1), "tx", "yes", 6, 6, 1);
+        assert_eq!(j["count"].u64(), 2, "on {at}: {j:?}");
+        assert_kv(&j["kvs"][0], "fw", "3", 2, 6, 3);
+        assert_kv(&j["kvs"][1], "tx", "yes", 6, 6, 1);
         assert_eq!(
             ctl_at(&c, i, &["get", "fw", "--consistency=s"]),
             "fw\n3\n",

@@ -187,13 +187,8 @@ impl Cluster {
 
     /// A numeric field of member `i`'s /status.
     pub fn status_field(&self, i: usize, field: &str) -> Option<u64> {
-        let body = self.status(i)?;
-        let pat = format!("\"{field}\":");
-        let rest = &body[body.find(&pat)? + pat.len()..];
-        rest.split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
+        let status: serde_json::Value = serde_json::from_str(&self.status(i)?).ok()?;
+        status[field].as_u64()
     }
 
     /// A counter or gauge of member `i`'s /metrics (Prometheus text).
@@ -211,7 +206,8 @@ impl Cluster {
                 if m.child.is_some()
                     && self
                         .status(i)
-                        .is_some_and(|b| b.contains("\"role\":\"leader\""))
+                        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+                        .is_some_and(|v| v["role"] == "leader")
                 {
                     return i;
                 }
