@@ -1,14 +1,36 @@
-//! Admin HTTP on `--listen-metrics-urls`: `/health`, `/metrics` (Prometheus text),
-//! `/status` (JSON) and `/version`. A deliberately small HTTP/1.1 responder: one
-//! request per connection, GET only.
+//! Admin HTTP: `/health`, `/livez`, `/readyz`, `/metrics` (Prometheus text), `/status`
+//! (JSON) and `/version`, as an axum router. It answers on `--listen-metrics-urls` and
+//! on the client port beside gRPC ([`crate::client_port`] hands it every connection
+//! that is not HTTP/2), as etcd does.
 
 use crate::api::Api;
-use std::fmt::Write as _;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Serves admin requests until the listener fails.
+/// How long a client may take to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (and read buffer) accepted.
+const MAX_HEAD_BYTES: usize = 64 << 10;
+
+/// The admin routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/version", get(version))
+        .with_state(api)
+}
+
+/// Serves admin requests on `listener` (`--listen-metrics-urls`).
 pub async fn serve(listener: TcpListener, api: Api) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -16,102 +38,97 @@ pub async fn serve(listener: TcpListener, api: Api) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let api = api.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), handle(stream, api)).await;
-        });
+        tokio::spawn(serve_connection(stream, router(api.clone())));
     }
 }
 
-async fn handle(mut stream: TcpStream, api: Api) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 || buf.len() > 8192 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (code, ctype, body) = if method != "GET" {
-        (405, "text/plain", "method not allowed\n".to_string())
-    } else {
-        match path.split('?').next().unwrap_or("") {
-            "/health" => health(&api).await,
-            "/metrics" => (200, "text/plain; version=0.0.4", crate::prom::render(&api)),
-            "/status" => (200, "application/json", status_json(&api)),
-            "/version" => (
-                200,
-                "application/json",
-                format!(
-                    "{{\"etcdserver\":\"{v}\",\"etcdcluster\":\"{v}\",\"synod\":\"{}\"}}",
-                    env!("CARGO_PKG_VERSION"),
-                    v = crate::maint_svc::API_VERSION
-                ),
-            ),
-            _ => (404, "text/plain", "404 page not found\n".to_string()),
-        }
-    };
-    let reason = match code {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
-    };
-    let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+/// Serves HTTP/1.1 on one connection: a bounded head, read within a deadline.
+pub async fn serve_connection(stream: TcpStream, router: Router) {
+    let _ = stream.set_nodelay(true);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
-/// Healthy only when a leader is known and a linearizable read succeeds.
-async fn health(api: &Api) -> (u16, &'static str, String) {
+fn json(code: StatusCode, value: serde_json::Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// `None` when a leader is known and a linearizable read succeeds, else why not.
+async fn unhealthy(api: &Api) -> Option<String> {
     let result = match api.await_leader().await {
-        Err(s) => Err(s.message().to_string()),
-        Ok(()) => api
-            .read_barrier()
-            .await
-            .map_err(|s| s.message().to_string()),
+        Err(s) => Err(s),
+        Ok(()) => api.read_barrier().await,
     };
-    match result {
-        Ok(()) => (
-            200,
-            "application/json",
-            r#"{"health":"true","reason":""}"#.into(),
+    result.err().map(|s| s.message().to_string())
+}
+
+/// etcd's `/health`: `{"health":"true","reason":""}`, or 503 with the reason.
+async fn health(State(api): State<Api>) -> Response {
+    match unhealthy(&api).await {
+        None => json(
+            StatusCode::OK,
+            serde_json::json!({"health": "true", "reason": ""}),
         ),
-        Err(why) => (
-            503,
-            "application/json",
-            format!(r#"{{"health":"false","reason":{}}}"#, json_str(&why)),
+        Some(why) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"health": "false", "reason": why}),
         ),
     }
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// etcd 3.5's `/livez`: the process answers.
+async fn livez() -> &'static str {
+    "ok\n"
 }
 
-fn status_json(api: &Api) -> String {
+/// etcd 3.5's `/readyz`: ready to serve linearizable requests.
+async fn readyz(State(api): State<Api>) -> Response {
+    match unhealthy(&api).await {
+        None => "ok\n".into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("[-]linearizable_read failed: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::prom::render(&api),
+    )
+        .into_response()
+}
+
+async fn version() -> Response {
+    let v = crate::maint_svc::API_VERSION;
+    json(
+        StatusCode::OK,
+        serde_json::json!({"etcdserver": v, "etcdcluster": v, "synod": env!("CARGO_PKG_VERSION")}),
+    )
+}
+
+async fn status(State(api): State<Api>) -> Response {
+    json(StatusCode::OK, status_json(&api))
+}
+
+fn status_json(api: &Api) -> serde_json::Value {
     let st = api.shared.status();
-    let suspicions = api.shared.health.lock().unwrap().suspicions();
+    let (suspicions, threshold) = {
+        let h = api.shared.health.lock().unwrap();
+        (h.suspicions(), h.threshold)
+    };
     let peers: Vec<serde_json::Value> = suspicions
         .iter()
         .map(|p| {
@@ -125,7 +142,7 @@ fn status_json(api: &Api) -> String {
         })
         .collect();
     let rev = api.shared.store.read().revision();
-    let status = serde_json::json!({
+    serde_json::json!({
         "member_id": format!("{:x}", api.shared.member_id.0),
         "name": api.shared.name,
         "role": st.role_detail,
@@ -136,10 +153,9 @@ fn status_json(api: &Api) -> String {
         "last_index": st.last_index,
         "snapshot_index": st.snapshot_index,
         "revision": rev,
-        "phi_threshold": api.shared.health.lock().unwrap().threshold,
+        "phi_threshold": threshold,
         "peers": peers,
-    });
-    format!("{status}\n")
+    })
 }
 
 /// Resident set size from /proc (0 where unavailable).

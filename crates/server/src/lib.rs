@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod client_port;
 pub mod config;
 pub mod convert;
 pub mod corked;
@@ -309,19 +310,11 @@ pub async fn run(
         "serving clients and peers"
     );
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD;
-    // The builder's tcp_nodelay does not reach sockets we accept ourselves: set it per
-    // stream, or every response's trailers wait for the client's delayed ACK (~40 ms).
-    // Writes are corked (see `corked`): the answers completed in one scheduler pass
-    // leave in one write per connection.
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(client_l),
-        |s| {
-            s.map(|s| {
-                let _ = s.set_nodelay(true);
-                corked::Corked::new(s)
-            })
-        },
-    );
+    // gRPC and admin HTTP share the client port: the acceptor hands tonic the HTTP/2
+    // connections through this channel.
+    let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(client_port::accept(client_l, grpc_tx, api.clone()));
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(grpc_rx);
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
