@@ -33,30 +33,37 @@ pub fn first_write_after(ops: &[OpRecord], at_s: f64) -> Option<f64> {
 }
 
 fn op_json(o: &OpRecord) -> String {
-    let (kind, key, args) = match &o.input {
-        KvInput::Get { key } => ("get", key, String::new()),
-        KvInput::Delete { key } => ("delete", key, String::new()),
-        KvInput::Put { key, value } => ("put", key, format!(",\"value\":{value}")),
-        KvInput::Cas { key, expected, new } => (
-            "cas",
-            key,
-            format!(
-                ",\"expected\":{},\"new\":{new}",
-                expected.map_or("null".into(), |v| v.to_string())
-            ),
-        ),
+    let mut v = match &o.input {
+        KvInput::Get { key } => serde_json::json!({"op": "get", "key": key}),
+        KvInput::Delete { key } => serde_json::json!({"op": "delete", "key": key}),
+        KvInput::Put { key, value } => serde_json::json!({"op": "put", "key": key, "value": value}),
+        KvInput::Cas { key, expected, new } => {
+            serde_json::json!({"op": "cas", "key": key, "expected": expected, "new": new})
+        }
     };
-    format!(
-        "{{\"client\":{},\"member\":{},\"op\":\"{kind}\",\"key\":\"{key}\"{args},\"call_us\":{},\"ret_us\":{},\"output\":\"{}\",\"error\":\"{}\",\"definite_failure\":{},\"revision\":{}}}",
-        o.client,
-        o.member,
-        o.call_us,
-        o.ret_us.map_or("null".into(), |r| r.to_string()),
-        o.output.as_ref().map_or(String::new(), |x| format!("{x:?}")),
-        o.error.clone().unwrap_or_default().replace('"', "'"),
-        o.definite_failure,
-        o.revision
-    )
+    let fields = [
+        ("client", serde_json::json!(o.client)),
+        ("member", serde_json::json!(o.member)),
+        ("call_us", serde_json::json!(o.call_us)),
+        ("ret_us", serde_json::json!(o.ret_us)),
+        (
+            "output",
+            serde_json::json!(o
+                .output
+                .as_ref()
+                .map_or(String::new(), |x| format!("{x:?}"))),
+        ),
+        (
+            "error",
+            serde_json::json!(o.error.clone().unwrap_or_default()),
+        ),
+        ("definite_failure", serde_json::json!(o.definite_failure)),
+        ("revision", serde_json::json!(o.revision)),
+    ];
+    if let Some(obj) = v.as_object_mut() {
+        obj.extend(fields.into_iter().map(|(k, x)| (k.to_string(), x)));
+    }
+    v.to_string()
 }
 
 /// Per-second series: acknowledged reads/s and writes/s, and p50/p99 latency (ms).
