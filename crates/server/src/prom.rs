@@ -54,122 +54,150 @@ impl Scrape {
 
 /// The `/metrics` body.
 pub fn render(api: &Api) -> String {
+    let s = Scrape(Registry::new());
+    for (name, help, value) in gauges(api) {
+        s.gauge(name, help, value);
+    }
+    for (name, help, value) in counters(&api.shared.metrics) {
+        s.counter(name, help, value);
+    }
+    let _ =
+        s.0.register(Box::new(api.shared.metrics.wal_fsync_seconds.clone()));
+    peer_gauges(api, &s);
+    let mut out = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&s.0.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+type Row = (&'static str, &'static str, f64);
+
+/// Gauges read from the published status and the store.
+fn gauges(api: &Api) -> Vec<Row> {
     let st = api.shared.status();
-    let m = &api.shared.metrics;
     let (keys, bytes, rev) = {
         let s = api.shared.store.read();
         (s.stored_keys(), s.approx_bytes(), s.revision())
     };
+    let flag = |b: bool| b as u8 as f64;
+    vec![
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            crate::admin::resident_bytes() as f64,
+        ),
+        (
+            "etcd_server_has_leader",
+            "Whether a leader is known.",
+            flag(st.leader.is_some()),
+        ),
+        (
+            "etcd_server_is_leader",
+            "Whether this member leads.",
+            flag(st.role == Role::Leader),
+        ),
+        (
+            "etcd_server_proposals_committed_total",
+            "Commit index.",
+            st.commit as f64,
+        ),
+        (
+            "etcd_server_proposals_applied_total",
+            "Applied index.",
+            st.applied as f64,
+        ),
+        (
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Approximate store size.",
+            bytes as f64,
+        ),
+        (
+            "synod_raft_term",
+            "Current Raft term (durable).",
+            st.term as f64,
+        ),
+        (
+            "synod_raft_last_index",
+            "Last log index.",
+            st.last_index as f64,
+        ),
+        (
+            "synod_raft_snapshot_index",
+            "Log compaction point.",
+            st.snapshot_index as f64,
+        ),
+        (
+            "synod_mvcc_keys",
+            "Keys with history in the store.",
+            keys as f64,
+        ),
+        ("synod_mvcc_revision", "Store revision.", rev as f64),
+    ]
+}
+
+/// Counters kept by the driver and the services.
+fn counters(m: &Metrics) -> Vec<(&'static str, &'static str, u64)> {
     let g = Metrics::get;
-    let s = Scrape(Registry::new());
-    let resident = crate::admin::resident_bytes() as f64;
-    s.gauge(
-        "process_resident_memory_bytes",
-        "Resident memory size in bytes.",
-        resident,
-    );
-    s.gauge(
-        "etcd_server_has_leader",
-        "Whether a leader is known.",
-        st.leader.is_some() as u8 as f64,
-    );
-    s.gauge(
-        "etcd_server_is_leader",
-        "Whether this member leads.",
-        (st.role == Role::Leader) as u8 as f64,
-    );
-    s.counter(
-        "etcd_server_leader_changes_seen_total",
-        "Leader changes seen.",
-        g(&m.leader_changes),
-    );
-    s.gauge(
-        "etcd_server_proposals_committed_total",
-        "Commit index.",
-        st.commit as f64,
-    );
-    s.gauge(
-        "etcd_server_proposals_applied_total",
-        "Applied index.",
-        st.applied as f64,
-    );
-    s.counter(
-        "etcd_server_proposals_failed_total",
-        "Failed proposals.",
-        g(&m.proposals_failed),
-    );
-    s.gauge(
-        "etcd_mvcc_db_total_size_in_bytes",
-        "Approximate store size.",
-        bytes as f64,
-    );
-    s.counter(
-        "synod_commands_refused_total",
-        "Commands forwarded by peers that failed validation and never entered the log.",
-        g(&m.commands_refused),
-    );
-    s.gauge(
-        "synod_raft_term",
-        "Current Raft term (durable).",
-        st.term as f64,
-    );
-    s.gauge(
-        "synod_raft_last_index",
-        "Last log index.",
-        st.last_index as f64,
-    );
-    s.gauge(
-        "synod_raft_snapshot_index",
-        "Log compaction point.",
-        st.snapshot_index as f64,
-    );
-    s.counter(
-        "synod_raft_proposals_total",
-        "Proposals accepted as leader.",
-        g(&m.proposals),
-    );
-    s.counter(
-        "synod_raft_snapshots_total",
-        "Snapshots taken.",
-        g(&m.snapshots),
-    );
-    s.counter(
-        "synod_raft_snapshots_installed_total",
-        "Snapshots installed from a leader.",
-        g(&m.snapshots_installed),
-    );
-    s.counter(
-        "synod_peer_messages_sent_total",
-        "Raft messages sent.",
-        g(&m.peer_sent),
-    );
-    s.counter(
-        "synod_peer_messages_received_total",
-        "Raft messages received.",
-        g(&m.peer_received),
-    );
-    s.counter(
-        "synod_wal_writes_total",
-        "Persist requests written to the WAL.",
-        g(&m.wal_writes),
-    );
-    s.gauge(
-        "synod_mvcc_keys",
-        "Keys with history in the store.",
-        keys as f64,
-    );
-    s.gauge("synod_mvcc_revision", "Store revision.", rev as f64);
-    let _ = s.0.register(Box::new(m.wal_fsync_seconds.clone()));
+    vec![
+        (
+            "etcd_server_leader_changes_seen_total",
+            "Leader changes seen.",
+            g(&m.leader_changes),
+        ),
+        (
+            "etcd_server_proposals_failed_total",
+            "Failed proposals.",
+            g(&m.proposals_failed),
+        ),
+        (
+            "synod_commands_refused_total",
+            "Commands forwarded by peers that failed validation and never entered the log.",
+            g(&m.commands_refused),
+        ),
+        (
+            "synod_raft_proposals_total",
+            "Proposals accepted as leader.",
+            g(&m.proposals),
+        ),
+        (
+            "synod_raft_snapshots_total",
+            "Snapshots taken.",
+            g(&m.snapshots),
+        ),
+        (
+            "synod_raft_snapshots_installed_total",
+            "Snapshots installed from a leader.",
+            g(&m.snapshots_installed),
+        ),
+        (
+            "synod_peer_messages_sent_total",
+            "Raft messages sent.",
+            g(&m.peer_sent),
+        ),
+        (
+            "synod_peer_messages_received_total",
+            "Raft messages received.",
+            g(&m.peer_received),
+        ),
+        (
+            "synod_wal_writes_total",
+            "Persist requests written to the WAL.",
+            g(&m.wal_writes),
+        ),
+    ]
+}
+
+/// The failure detector's φ and verdict per peer.
+fn peer_gauges(api: &Api, s: &Scrape) {
     let suspicions = api.shared.health.lock().unwrap().suspicions();
-    let phi: Vec<(String, f64)> = suspicions
-        .iter()
-        .map(|p| (format!("{:x}", p.id.0), p.phi))
-        .collect();
+    let label = |id: engine::NodeId| format!("{:x}", id.0);
+    let phi: Vec<(String, f64)> = suspicions.iter().map(|p| (label(p.id), p.phi)).collect();
     let suspected: Vec<(String, f64)> = suspicions
         .iter()
         .map(|p| {
-            let yes = p.verdict == detector::Verdict::Suspected;
-            (format!("{:x}", p.id.0), yes as u8 as f64)
+            (
+                label(p.id),
+                (p.verdict == detector::Verdict::Suspected) as u8 as f64,
+            )
         })
         .collect();
     s.per_peer(
@@ -182,7 +210,4 @@ pub fn render(api: &Api) -> String {
         "Whether a peer's phi is at or above the threshold.",
         &suspected,
     );
-    let mut out = Vec::new();
-    let _ = prometheus::TextEncoder::new().encode(&s.0.gather(), &mut out);
-    String::from_utf8(out).unwrap_or_default()
 }
