@@ -230,13 +230,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// SIGINT and SIGTERM end the current run early instead of killing the process, so
 /// results are still printed and clusters still stopped.
 pub fn install_stop_handlers() {
-    extern "C" fn on_signal(_: libc::c_int) {
-        STOP.store(true, Ordering::SeqCst);
-    }
-    // SAFETY: installs async-signal-safe handlers that only store to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    stop_on_signals(&STOP);
+}
+
+/// SIGINT and SIGTERM set `flag` (signal-hook's handler only stores to the atomic).
+pub fn stop_on_signals(flag: &std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, std::sync::Arc::clone(flag)) {
+            eprintln!("warn: cannot handle signal {sig}: {e}");
+        }
     }
 }
 

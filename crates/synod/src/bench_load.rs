@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 
 /// Set by SIGINT/SIGTERM: every run ends early and clusters are stopped.
-pub static STOP: AtomicBool = AtomicBool::new(false);
+pub static STOP: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Distinct error messages kept per run.
 const MAX_ERROR_KINDS: usize = 16;

@@ -30,11 +30,8 @@ pub struct DevArgs {
     pub log: crate::logging::LogArgs,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
+static STOP: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
+    std::sync::LazyLock::new(Default::default);
 
 struct Member {
     name: String,
@@ -180,11 +177,7 @@ pub fn run(args: DevArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // SAFETY: installs async-signal-safe handlers that only store to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    crate::bench_cmd::stop_on_signals(&STOP);
     let cluster: Vec<String> = members
         .iter()
         .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
