@@ -31,7 +31,7 @@ mod records;
 
 pub use disk::{save_snapshot_file, DiskStorage};
 
-use raft::{LogIndex, PersistRequest, Recovered, SnapshotMeta, Term};
+use raft::{ChunkRequest, LogIndex, PersistRequest, Recovered, SnapshotMeta, Term};
 use storage::{SnapshotChunk, SnapshotId, StorageError};
 
 /// The engine name written in every WAL segment header.
@@ -79,4 +79,17 @@ pub trait RaftStorage {
         offset: u64,
         max: usize,
     ) -> Result<Option<SnapshotChunk>, StorageError>;
+
+    /// The chunk that Raft's `request` names, in the engine contract's words (`None`
+    /// once storage no longer holds that snapshot).
+    fn read_chunk(
+        &mut self,
+        request: &ChunkRequest,
+    ) -> Result<Option<engine::Chunk>, StorageError> {
+        let read = self.read_snapshot_chunk(request.meta, request.offset, request.max_len)?;
+        Ok(read.map(|c| engine::Chunk {
+            data: c.data,
+            checksum: c.checksum,
+        }))
+    }
 }

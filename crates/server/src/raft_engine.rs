@@ -46,13 +46,9 @@ pub fn read_chunk(
     storage: &mut MemberStorage,
     request: &raft::ChunkRequest,
 ) -> Result<Option<Chunk>, Fatal> {
-    let chunk = storage
-        .read_snapshot_chunk(request.meta, request.offset, request.max_len)
-        .map_err(|e| Fatal::new("reading a snapshot file failed", e))?;
-    Ok(chunk.map(|c| Chunk {
-        data: c.data,
-        checksum: c.checksum,
-    }))
+    storage
+        .read_chunk(request)
+        .map_err(|e| Fatal::new("reading a snapshot file failed", e))
 }
 
 /// The name of a snapshot cut after applying through `index`, with the epoch the engine

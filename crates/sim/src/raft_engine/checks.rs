@@ -100,10 +100,6 @@ impl EngineChecks<RaftNode> for RaftChecks {
 }
 
 impl RaftChecks {
-    fn fail(&self, property: &'static str, detail: String) -> Check {
-        violated(property, detail)
-    }
-
     /// A node's log changed: mirror it and check log matching for the new entries.
     fn on_log_write(
         &mut self,
@@ -144,7 +140,7 @@ impl RaftChecks {
         m.entries.truncate((from - m.base_index - 1) as usize);
         for e in w.entries.iter().filter(|e| e.index.0 >= from) {
             if e.index.0 != m.last_index() + 1 {
-                return self.fail(
+                return violated(
                     "log-contiguity",
                     format!(
                         "node {node} wrote index {} after {}",
@@ -167,7 +163,7 @@ impl RaftChecks {
             m.entries.push((e.term, chain));
             match self.chains.get(&(e.index.0, e.term)) {
                 Some(c) if *c != chain => {
-                    return self.fail(
+                    return violated(
                         "log-matching",
                         format!(
                             "node {node} holds a different log prefix at index {} term {}",
@@ -190,7 +186,7 @@ impl RaftChecks {
         match self.votes.get(&(voter, term)) {
             Some(c) if *c != candidate => {
                 let c = *c;
-                self.fail(
+                violated(
                     "one-vote-per-term",
                     format!("node {voter} voted for {c} and then for {candidate} in term {term}"),
                 )
@@ -216,7 +212,7 @@ impl RaftChecks {
             let m = self.mirrors.get(&s.id);
             let term = m.and_then(|m| m.chain_at(s.commit.0)).map(|(t, _)| t);
             if term.is_some_and(|t| t != s.term) {
-                return self.fail(
+                return violated(
                     "commit-rule",
                     format!("leader {} of term {} advanced its commit index to {} whose entry is from term {:?} (Raft 5.4.2)", s.id, s.term, s.commit, term.unwrap_or_default()),
                 );
@@ -239,7 +235,7 @@ impl RaftChecks {
     fn check_new_leader(&mut self, s: &Status) -> Check {
         if let Some(other) = self.leaders.get(&s.term) {
             if *other != s.id {
-                return self.fail(
+                return violated(
                     "election-safety",
                     format!(
                         "nodes {other} and {} are both leader of term {}",
@@ -267,7 +263,7 @@ impl RaftChecks {
         }
         match held {
             Some((t, c)) if t == term && (c == chain || c == 0) => Ok(()),
-            _ => self.fail(
+            _ => violated(
                 "leader-completeness",
                 format!(
                     "node {} became leader of term {} without committed entry {top} (term {term})",
@@ -295,7 +291,7 @@ impl RaftChecks {
     ) -> Check {
         for idx in from.max(m.base_index) + 1..=to {
             let Some((term, chain)) = m.chain_at(idx) else {
-                return self.fail(
+                return violated(
                     "commit-beyond-log",
                     format!(
                         "node {node} commits {idx} beyond its log ({})",
@@ -306,7 +302,7 @@ impl RaftChecks {
             match self.committed.get_mut(&idx) {
                 Some((t, c, _)) if *t != term || (*c != chain && *c != 0 && chain != 0) => {
                     let t = *t;
-                    return self.fail("state-machine-safety", format!("node {node} committed a different entry at index {idx} (term {term} vs {t})"));
+                    return violated("state-machine-safety", format!("node {node} committed a different entry at index {idx} (term {term} vs {t})"));
                 }
                 Some((_, _, committed_in)) => *committed_in = (*committed_in).min(node_term),
                 None => {

@@ -3,10 +3,10 @@
 
 use super::mem::{CrashMode, MemStorage};
 use engine::Chunk;
-use raft::{ChunkRequest, HardState, PersistRequest, Recovered, SnapshotMeta};
+use raft::{ChunkRequest, HardState, PersistRequest, Recovered};
 use raft_storage::{DiskStorage, RaftStorage};
 use seedrng::Rng;
-use storage::{Backend, DiskFaults, SimDisk, SnapshotChunk, StorageError, StorageOptions};
+use storage::{Backend, DiskFaults, SimDisk, StorageError, StorageOptions};
 
 #[derive(Debug)]
 pub(crate) enum NodeDisk {
@@ -59,11 +59,10 @@ impl NodeDisk {
         &mut self,
         request: &ChunkRequest,
     ) -> Result<Option<Chunk>, StorageError> {
-        let read = self.read_snapshot_chunk(request.meta, request.offset, request.max_len)?;
-        Ok(read.map(|c| Chunk {
-            data: c.data,
-            checksum: c.checksum,
-        }))
+        match self {
+            NodeDisk::Model(m) => m.read_chunk(request),
+            NodeDisk::Wal(w) => w.read_chunk(request),
+        }
     }
 
     /// The disk's files (real WAL only), for traces.
@@ -103,18 +102,6 @@ impl NodeDisk {
 
 /// The storage verbs the host drives (Raft's `RaftStorage`, on either disk).
 impl NodeDisk {
-    fn read_snapshot_chunk(
-        &mut self,
-        meta: SnapshotMeta,
-        offset: u64,
-        max: usize,
-    ) -> Result<Option<SnapshotChunk>, StorageError> {
-        match self {
-            NodeDisk::Model(m) => m.read_snapshot_chunk(meta, offset, max),
-            NodeDisk::Wal(w) => w.read_snapshot_chunk(meta, offset, max),
-        }
-    }
-
     /// Buffers a durable write.
     pub(crate) fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError> {
         match self {
