@@ -17,7 +17,6 @@ pub mod kv_svc;
 pub mod machine;
 pub mod maint_svc;
 pub mod peer;
-pub mod ports;
 pub mod prom;
 pub mod raft_engine;
 pub mod slow;

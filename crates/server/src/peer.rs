@@ -14,7 +14,7 @@ use crate::driver::{Input, PeerSink};
 use crate::inbox::InboxSender;
 use crate::raft_engine::MemberEngine;
 use crate::state::Shared;
-use crate::wire::{Handshake, HANDSHAKE_LEN};
+use crate::wire::{Handshake, HANDSHAKE_LEN, MAX_HELLO};
 use engine::NodeId;
 use std::collections::HashMap;
 use std::io::Write;
@@ -26,8 +26,6 @@ use tokio::sync::mpsc;
 
 /// Batches queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
-/// Longest hello (name and client URLs) accepted.
-const MAX_HELLO: usize = 4096;
 
 /// One outbound connection as the driver sees it.
 #[derive(Default)]

@@ -28,6 +28,8 @@ pub const FRAME_HEADER: usize = 8;
 pub const GROUP: u32 = 0;
 /// The group of a transport ping (no body): a heartbeat for the failure detector.
 pub const PING_GROUP: u32 = u32::MAX;
+/// Longest hello (`len u32 | name and client URLs`, after the handshake) accepted.
+pub const MAX_HELLO: usize = 4096;
 /// Largest frame body accepted (an append carries at most ~1 MiB of entries).
 pub const MAX_FRAME: usize = 64 << 20;
 

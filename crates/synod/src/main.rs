@@ -1,15 +1,5 @@
 //! `synod`: the command-line entry point.
 
-mod bench_cluster;
-mod bench_cmd;
-mod bench_compare;
-mod bench_h2;
-mod bench_load;
-mod bench_mem;
-mod bench_null;
-mod bench_report;
-mod bench_wal;
-mod chaos;
 mod dev_cmd;
 mod lab_cmd;
 mod logging;
@@ -37,7 +27,7 @@ enum Command {
     Sim(sim_cmd::SimCommand),
     /// Load generator for any etcd v3 endpoint (`--compare-etcd`: Synod next to etcd
     /// 3.4), and benchmarks of the real storage path (`wal`).
-    Bench(Box<bench_cmd::BenchArgs>),
+    Bench(Box<bench::BenchArgs>),
     /// Run one cluster member (etcd's flag names).
     Node(Box<node_cmd::NodeArgs>),
     /// Run a local cluster of member processes on loopback.
@@ -72,7 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(cmd) => sim_cmd::run(cmd),
-        Command::Bench(args) => bench_cmd::run(*args),
+        Command::Bench(args) => bench::run(*args),
         Command::Node(args) => node_cmd::run(*args),
         Command::Dev(args) => dev_cmd::run(args),
         Command::Chaos(args) => chaos::run(args),

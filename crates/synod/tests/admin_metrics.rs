@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::{http_get, ok, Cluster};
+use common::{http_get, ok};
 use prometheus_parse::{Scrape, Value};
 use std::time::Duration;
 
 #[test]
 fn metrics_parse_and_the_fsync_latency_is_a_histogram_with_etcds_buckets() {
     common::ensure_etcdctl();
-    let c = Cluster::start(3, 10_000);
+    let c = common::start(3, 10_000);
     let leader = c.wait_leader(Duration::from_secs(20));
     for i in 0..5 {
         ok(c.etcdctl(&["put", &format!("k{i}"), "v"]), &c);
@@ -65,7 +65,7 @@ fn raw(port: u16, request: &[u8]) -> String {
 #[test]
 fn the_client_port_serves_admin_http_beside_grpc_and_refuses_bad_requests() {
     common::ensure_etcdctl();
-    let c = Cluster::start(3, 10_000);
+    let c = common::start(3, 10_000);
     c.wait_leader(Duration::from_secs(20));
     let port = c.members[0].client;
     let (code, body) = http_get(port, "/health").expect("/health on the client port");

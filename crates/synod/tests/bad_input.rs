@@ -3,7 +3,6 @@
 
 mod common;
 
-use common::Cluster;
 use etcdpb::etcdserverpb::kv_client::KvClient;
 use etcdpb::etcdserverpb::{request_op, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use std::io::{Read, Write};
@@ -71,7 +70,7 @@ fn garbage(port: u16) {
 
 #[test]
 fn bad_requests_get_etcds_errors_and_change_nothing() {
-    let c = Cluster::start(3, 100_000);
+    let c = common::start(3, 100_000);
     let rt = runtime();
     rt.block_on(async {
         let leader = c.wait_leader(Duration::from_secs(5));
@@ -181,7 +180,7 @@ fn bad_requests_get_etcds_errors_and_change_nothing() {
 #[test]
 fn over_quota_writes_fail_with_nospace_until_compaction_makes_room() {
     common::ensure_etcdctl();
-    let c = Cluster::start_with(3, 100_000, &["--quota-backend-bytes", "65536"]);
+    let c = common::start_with(3, 100_000, &["--quota-backend-bytes", "65536"]);
     let rt = runtime();
     rt.block_on(async {
         let leader = c.wait_leader(Duration::from_secs(5));
@@ -231,7 +230,7 @@ fn over_quota_writes_fail_with_nospace_until_compaction_makes_room() {
 fn a_physical_compaction_answers_once_the_history_is_gone() {
     use etcdpb::etcdserverpb::maintenance_client::MaintenanceClient;
     use etcdpb::etcdserverpb::{CompactionRequest, DeleteRangeRequest, StatusRequest};
-    let c = Cluster::start(3, 100_000);
+    let c = common::start(3, 100_000);
     let rt = runtime();
     rt.block_on(async {
         c.wait_leader(Duration::from_secs(5));

@@ -98,11 +98,8 @@ impl Writer {
 }
 
 fn metric(c: &Cluster, i: usize, name: &str) -> u64 {
-    let (_, body) = http_get(c.members[i].admin, "/metrics").expect("metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
+    c.metric(i, name)
+        .unwrap_or_else(|| panic!("no metric {name}")) as u64
 }
 
 /// Waits until member `i` has applied everything the leader committed.
@@ -133,7 +130,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn leader_sigkill_fails_over_within_3s_and_loses_nothing() {
-    let mut c = Cluster::start(3, 100_000);
+    let mut c = common::start(3, 100_000);
     let rt = runtime();
     rt.block_on(async {
         let mut w = Writer::new(&c).await;
@@ -154,7 +151,7 @@ fn leader_sigkill_fails_over_within_3s_and_loses_nothing() {
         let survivor = (leader + 1) % 3;
         w.check_member(survivor, false).await;
         // Close behind: the restarted member catches up from the log.
-        c.spawn(leader);
+        c.spawn(leader).unwrap();
         let new_leader = c.wait_leader(Duration::from_secs(5));
         wait_caught_up(&c, leader, new_leader);
         w.check_member(leader, true).await;
@@ -167,7 +164,7 @@ fn leader_sigkill_fails_over_within_3s_and_loses_nothing() {
 
 #[test]
 fn member_behind_the_compaction_point_catches_up_by_snapshot() {
-    let mut c = Cluster::start(3, 50);
+    let mut c = common::start(3, 50);
     let rt = runtime();
     rt.block_on(async {
         let mut w = Writer::new(&c).await;
@@ -180,7 +177,7 @@ fn member_behind_the_compaction_point_catches_up_by_snapshot() {
             c.status_field(leader, "snapshot_index").unwrap() > 50,
             "leader compacted"
         );
-        c.spawn(follower);
+        c.spawn(follower).unwrap();
         wait_caught_up(&c, follower, leader);
         w.check_member(follower, true).await;
         assert!(
@@ -196,7 +193,7 @@ fn member_behind_the_compaction_point_catches_up_by_snapshot() {
 
 #[test]
 fn health_and_metrics_follow_quorum() {
-    let mut c = Cluster::start(3, 100_000);
+    let mut c = common::start(3, 100_000);
     for i in 0..3 {
         let (code, body) = http_get(c.members[i].admin, "/health").expect("health");
         assert_eq!(

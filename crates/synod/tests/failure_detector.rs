@@ -46,7 +46,7 @@ fn signal(c: &Cluster, i: usize, sig: libc::c_int) {
 
 #[test]
 fn a_stopped_member_is_suspected_by_the_others_and_trusted_again_after_it_resumes() {
-    let c = Cluster::start(3, 10_000);
+    let c = common::start(3, 10_000);
     let leader = c.wait_leader(Duration::from_secs(20));
     let victim = (leader + 1) % 3;
     let others: Vec<usize> = (0..3).filter(|i| *i != victim).collect();

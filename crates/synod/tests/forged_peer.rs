@@ -12,22 +12,20 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "etcd-cluster";
-
 fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
 fn ids(c: &Cluster) -> Vec<u64> {
-    let id = |m: &common::Member| member_id(&m.name, &url(m.peer), TOKEN);
+    let id = |m: &common::Member| member_id(&m.name, &url(m.peer), &c.spec.token);
     c.members.iter().map(id).collect()
 }
 
-fn cluster_id(ids: &[u64]) -> u64 {
+fn cluster_id(ids: &[u64], token: &str) -> u64 {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     let bytes: Vec<u8> = sorted.iter().flat_map(|i| i.to_le_bytes()).collect();
-    fnv64(&[&bytes, TOKEN.as_bytes()])
+    fnv64(&[&bytes, token.as_bytes()])
 }
 
 /// Opens a peer connection to member `to` that claims to come from member `from`.
@@ -35,7 +33,7 @@ fn impersonate(c: &Cluster, from: usize, to: usize) -> TcpStream {
     let ids = ids(c);
     let mut s = TcpStream::connect(("127.0.0.1", c.members[to].peer)).unwrap();
     let mut b = Handshake {
-        cluster_id: cluster_id(&ids),
+        cluster_id: cluster_id(&ids, &c.spec.token),
         from: engine::NodeId(ids[from]),
         to: engine::NodeId(ids[to]),
         engine: "raft",
@@ -51,7 +49,7 @@ fn impersonate(c: &Cluster, from: usize, to: usize) -> TcpStream {
 fn wait_metric(c: &Cluster, i: usize, name: &str, at_least: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v = c.metric(i, name).unwrap_or(0);
+        let v = c.metric(i, name).unwrap_or(0.0) as u64;
         if v >= at_least || Instant::now() > deadline {
             return v;
         }
@@ -69,7 +67,7 @@ fn all_running(c: &mut Cluster) {
 #[test]
 fn a_forged_propose_is_refused_and_the_cluster_keeps_serving() {
     common::ensure_etcdctl();
-    let mut c = Cluster::start(3, 1000);
+    let mut c = common::start(3, 1000);
     ok(c.etcdctl(&["put", "before", "1"]), &c);
     let leader = c.wait_leader(Duration::from_secs(10));
     let from = (leader + 1) % 3;
@@ -107,7 +105,7 @@ fn a_forged_propose_is_refused_and_the_cluster_keeps_serving() {
     // Every member restarts past it.
     for i in 0..3 {
         c.kill(i);
-        c.spawn(i);
+        c.spawn(i).unwrap();
     }
     c.wait_leader(Duration::from_secs(20));
     c.wait_all_serving(Duration::from_secs(20));

@@ -173,7 +173,7 @@ fn member_hex(members: &[Vec<String>], c: &Cluster, i: usize) -> String {
 #[test]
 fn put_get_del_and_range_options_print_what_etcd_prints() {
     ensure_etcdctl();
-    let c = Cluster::start(3, 10_000);
+    let c = common::start(3, 10_000);
 
     // A fresh store is at revision 1: the puts get revisions 2, 3, 4, 5.
     assert_eq!(ctl(&c, &["put", "foo", "bar"]), "OK\n");
@@ -283,7 +283,7 @@ fn put_get_del_and_range_options_print_what_etcd_prints() {
 #[test]
 fn txn_on_stdin_runs_the_right_branch() {
     ensure_etcdctl();
-    let c = Cluster::start(3, 10_000);
+    let c = common::start(3, 10_000);
     let eps = c.endpoints();
     // Non-interactive txn: compares, blank line, success ops, blank line, failure ops, blank line.
     let t = |script: &str| txn(&c, &eps, script);
@@ -356,7 +356,7 @@ fn txn_on_stdin_runs_the_right_branch() {
 #[test]
 fn compaction_refuses_older_revisions() {
     ensure_etcdctl();
-    let c = Cluster::start(3, 10_000);
+    let c = common::start(3, 10_000);
     for v in ["1", "2", "3", "4"] {
         assert_eq!(ctl(&c, &["put", "c", v]), "OK\n"); // revisions 2..=5
     }
@@ -408,7 +408,7 @@ fn compaction_refuses_older_revisions() {
 #[test]
 fn member_list_and_endpoint_commands_describe_the_cluster() {
     ensure_etcdctl();
-    let c = Cluster::start(3, 10_000);
+    let c = common::start(3, 10_000);
 
     // member list: one line per member with the real URLs.
     let members = member_list(&c);
@@ -566,7 +566,7 @@ fn member_list_and_endpoint_commands_describe_the_cluster() {
 #[test]
 fn writes_through_a_follower_are_readable_on_every_member() {
     ensure_etcdctl();
-    let c = Cluster::start(3, 10_000);
+    let c = common::start(3, 10_000);
     let leader = c.wait_leader(Duration::from_secs(5));
     let f1 = (leader + 1) % 3;
     let f2 = (leader + 2) % 3;

@@ -17,7 +17,7 @@ fn events(c: &Cluster, i: usize) -> Vec<serde_json::Value> {
 
 #[test]
 fn killing_the_leader_logs_the_election_as_structured_events() {
-    let mut c = Cluster::start_with(3, 10_000, &["--log-format", "json"]);
+    let mut c = common::start_with(3, 10_000, &["--log-format", "json"]);
     let old = c.wait_leader(Duration::from_secs(20));
     let recovered = events(&c, old);
     assert!(recovered

@@ -38,8 +38,8 @@ pub enum Undo {
 }
 
 fn live(c: &Cluster) -> Vec<usize> {
-    (0..c.members.len())
-        .filter(|&i| c.members[i].child.is_some() && !c.members[i].paused)
+    (0..c.procs.members.len())
+        .filter(|&i| c.procs.members[i].child.is_some() && !c.procs.members[i].paused)
         .collect()
 }
 
@@ -62,7 +62,7 @@ pub fn inject(
     leader: Option<usize>,
     disk_base: &str,
 ) -> Option<(String, bool, Undo)> {
-    let n = c.members.len();
+    let n = c.procs.members.len();
     match kind {
         "disk" if nth.is_multiple_of(2) => Some((
             kill_all(c, "power loss: every member killed, unsynced writes torn"),
@@ -76,18 +76,18 @@ pub fn inject(
         )),
         "kill" => {
             let t = target(c, rng, leader)?;
-            c.kill(t);
+            c.procs.kill(t);
             Some((
-                format!("kill {}", c.members[t].name),
+                format!("kill {}", c.procs.members[t].name),
                 Some(t) == leader,
                 Undo::Restart(vec![t]),
             ))
         }
         "pause" => {
             let t = target(c, rng, leader)?;
-            c.pause(t);
+            c.procs.pause(t);
             Some((
-                format!("pause {}", c.members[t].name),
+                format!("pause {}", c.procs.members[t].name),
                 Some(t) == leader,
                 Undo::Resume(t),
             ))
@@ -128,13 +128,13 @@ pub fn inject(
         }
         "disk" => {
             let t = target(c, rng, leader)?;
-            c.kill(t);
+            c.procs.kill(t);
             c.disk[t] = format!("{disk_base},fsync-eio=30,seed={}", rng.next_u64());
             c.start(t).ok()?;
             Some((
                 format!(
                     "{}: fsync errors (3%) until it fail-stops",
-                    c.members[t].name
+                    c.procs.members[t].name
                 ),
                 Some(t) == leader,
                 Undo::Disk(t),
@@ -147,14 +147,14 @@ pub fn inject(
 /// Kills every member at once (with `tear`, unsynced writes are lost or torn, as in a
 /// power cut); returns `what`.
 fn kill_all(c: &mut Cluster, what: &str) -> String {
-    for i in 0..c.members.len() {
-        c.kill(i);
+    for i in 0..c.procs.members.len() {
+        c.procs.kill(i);
     }
     what.to_string()
 }
 
 fn set_all(c: &Cluster, s: LinkState) {
-    let n = c.members.len();
+    let n = c.procs.members.len();
     for a in 0..n {
         for b in (0..n).filter(|b| *b != a) {
             c.links.set(a, b, s);
@@ -178,14 +178,14 @@ fn partition(
     rng: &mut Rng,
     leader: Option<usize>,
 ) -> Option<(String, bool, Undo)> {
-    let n = c.members.len();
+    let n = c.procs.members.len();
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         order.swap(i, rng.range(0, i as u64 + 1) as usize);
     }
     let names = |v: &[usize]| {
         v.iter()
-            .map(|i| c.members[*i].name.clone())
+            .map(|i| c.procs.members[*i].name.clone())
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -210,7 +210,7 @@ fn partition(
                 cut(c, o, l);
             }
             (
-                format!("isolate leader {}", c.members[l].name),
+                format!("isolate leader {}", c.procs.members[l].name),
                 leader.is_some(),
             )
         }
@@ -220,7 +220,7 @@ fn partition(
                 cut(c, l, o);
             }
             (
-                format!("one-way: {} cannot send", c.members[l].name),
+                format!("one-way: {} cannot send", c.procs.members[l].name),
                 leader.is_some(),
             )
         }
@@ -238,7 +238,7 @@ fn partition(
             (
                 format!(
                     "bridge {} between [{}] and [{}]",
-                    c.members[bridge].name,
+                    c.procs.members[bridge].name,
                     names(a),
                     names(b)
                 ),
@@ -254,15 +254,15 @@ pub fn undo(c: &mut Cluster, u: &Undo, disk_base: &str) {
     match u {
         Undo::Restart(v) => {
             for &i in v {
-                if c.members[i].child.is_none() {
+                if c.procs.members[i].child.is_none() {
                     let _ = c.start(i);
                 }
             }
         }
-        Undo::Resume(i) => c.resume(*i),
+        Undo::Resume(i) => c.procs.resume(*i),
         Undo::Links => c.links.heal_all(),
         Undo::Disk(i) => {
-            c.kill(*i);
+            c.procs.kill(*i);
             c.disk[*i] = disk_base.to_string();
             let _ = c.start(*i);
         }

@@ -1,6 +1,6 @@
 //! Figures of a load run: the summary, its JSON and text forms, and the progress bar.
 
-use crate::bench_load::{Live, Outcome, Probe, Spec};
+use crate::load::{Live, Outcome, Probe, Spec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::collections::BTreeMap;

@@ -10,14 +10,13 @@
 //! until none moved by more than 1 % over the last 2 s (at most 30 s), and the last
 //! sample is the "after" figure.
 
-use crate::bench_load::{self, Live, STOP};
-use crate::bench_report::{median, Measure, Progress};
+use crate::load::{self, Live, STOP};
+use crate::report::{median, Measure, Progress};
 use etcdpb::etcdserverpb::{self as pb, kv_client::KvClient, request_op};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
 /// The metric both systems report their resident set size in.
@@ -86,85 +85,24 @@ pub fn mib_per_million(bytes: f64, keys: u64) -> f64 {
     bytes / f64::from(1u32 << 20) * 1e6 / keys.max(1) as f64
 }
 
-/// The value of the first unlabelled-or-labelled sample of `metric` in a Prometheus text
-/// exposition (Go's client writes large values as floats, e.g. `2.4576e+07`).
-pub fn parse_metric(text: &str, metric: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.trim_start().strip_prefix(metric)?;
-        let rest = match rest.chars().next()? {
-            '{' => &rest[rest.find('}')? + 1..],
-            c if c.is_whitespace() => rest,
-            _ => return None,
-        };
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
-
-/// The body of an HTTP/1.x response, if its status is 200 (chunked bodies decoded).
-pub fn parse_http_response(raw: &[u8]) -> Result<String, String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or("truncated HTTP response")?;
-    let status = head.lines().next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("HTTP status '{status}'"));
-    }
-    let chunked = head.lines().skip(1).any(|h| {
-        h.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-        })
-    });
-    if !chunked {
-        return Ok(body.to_string());
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    loop {
-        let (size, after) = rest.split_once("\r\n").ok_or("truncated chunk")?;
-        let size = size.split(';').next().unwrap_or_default().trim();
-        let n = usize::from_str_radix(size, 16).map_err(|_| format!("bad chunk size '{size}'"))?;
-        if n == 0 {
-            return Ok(out);
-        }
-        let chunk = after.get(..n).ok_or("truncated chunk")?;
-        out.push_str(chunk);
-        rest = after[n..].strip_prefix("\r\n").ok_or("bad chunk end")?;
-    }
-}
-
-/// GET `url` (`http://host:port/path`) with HTTP/1.0, so the body is never chunked.
-pub async fn http_get(url: &str, timeout: Duration) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: not an http:// URL"))?;
-    let (host, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-    let fetch = async {
-        let mut s = tokio::net::TcpStream::connect(host).await?;
-        let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
-    };
-    match tokio::time::timeout(timeout, fetch).await {
-        Err(_) => Err(format!("GET {url}: no answer within {timeout:?}")),
-        Ok(Err(e)) => Err(format!("GET {url}: {e}")),
-        Ok(Ok(raw)) => parse_http_response(&raw).map_err(|e| format!("GET {url}: {e}")),
-    }
-}
-
-/// Every member's RSS in bytes, in the order of `metrics_urls`.
+/// Every member's RSS in bytes, in the order of `metrics_urls` (each a `/metrics` URL).
 pub async fn read_rss(metrics_urls: &[String]) -> Result<Vec<u64>, String> {
-    let mut out = Vec::with_capacity(metrics_urls.len());
-    for url in metrics_urls {
-        let body = http_get(url, Duration::from_secs(5)).await?;
-        let v = parse_metric(&body, RSS_METRIC)
-            .ok_or_else(|| format!("GET {url}: no {RSS_METRIC} sample"))?;
-        out.push(v as u64);
-    }
-    Ok(out)
+    let urls = metrics_urls.to_vec();
+    tokio::task::spawn_blocking(move || {
+        urls.iter()
+            .map(|url| {
+                let (code, body) = harness::http::get_url(url, Duration::from_secs(5))?;
+                if code != 200 {
+                    return Err(format!("GET {url}: HTTP status {code}"));
+                }
+                let v = harness::http::metric_value(&body, RSS_METRIC)
+                    .ok_or_else(|| format!("GET {url}: no {RSS_METRIC} sample"))?;
+                Ok(v as u64)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| format!("reading RSS: {e}"))?
 }
 
 /// Whether no member's RSS moved by more than `tol` (a fraction of its largest value)
@@ -484,7 +422,7 @@ async fn settle(metrics_urls: &[String]) -> Result<(Vec<u64>, bool, Duration), S
 
 /// Keys under the prefix on one member, served by that member.
 async fn count_keys(ep: &str, spec: &MemSpec) -> Option<u64> {
-    let ch = bench_load::dial(ep, spec.connect_timeout, Duration::from_secs(60))
+    let ch = load::dial(ep, spec.connect_timeout, Duration::from_secs(60))
         .await
         .ok()?;
     let mut kv = KvClient::new(ch);
@@ -509,9 +447,9 @@ pub async fn measure(
     metrics_urls: &[String],
     spec: &MemSpec,
 ) -> Result<MemResult, String> {
-    let probe = bench_load::probe(endpoints, spec.connect_timeout).await?;
+    let probe = load::probe(endpoints, spec.connect_timeout).await?;
     let conns = spec.clients.min(MAX_CONNS);
-    let channels = bench_load::connect_all(
+    let channels = load::connect_all(
         &probe.ordered,
         conns,
         spec.connect_timeout,
@@ -566,7 +504,7 @@ pub async fn measure(
     peak.iter_mut()
         .zip(&after)
         .for_each(|(p, &a)| *p = (*p).max(a));
-    let term_changes = bench_load::term_now(endpoints, spec.connect_timeout)
+    let term_changes = load::term_now(endpoints, spec.connect_timeout)
         .await
         .saturating_sub(probe.term);
     let mut counted = Vec::new();
@@ -712,36 +650,6 @@ mod tests {
         };
         assert_eq!(shrunk.deltas(), vec![-5 * mib as i64]);
         assert_eq!(shrunk.delta_mib_per_m(), -5.0);
-    }
-
-    #[test]
-    fn metrics_parse() {
-        let go = "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
-                  # TYPE process_resident_memory_bytes gauge\n\
-                  process_resident_memory_bytes 2.4576e+07\n\
-                  process_resident_memory_bytes_total 1\n";
-        assert_eq!(parse_metric(go, RSS_METRIC), Some(24_576_000.0));
-        let synod = "process_resident_memory_bytes 12345678\netcd_server_has_leader 1\n";
-        assert_eq!(parse_metric(synod, RSS_METRIC), Some(12_345_678.0));
-        let labelled = "process_resident_memory_bytes{pid=\"7\"} 42\n";
-        assert_eq!(parse_metric(labelled, RSS_METRIC), Some(42.0));
-        let only_longer = "process_resident_memory_bytes_max 5\n";
-        assert_eq!(parse_metric(only_longer, RSS_METRIC), None);
-        assert_eq!(parse_metric("", RSS_METRIC), None);
-    }
-
-    #[test]
-    fn http_responses_parse() {
-        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(parse_http_response(plain).unwrap(), "hello");
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\n";
-        assert_eq!(parse_http_response(chunked).unwrap(), "hello, world");
-        let missing = b"HTTP/1.0 404 Not Found\r\n\r\nno";
-        assert!(parse_http_response(missing).is_err());
-        assert!(parse_http_response(b"HTTP/1.1 200 OK\r\n").is_err());
-        let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nshort";
-        assert!(parse_http_response(cut).is_err());
     }
 
     #[test]

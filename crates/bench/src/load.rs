@@ -6,7 +6,7 @@
 //! microseconds, recorded per client in an HdrHistogram and merged at the end; failed
 //! requests are counted, not timed.
 
-use crate::bench_h2::{GrpcClient, Kv};
+use crate::h2::{GrpcClient, Kv};
 use etcdpb::etcdserverpb::{
     self as pb, compare, kv_client::KvClient, maintenance_client::MaintenanceClient, request_op,
     response_op,
@@ -251,7 +251,7 @@ pub async fn connect_kv(
         let ep = &endpoints[i % endpoints.len()];
         out.push(match spec.client {
             GrpcClient::Tonic => Kv::Tonic(KvClient::new(dial(ep, connect, request).await?)),
-            GrpcClient::H2 => Kv::H2(crate::bench_h2::dial_h2(ep, connect, request).await?),
+            GrpcClient::H2 => Kv::H2(crate::h2::dial_h2(ep, connect, request).await?),
         });
     }
     Ok(out)

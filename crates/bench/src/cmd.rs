@@ -3,10 +3,10 @@
 //! group-commit throughput and latency of the write-ahead log on a real file, next to the
 //! machine's raw fsync rate measured in the same run.
 
-use crate::bench_h2::GrpcClient;
-use crate::bench_load::{self, Spec, Workload, STOP};
-use crate::bench_report::{Measure, Progress, Summary};
-use crate::bench_wal::{self, Live, WalConfig, WalResult};
+use crate::h2::GrpcClient;
+use crate::load::{self, Spec, Workload, STOP};
+use crate::report::{Measure, Progress, Summary};
+use crate::wal::{self, Live, WalConfig, WalResult};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::{File, OpenOptions};
@@ -230,16 +230,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// SIGINT and SIGTERM end the current run early instead of killing the process, so
 /// results are still printed and clusters still stopped.
 pub fn install_stop_handlers() {
-    stop_on_signals(&STOP);
-}
-
-/// SIGINT and SIGTERM set `flag` (signal-hook's handler only stores to the atomic).
-pub fn stop_on_signals(flag: &std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, std::sync::Arc::clone(flag)) {
-            eprintln!("warn: cannot handle signal {sig}: {e}");
-        }
-    }
+    harness::signals::stop_on(&STOP);
 }
 
 /// A runtime for the clients.
@@ -255,12 +246,12 @@ pub fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, String
 /// `synod bench` against the given endpoints.
 fn load(args: &LoadArgs) -> Result<(), String> {
     let spec = args.spec();
-    bench_load::check_spec(&spec)?;
+    load::check_spec(&spec)?;
     install_stop_handlers();
     let rt = runtime(args.threads)?;
     let summary = rt.block_on(async {
         let ct = args.connect_timeout;
-        let probe = bench_load::probe(&args.endpoints, ct).await?;
+        let probe = load::probe(&args.endpoints, ct).await?;
         let targets = match args.target {
             Target::All => probe.ordered.clone(),
             Target::Leader => vec![probe
@@ -268,23 +259,23 @@ fn load(args: &LoadArgs) -> Result<(), String> {
                 .clone()
                 .ok_or("no endpoint reports itself as the leader")?],
         };
-        let conns = bench_load::connect_kv(&targets, &spec, ct, args.timeout).await?;
+        let conns = load::connect_kv(&targets, &spec, ct, args.timeout).await?;
         if args.preload {
-            let live = Arc::new(bench_load::Live::default());
+            let live = Arc::new(load::Live::default());
             let bar = Progress::start("preload".into(), Measure::Ops(spec.key_space), live.clone());
-            let done = bench_load::preload(&spec, &conns, live).await;
+            let done = load::preload(&spec, &conns, live).await;
             bar.finish();
             done?;
         }
-        let live = Arc::new(bench_load::Live::default());
+        let live = Arc::new(load::Live::default());
         let bar = Progress::start(
             spec.workload.name().into(),
             Measure::Time(spec.duration),
             live.clone(),
         );
-        let outcome = bench_load::run(&spec, &conns, live).await;
+        let outcome = load::run(&spec, &conns, live).await;
         bar.finish();
-        let term = bench_load::term_now(&args.endpoints, ct).await;
+        let term = load::term_now(&args.endpoints, ct).await;
         let term_changes = term.saturating_sub(probe.term);
         Ok::<_, String>(Summary::new(
             &spec,
@@ -384,11 +375,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
         Some(BenchCommand::Wal(wal_args)) => ("synod bench wal", wal(&wal_args)),
         Some(BenchCommand::NullServer(n)) => (
             "synod bench null-server",
-            crate::bench_null::serve(&n.listen, n.threads as usize),
+            crate::null::serve(&n.listen, n.threads as usize),
         ),
         None if args.load.compare_etcd => (
             "synod bench --compare-etcd",
-            crate::bench_compare::run(&args.load),
+            crate::compare::run(&args.load),
         ),
         None => ("synod bench", load(&args.load)),
     };
@@ -455,7 +446,7 @@ fn wal_phase(dir: &Path, cfg: &WalConfig, bar: &ProgressBar) -> Result<WalResult
     let live = Live::default();
     let base = bar.position();
     std::thread::scope(|scope| {
-        let job = scope.spawn(|| bench_wal::run(dir, cfg, &live));
+        let job = scope.spawn(|| wal::run(dir, cfg, &live));
         let started = Instant::now();
         while !job.is_finished() {
             std::thread::sleep(Duration::from_millis(100));

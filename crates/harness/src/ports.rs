@@ -1,4 +1,4 @@
-//! Loopback ports for members that test harnesses and the chaos lab start.
+//! Loopback ports for the members a harness starts.
 //!
 //! A port the kernel hands out for `bind(0)` comes from its ephemeral range. Released
 //! there and bound by a member process a moment later, it may meanwhile have become the

@@ -3,11 +3,11 @@
 //! one table of both figures and their ratio. `mem-N` cases measure every member's
 //! resident memory before and after loading N keys (see `bench_mem`).
 
-use crate::bench_cluster::{check_free, EtcdRef, SynodDev, ETCD_CLIENT_PORT, ETCD_PEER_PORT};
-use crate::bench_cmd::{install_stop_handlers, runtime, LoadArgs};
-use crate::bench_load::{self, Live, Spec, Workload, STOP};
-use crate::bench_mem::{self, MemResult, MemSpec};
-use crate::bench_report::{median, Measure, Progress, Summary};
+use crate::cluster::{check_free, start_synod, EtcdRef, ETCD_CLIENT_PORT, ETCD_PEER_PORT};
+use crate::cmd::{install_stop_handlers, runtime, LoadArgs};
+use crate::load::{self, Live, Spec, Workload, STOP};
+use crate::mem::{self, MemResult, MemSpec};
+use crate::report::{median, Measure, Progress, Summary};
 use clap::ValueEnum;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -46,7 +46,7 @@ pub enum Kind {
 /// `WORKLOAD-CLIENTS[xCONNS]`, e.g. `put-64x8` (one connection when CONNS is left out),
 /// or `mem-KEYS`, e.g. `mem-1000000`.
 pub fn parse_case(s: &str) -> Result<Case, String> {
-    if let Some(keys) = bench_mem::parse_mem_case(s) {
+    if let Some(keys) = mem::parse_mem_case(s) {
         return Ok(Case {
             name: s.trim().to_string(),
             kind: Kind::Mem { keys: keys? },
@@ -116,12 +116,12 @@ pub fn run(args: &LoadArgs) -> Result<(), String> {
     };
     for c in &cases {
         match c.kind {
-            Kind::Load { clients, conns, .. } => bench_load::check_spec(&Spec {
+            Kind::Load { clients, conns, .. } => load::check_spec(&Spec {
                 clients,
                 conns,
                 ..template.clone()
             })?,
-            Kind::Mem { keys } => bench_mem::check_mem_keys(keys, template.key_size)?,
+            Kind::Mem { keys } => mem::check_mem_keys(keys, template.key_size)?,
         }
     }
     if args.nodes == 0 || args.repeat == 0 {
@@ -151,10 +151,15 @@ fn with_clusters(
     cases: &[Case],
     template: &Spec,
 ) -> Result<Vec<Row>, String> {
-    eprintln!("starting {} Synod members (synod dev)", args.nodes);
-    let (synod, synod_eps) = SynodDev::start(args.nodes, args.synod_base_port, &work.join("synod"))
+    eprintln!("starting {} Synod members", args.nodes);
+    let synod = start_synod(args.nodes, args.synod_base_port, &work.join("synod"))
         .map_err(|e| format!("{e}\n(data and logs kept in {})", work.display()))?;
-    let synod_metrics: Vec<String> = synod.admin.iter().map(|a| format!("{a}/metrics")).collect();
+    let synod_eps: Vec<String> = synod.endpoints().split(',').map(str::to_string).collect();
+    let synod_metrics: Vec<String> = synod
+        .admin_urls()
+        .iter()
+        .map(|a| format!("{a}/metrics"))
+        .collect();
     eprintln!(
         "starting {} etcd members ({})",
         args.nodes,
@@ -221,7 +226,7 @@ async fn measure_all(
                     return Err("interrupted".into());
                 }
                 let spec = mem_spec(args, template, keys);
-                let r = bench_mem::measure(sys.name, &sys.endpoints, &sys.metrics, &spec)
+                let r = mem::measure(sys.name, &sys.endpoints, &sys.metrics, &spec)
                     .await
                     .map_err(|e| format!("{} {}: {e}", case.name, sys.name))?;
                 eprintln!("{} {}: {}", case.name, sys.name, r.line());
@@ -309,15 +314,15 @@ async fn measure(
         ..template.clone()
     };
     let ct = args.connect_timeout;
-    let probe = bench_load::probe(&sys.endpoints, ct).await?;
+    let probe = load::probe(&sys.endpoints, ct).await?;
     let eps = &probe.ordered;
-    let conns = bench_load::connect_kv(eps, &spec, ct, args.timeout).await?;
+    let conns = load::connect_kv(eps, &spec, ct, args.timeout).await?;
     let reads = matches!(workload, Workload::Get | Workload::Sget | Workload::Mixed);
     if reads && !sys.preloaded {
         let live = Arc::new(Live::default());
         let label = format!("{}: preload {} keys", sys.name, spec.key_space);
         let bar = Progress::start(label, Measure::Ops(spec.key_space), live.clone());
-        let done = bench_load::preload(&spec, &conns, live).await;
+        let done = load::preload(&spec, &conns, live).await;
         bar.finish();
         done.map_err(|e| format!("{}: {e}", sys.name))?;
         sys.preloaded = true;
@@ -325,14 +330,12 @@ async fn measure(
     let live = Arc::new(Live::default());
     let label = format!("{} {}", case.name, sys.name);
     let bar = Progress::start(label, Measure::Time(spec.duration), live.clone());
-    let outcome = bench_load::run(&spec, &conns, live).await;
+    let outcome = load::run(&spec, &conns, live).await;
     bar.finish();
     if STOP.load(Ordering::SeqCst) {
         return Err("interrupted".into());
     }
-    let term_changes = bench_load::term_now(eps, ct)
-        .await
-        .saturating_sub(probe.term);
+    let term_changes = load::term_now(eps, ct).await.saturating_sub(probe.term);
     Ok(Summary::new(&spec, eps, &probe, term_changes, &outcome))
 }
 
@@ -407,7 +410,7 @@ fn print_rows(args: &LoadArgs, spec: &Spec, rows: &[Row]) {
              {}; each system loaded once, alternating which goes first",
             args.nodes,
             spec.key_size,
-            bench_mem::KEY_PREFIX,
+            mem::KEY_PREFIX,
             spec.value_size,
             m.clients,
             m.clients.min(8),
@@ -417,10 +420,10 @@ fn print_rows(args: &LoadArgs, spec: &Spec, rows: &[Row]) {
                 format!("Txn requests of up to {} Puts", m.txn_ops)
             }
         );
-        bench_mem::print_header();
+        mem::print_header();
         for row in mem {
             if let ([s], [e]) = (&row.mem[0][..], &row.mem[1][..]) {
-                bench_mem::print_row(&row.case.name, s, e);
+                mem::print_row(&row.case.name, s, e);
             }
         }
     }

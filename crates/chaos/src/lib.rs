@@ -110,12 +110,12 @@ impl Run {
             self.bar.set_position(self.rec.start.elapsed().as_secs());
             let ops = self.rec.ops.lock().unwrap().len();
             self.bar.set_message(format!("{ops} ops"));
-            for i in self.cluster.reap_exited() {
-                let why = self.cluster.log_tail(i, 1).join(" ");
+            for (i, _) in self.cluster.procs.reap_exited() {
+                let why = self.cluster.procs.log_tail(i, 1).join(" ");
                 self.notes.push(format!(
                     "{:.2}s {} exited on its own: {why}",
                     self.now_s(),
-                    self.cluster.members[i].name
+                    self.cluster.procs.members[i].name
                 ));
                 let base = self.disk_base.clone();
                 self.cluster.disk[i] = base;
@@ -140,7 +140,7 @@ impl Run {
     fn one_fault(&mut self, permanent: &mut Vec<(usize, Undo)>) {
         let kind = self.next_kind();
         let nth = self.events.iter().filter(|e| e.kind == kind).count();
-        let leader = self.cluster.leader();
+        let leader = self.cluster.procs.leader();
         let start_s = self.now_s();
         let style = self.rng.range(0, 10);
         let base = self.disk_base.clone();
@@ -169,7 +169,7 @@ impl Run {
                     self.wait(0.8);
                     faults::undo(&mut self.cluster, &undo, &base);
                     self.wait(0.5);
-                    let l = self.cluster.leader();
+                    let l = self.cluster.procs.leader();
                     let _ = faults::inject(&mut self.cluster, kind, nth, &mut self.rng, l, &base);
                 }
                 self.wait(0.8);
@@ -210,11 +210,11 @@ impl Run {
 
     fn heal_everything(&mut self) {
         self.cluster.links.heal_all();
-        for i in 0..self.cluster.members.len() {
-            if self.cluster.members[i].paused {
-                self.cluster.resume(i);
+        for i in 0..self.cluster.procs.members.len() {
+            if self.cluster.procs.members[i].paused {
+                self.cluster.procs.resume(i);
             }
-            if self.cluster.members[i].child.is_none() {
+            if self.cluster.procs.members[i].child.is_none() {
                 self.cluster.disk[i] = self.disk_base.clone();
                 let _ = self.cluster.start(i);
             }
@@ -253,16 +253,11 @@ fn build_run(args: &ChaosArgs, rt: &tokio::runtime::Runtime) -> Result<Run, Stri
             .start(i)
             .map_err(|e| format!("cannot start member {i}: {e}"))?;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster.leader().is_none() {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no leader within 30 s; logs in {}",
-                cluster.dir.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let never = std::sync::atomic::AtomicBool::new(false);
+    cluster
+        .procs
+        .leader_within(Duration::from_secs(30), &never)
+        .map_err(|e| format!("{e}; logs in {}", cluster.dir().display()))?;
     let bar = ProgressBar::new(args.duration.as_secs());
     bar.set_style(
         ProgressStyle::with_template("chaos {bar:40} {pos}/{len}s {msg}").expect("template"),
@@ -346,7 +341,7 @@ async fn finish(r: &mut Run) -> Outcome {
     let mut problems = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let leader = loop {
-        if let Some(l) = r.cluster.leader() {
+        if let Some(l) = r.cluster.procs.leader() {
             break Some(l);
         }
         if Instant::now() > deadline {
@@ -416,15 +411,17 @@ async fn converge(r: &Run, leader: Option<usize>) -> (Vec<String>, bool) {
     let Some(l) = leader else {
         return (Vec::new(), false);
     };
-    let n = r.cluster.members.len();
+    let n = r.cluster.procs.members.len();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let want = r
             .cluster
+            .procs
             .status_field(l, "commit_index")
             .unwrap_or(u64::MAX);
         if (0..n).all(|i| {
             r.cluster
+                .procs
                 .status_field(i, "applied_index")
                 .is_some_and(|a| a >= want)
         }) {
@@ -449,11 +446,14 @@ async fn converge(r: &Run, leader: Option<usize>) -> (Vec<String>, bool) {
                 if rev == 0 {
                     rev = resp.header.map_or(0, |h| h.revision);
                 }
-                hashes.push(format!("{}:{}@{rev}", r.cluster.members[i].name, resp.hash));
+                hashes.push(format!(
+                    "{}:{}@{rev}",
+                    r.cluster.procs.members[i].name, resp.hash
+                ));
             }
             Err(e) => hashes.push(format!(
                 "{}:error {}",
-                r.cluster.members[i].name,
+                r.cluster.procs.members[i].name,
                 e.message()
             )),
         }

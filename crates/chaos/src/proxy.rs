@@ -4,6 +4,7 @@
 //! frames), so it can cut, delay or drop individual Raft messages, or reset the
 //! connection.
 
+use server::wire;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,11 +106,11 @@ async fn relay(
     outbound.set_nodelay(true)?;
     inbound.set_nodelay(true)?;
     // The handshake and hello (u32 length + text) pass through untouched.
-    const HS: usize = server::wire::HANDSHAKE_LEN;
+    const HS: usize = wire::HANDSHAKE_LEN;
     let mut head = vec![0u8; HS + 4];
     inbound.read_exact(&mut head).await?;
     let hello_len = u32::from_le_bytes(head[HS..HS + 4].try_into().unwrap()) as usize;
-    if hello_len > 4096 {
+    if hello_len > wire::MAX_HELLO {
         return Ok(());
     }
     let mut hello = vec![0u8; hello_len];
@@ -129,15 +130,15 @@ async fn relay(
     let mut rng = Lcg(seed);
     let result = async {
         loop {
-            let mut header = [0u8; 8];
+            let mut header = [0u8; wire::FRAME_HEADER];
             inbound.read_exact(&mut header).await?;
             let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
-            if len > server::wire::MAX_FRAME {
+            if len > wire::MAX_FRAME {
                 return Ok(());
             }
             let mut frame = header.to_vec();
-            frame.resize(8 + len, 0);
-            inbound.read_exact(&mut frame[8..]).await?;
+            frame.resize(wire::FRAME_HEADER + len, 0);
+            inbound.read_exact(&mut frame[wire::FRAME_HEADER..]).await?;
             let s = links.get(from, to);
             if s.cut || rng.unit() < s.reset {
                 return Ok(());
