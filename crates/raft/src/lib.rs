@@ -1,5 +1,8 @@
 //! A sans-IO, deterministic Raft core.
 //!
+//! New here? The [`tutorial`] drives a three-node cluster by hand: an election, a
+//! write, a restart from disk, a linearizable read and a snapshot, each a doctest.
+//!
 //! # Glossary (Raft's words)
 //! - **term**: a logical epoch; at most one leader is elected per term.
 //! - **vote**: the one candidate a node supports in a term; durable before it is sent.
@@ -81,6 +84,8 @@ mod progress;
 mod quorum;
 mod read;
 mod types;
+
+pub mod tutorial;
 
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
