@@ -5,7 +5,12 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
 
-    let files = ["mvccpb/kv.proto", "etcdserverpb/rpc.proto"];
+    let files = [
+        "mvccpb/kv.proto",
+        "etcdserverpb/rpc.proto",
+        "v3lockpb/v3lock.proto",
+        "v3electionpb/v3election.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed=proto/{f}");
     }

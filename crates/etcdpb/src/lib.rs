@@ -7,9 +7,9 @@
 //! annotations, and cover only the subset of the API Synod serves so far:
 //!
 //! * [`mvccpb`]: `KeyValue` and `Event`.
-//! * [`etcdserverpb`]: the `KV`, `Cluster` and `Maintenance` services with
-//!   their messages, plus the lease messages (the `Lease` service itself is
-//!   not declared yet).
+//! * [`etcdserverpb`]: the `KV`, `Watch`, `Lease`, `Cluster` and `Maintenance`
+//!   services with their messages.
+//! * [`v3lockpb`]: the `Lock` service; [`v3electionpb`]: the `Election` service.
 //!
 //! The code is generated at build time by `protox` and `tonic-prost-build`;
 //! no system `protoc` is required.
@@ -25,4 +25,17 @@ pub mod mvccpb {
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
+}
+
+/// Generated from `proto/v3lockpb/v3lock.proto` (protobuf package `v3lockpb`).
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// Generated from `proto/v3electionpb/v3election.proto` (protobuf package
+/// `v3electionpb`).
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
 }
