@@ -40,6 +40,26 @@ pub trait StateMachine {
     /// A digest of the state, equal on replicas that applied the same commands.
     fn digest(&self) -> u64;
 
+    /// Time-driven duties of a leader (etcd's lease expiry and lease checkpoints),
+    /// called on every tick with whether this member leads. The replica submits the
+    /// commands returned as its own writes; nobody waits for their answers. Default:
+    /// none.
+    fn on_tick(&mut self, leader: bool) -> Vec<Vec<u8>> {
+        let _ = leader;
+        Vec::new()
+    }
+
+    /// This member began (`true`) or stopped (`false`) leading.
+    fn on_leadership(&mut self, leader: bool) {
+        let _ = leader;
+    }
+
+    /// As leader, this member just took `command` into its order (a client's or one a
+    /// peer forwarded); it will commit after every command ordered before it.
+    fn on_ordered(&mut self, command: &[u8]) {
+        let _ = command;
+    }
+
     /// What applying `command` now would answer, without changing anything (`None`:
     /// this machine cannot tell). Only the replica's planted-bug build asks, to answer
     /// a write before it commits.

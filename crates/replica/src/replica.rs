@@ -2,8 +2,8 @@
 
 use crate::policy::SnapshotPolicy;
 use engine::{
-    Applied, Chunk, Committed, Effect, Engine, Fatal, Index, IoId, NodeId, Payload, StateMachine,
-    Submitted, UnknownIo,
+    Applied, Chunk, Committed, Effect, Engine, Fatal, Index, IoId, NodeId, Payload, Role,
+    StateMachine, Submitted, UnknownIo,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -161,6 +161,8 @@ pub struct Replica<E: Engine, M: StateMachine, C> {
     pub(crate) last_snapshot_len: u64,
     pub(crate) snapshots_installed: u64,
     pub(crate) commands_refused: u64,
+    /// Whether the state machine was last told that this node leads.
+    leading: bool,
 }
 
 impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
@@ -186,12 +188,42 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
             last_snapshot_len: 0,
             snapshots_installed: 0,
             commands_refused: 0,
+            leading: false,
         }
     }
 
-    /// One logical time unit.
+    /// One logical time unit. The state machine's timed duties run here: what it asks
+    /// a leader to order (lease revokes, checkpoints) is submitted as the replica's
+    /// own writes.
     pub fn tick(&mut self) {
         self.engine.tick();
+        let leading = self.sync_leadership();
+        for command in self.machine.on_tick(leading) {
+            if self.sync_leadership() {
+                self.submit_own(command);
+            }
+        }
+    }
+
+    /// Tells the state machine when leadership begins or ends; whether this node leads.
+    fn sync_leadership(&mut self) -> bool {
+        let leading = self.engine.status().role == Role::Leader;
+        if leading != self.leading {
+            self.leading = leading;
+            self.machine.on_leadership(leading);
+        }
+        leading
+    }
+
+    /// Orders a command of the state machine's own; its answer goes to nobody.
+    fn submit_own(&mut self, mut command: Vec<u8>) {
+        if self.machine.validate(&command).is_err() {
+            return;
+        }
+        self.machine.on_ordered(&command);
+        self.next_id = self.next_id.wrapping_add(1);
+        command.extend_from_slice(&self.next_id.to_le_bytes());
+        let _ = self.engine.submit(command.into());
     }
 
     /// A message from a peer. Commands it asks this node to order are validated first:
@@ -205,6 +237,13 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
             if let Err(e) = checked {
                 self.commands_refused += 1;
                 return Err(Refused::Command(e));
+            }
+        }
+        if self.sync_leadership() {
+            for command in E::commands_in(&message) {
+                if let Some((body, _)) = split_id(command) {
+                    self.machine.on_ordered(body);
+                }
             }
         }
         self.engine.step(from, message).map_err(Refused::Engine)
@@ -224,6 +263,9 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
             Some(ReplicaBug::ReplyBeforeCommit) => Some(self.machine.preview(&command)),
             None => None,
         };
+        if self.sync_leadership() {
+            self.machine.on_ordered(&command);
+        }
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         command.extend_from_slice(&id.to_le_bytes());
@@ -311,6 +353,7 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
         }
         self.serve_reads();
         self.check_leadership();
+        self.sync_leadership();
         Ok(actions)
     }
 

@@ -253,3 +253,108 @@ fn snapshots_follow_the_policy() {
     c.settle();
     assert_eq!(c.nodes[0].status().snapshot, c.nodes[0].applied());
 }
+
+/// A store with timed duties: as leader it orders a put every third tick, and it keeps
+/// what the replica told it about leadership and ordering.
+struct Timed {
+    store: Store,
+    ticks: u64,
+    leadership: Vec<bool>,
+    ordered: Vec<Vec<u8>>,
+}
+
+impl Timed {
+    fn new() -> Timed {
+        Timed {
+            store: Store::new(),
+            ticks: 0,
+            leadership: Vec::new(),
+            ordered: Vec::new(),
+        }
+    }
+}
+
+impl StateMachine for Timed {
+    type Response = kv::Response;
+    type Error = kv::KvError;
+    fn validate(&self, c: &[u8]) -> Result<(), kv::KvError> {
+        self.store.validate(c)
+    }
+    fn apply(&mut self, index: Index, c: &[u8]) -> Option<engine::Applied<Timed>> {
+        StateMachine::apply(&mut self.store, index, c)
+    }
+    fn apply_noop(&mut self, index: Index) {
+        self.store.apply_noop(index)
+    }
+    fn applied_index(&self) -> Index {
+        StateMachine::applied_index(&self.store)
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        StateMachine::snapshot(&self.store)
+    }
+    fn restore(&mut self, data: &[u8]) -> Result<(), kv::KvError> {
+        self.store.restore(data)
+    }
+    fn digest(&self) -> u64 {
+        self.store.digest()
+    }
+    fn on_tick(&mut self, leader: bool) -> Vec<Vec<u8>> {
+        self.ticks += 1;
+        if !leader || !self.ticks.is_multiple_of(3) {
+            return Vec::new();
+        }
+        vec![put(&format!("timer-{}", self.ticks))]
+    }
+    fn on_leadership(&mut self, leader: bool) {
+        self.leadership.push(leader);
+    }
+    fn on_ordered(&mut self, command: &[u8]) {
+        self.ordered.push(command.to_vec());
+    }
+}
+
+#[test]
+fn a_leaders_timed_duties_are_ordered_and_only_the_leader_sees_ordering() {
+    let mut c = cluster(3, Timed::new);
+    c.elect(0);
+    c.nodes[0].submit(1, put("by-leader"));
+    c.nodes[2].submit(2, put("by-follower"));
+    c.settle();
+    for _ in 0..3 {
+        for n in &mut c.nodes {
+            n.tick();
+        }
+        c.settle();
+    }
+    let leader = c.nodes[0].machine();
+    assert_eq!(leader.leadership, vec![true]);
+    // The client's write, the follower's forwarded one and the timer's own put.
+    assert!(leader.ordered.contains(&put("by-leader")));
+    assert!(leader.ordered.contains(&put("by-follower")));
+    let timer = leader
+        .ordered
+        .iter()
+        .find(|c| **c != put("by-leader") && **c != put("by-follower"))
+        .expect("the leader's timer ordered a put")
+        .clone();
+    for n in &c.nodes[1..] {
+        assert!(n.machine().leadership.is_empty());
+        assert!(n.machine().ordered.is_empty());
+    }
+    // The timer's put is applied everywhere, as any write.
+    let digests: Vec<u64> = c.nodes.iter().map(|n| n.machine().digest()).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    assert!(c.nodes[1].machine().store.validate(&timer).is_ok());
+    // A new leader is told; the old one hears it lost leadership once it learns.
+    c.down.push(0);
+    let next = c.elect_any();
+    assert_eq!(c.nodes[next].machine().leadership, vec![true]);
+    c.down.clear();
+    for _ in 0..3 {
+        for n in &mut c.nodes {
+            n.tick();
+        }
+        c.settle();
+    }
+    assert_eq!(c.nodes[0].machine().leadership, vec![true, false]);
+}
