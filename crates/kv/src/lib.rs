@@ -19,12 +19,16 @@
 
 mod apply;
 pub mod command;
+mod events;
+mod lease;
 mod ops;
 mod snapshot;
 mod store;
 mod types;
 
 pub use apply::{Request, Response};
+pub use events::{Event, EventBatch, EventKind};
+pub use lease::{LeaseInfo, MAX_LEASE_TTL};
 pub use ops::MAX_TXN_OPS;
 pub use snapshot::{SnapshotEnd, SnapshotWriter};
 pub use store::{SnapshotError, Store};
