@@ -5,10 +5,10 @@
 //! zig-zagged), byte strings are a varint length and the bytes, flags are one byte
 //! (0 or 1). Kinds: 1 Put, 2 DeleteRange, 3 Txn, 4 Compact, 5 Range, 6 LeaseGrant
 //! (`id`, `ttl`), 7 LeaseRevoke (`id`), 8 LeaseRenew (`id`), 9 LeaseCheckpoint (a
-//! count, then `id`, `remaining` per lease). Every member decodes the same bytes into the same request, so a command
-//! that does not decode is refused identically everywhere. Garbage never panics; a
-//! count the bytes cannot hold is refused before anything is allocated for it, and
-//! transactions nest at most [`MAX_NESTING`] deep.
+//! count, then `id`, `remaining` per lease). Every member decodes the same bytes into
+//! the same request, so a command that does not decode is refused identically
+//! everywhere. Garbage never panics; a count the bytes cannot hold is refused before
+//! anything is allocated for it, and transactions nest at most [`MAX_NESTING`] deep.
 
 use crate::apply::{Request, Response};
 use crate::store::Store;

@@ -34,7 +34,8 @@
 //!     panic!("grant refused")
 //! };
 //! for (index, key) in [(2, "a"), (3, "b")] {
-//!     let put = PutRequest { key: key.into(), value: b"v".to_vec(), lease: id, ..Default::default() };
+//!     let (key, value) = (key.into(), b"v".to_vec());
+//!     let put = PutRequest { key, value, lease: id, ..Default::default() };
 //!     s.apply(index, Request::Put(put)).unwrap().unwrap();
 //! }
 //! assert_eq!(s.lease(id).unwrap().keys, [b"a".to_vec(), b"b".to_vec()]);
@@ -43,9 +44,12 @@
 //! assert_eq!(revoked, Some(Ok(Response::LeaseRevoked { revision: 4 })));
 //! let events = s.take_events();
 //! assert_eq!(events.len(), 4);
-//! assert!(events[2..].iter().all(|e| e.kind == EventKind::Delete && e.kv.mod_revision == 4));
+//! for e in &events[2..] {
+//!     assert_eq!((e.kind, e.kv.mod_revision), (EventKind::Delete, 4));
+//! }
 //! let gone = s.apply(5, Request::LeaseRenew { id }).unwrap().unwrap_err();
-//! assert_eq!((gone, gone.to_string().as_str()), (KvError::LeaseNotFound, "etcdserver: requested lease not found"));
+//! assert_eq!(gone, KvError::LeaseNotFound);
+//! assert_eq!(gone.to_string(), "etcdserver: requested lease not found");
 //! ```
 #![deny(missing_docs)]
 

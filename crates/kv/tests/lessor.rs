@@ -122,7 +122,8 @@ fn scenarios() {
     #[rustfmt::skip]
     let table: Vec<Scenario> = vec![
         ("expires after its ttl",
-         OPTS, vec![Promote, Grant(1, 2), Remaining(1, Some(2)), Ticks(19), Remaining(1, Some(1)), Ticks(30)],
+         OPTS, vec![Promote, Grant(1, 2), Remaining(1, Some(2)), Ticks(19), Remaining(1, Some(1)),
+                    Ticks(30)],
          vec![(20, R(1))]),
         ("leases expire independently, in id order at one tick",
          OPTS, vec![Promote, Grant(2, 1), Grant(1, 1), Grant(3, 3), Ticks(40)],
