@@ -16,6 +16,28 @@ pub enum Request {
     Txn(TxnRequest),
     /// A compaction.
     Compact(i64),
+    /// A lease grant (`id` 0: the store picks one).
+    LeaseGrant {
+        /// The lease id, or 0.
+        id: i64,
+        /// The TTL in seconds (the server has raised it to the minimum already).
+        ttl: i64,
+    },
+    /// A lease revoke, by a client or by the leader's [`crate::Lessor`] on expiry.
+    LeaseRevoke {
+        /// The lease id.
+        id: i64,
+    },
+    /// A keep-alive through the log: clears the lease's checkpointed remaining TTL.
+    LeaseRenew {
+        /// The lease id.
+        id: i64,
+    },
+    /// The leader's remaining TTLs, so that a new leader does not restart them whole.
+    LeaseCheckpoint {
+        /// `(lease id, remaining TTL in seconds)`.
+        checkpoints: Vec<(i64, i64)>,
+    },
 }
 
 /// The result of applying a [`Request`].
@@ -34,6 +56,29 @@ pub enum Response {
         /// Store revision.
         revision: i64,
     },
+    /// Lease granted.
+    LeaseGranted {
+        /// The lease id (the one picked, for a grant of id 0).
+        id: i64,
+        /// The granted TTL in seconds.
+        ttl: i64,
+        /// Store revision (a grant makes none).
+        revision: i64,
+    },
+    /// Lease revoked.
+    LeaseRevoked {
+        /// Store revision after the revoke (new only if it deleted keys).
+        revision: i64,
+    },
+    /// Lease renewed.
+    LeaseRenewed {
+        /// The lease id.
+        id: i64,
+        /// The granted TTL in seconds.
+        ttl: i64,
+    },
+    /// Checkpoint recorded.
+    LeaseCheckpointed,
 }
 
 impl Store {
@@ -50,7 +95,8 @@ impl Store {
     /// Applies the entry at log `index`; `None` if that index was already applied (a
     /// replay after restart), so each entry takes effect exactly once.
     /// The request is consumed: a put's key and value move into the store. A Compact
-    /// only begins here ([`Store::begin_compaction`]).
+    /// only begins here ([`Store::begin_compaction`]). A lease grant of id 0 picks its
+    /// id from `index`.
     pub fn apply(&mut self, index: u64, req: Request) -> Option<Result<Response, KvError>> {
         if !self.mark_applied(index) {
             return None;
@@ -63,6 +109,23 @@ impl Store {
             Request::Compact(rev) => self.begin_compaction(rev).map(|()| Response::Compacted {
                 revision: self.revision,
             }),
+            Request::LeaseGrant { id, ttl } => {
+                self.lease_grant(id, ttl).map(|id| Response::LeaseGranted {
+                    id,
+                    ttl,
+                    revision: self.revision,
+                })
+            }
+            Request::LeaseRevoke { id } => self
+                .lease_revoke(id)
+                .map(|revision| Response::LeaseRevoked { revision }),
+            Request::LeaseRenew { id } => self
+                .lease_renew(id)
+                .map(|ttl| Response::LeaseRenewed { id, ttl }),
+            Request::LeaseCheckpoint { checkpoints } => {
+                self.lease_checkpoint(&checkpoints);
+                Ok(Response::LeaseCheckpointed)
+            }
         })
     }
 }

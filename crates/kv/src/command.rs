@@ -3,10 +3,12 @@
 //!
 //! Layout: `version u8 (1) | kind u8 | fields`. Integers are LEB128 varints (`i64`s
 //! zig-zagged), byte strings are a varint length and the bytes, flags are one byte
-//! (0 or 1). Every member decodes the same bytes into the same request, so a command
-//! that does not decode is refused identically everywhere. Garbage never panics; a
-//! count the bytes cannot hold is refused before anything is allocated for it, and
-//! transactions nest at most [`MAX_NESTING`] deep.
+//! (0 or 1). Kinds: 1 Put, 2 DeleteRange, 3 Txn, 4 Compact, 5 Range, 6 LeaseGrant
+//! (`id`, `ttl`), 7 LeaseRevoke (`id`), 8 LeaseRenew (`id`), 9 LeaseCheckpoint (a
+//! count, then `id`, `remaining` per lease). Every member decodes the same bytes into
+//! the same request, so a command that does not decode is refused identically
+//! everywhere. Garbage never panics; a count the bytes cannot hold is refused before
+//! anything is allocated for it, and transactions nest at most [`MAX_NESTING`] deep.
 
 use crate::apply::{Request, Response};
 use crate::store::Store;
@@ -42,6 +44,7 @@ pub fn decode(bytes: &[u8]) -> Result<Request, KvError> {
 fn encoded_hint(req: &Request) -> usize {
     match req {
         Request::Put(p) => p.key.len() + p.value.len(),
+        Request::LeaseCheckpoint { checkpoints } => 20 * checkpoints.len(),
         _ => 0,
     }
 }
@@ -95,6 +98,27 @@ impl Writer {
             Request::Compact(rev) => {
                 self.0.push(4);
                 self.i64(*rev);
+            }
+            Request::LeaseGrant { id, ttl } => {
+                self.0.push(6);
+                self.i64(*id);
+                self.i64(*ttl);
+            }
+            Request::LeaseRevoke { id } => {
+                self.0.push(7);
+                self.i64(*id);
+            }
+            Request::LeaseRenew { id } => {
+                self.0.push(8);
+                self.i64(*id);
+            }
+            Request::LeaseCheckpoint { checkpoints } => {
+                self.0.push(9);
+                self.u64(checkpoints.len() as u64);
+                for &(id, remaining) in checkpoints {
+                    self.i64(id);
+                    self.i64(remaining);
+                }
             }
         }
     }
@@ -250,11 +274,22 @@ impl<'a> Reader<'a> {
 
     /// A count of items that take at least one byte each.
     fn count(&mut self) -> Result<usize, KvError> {
+        self.count_of(1)
+    }
+
+    /// A count of items that take at least `min_bytes` each.
+    fn count_of(&mut self, min_bytes: u64) -> Result<usize, KvError> {
         let n = self.u64()?;
-        if n > self.b.len() as u64 {
+        if n.saturating_mul(min_bytes) > self.b.len() as u64 {
             return Err(KvError::Corrupt);
         }
         Ok(n as usize)
+    }
+
+    fn checkpoints(&mut self) -> Result<Vec<(i64, i64)>, KvError> {
+        // Two varints, at least a byte each.
+        let n = self.count_of(2)?;
+        (0..n).map(|_| Ok((self.i64()?, self.i64()?))).collect()
     }
 
     fn flags<const N: usize>(&mut self) -> Result<[bool; N], KvError> {
@@ -272,6 +307,15 @@ impl<'a> Reader<'a> {
             3 => Request::Txn(self.txn(depth + 1)?),
             4 => Request::Compact(self.i64()?),
             5 => Request::Range(self.range()?),
+            6 => Request::LeaseGrant {
+                id: self.i64()?,
+                ttl: self.i64()?,
+            },
+            7 => Request::LeaseRevoke { id: self.i64()? },
+            8 => Request::LeaseRenew { id: self.i64()? },
+            9 => Request::LeaseCheckpoint {
+                checkpoints: self.checkpoints()?,
+            },
             _ => return Err(KvError::Corrupt),
         })
     }
@@ -434,11 +478,20 @@ impl StateMachine for Store {
         Ok(())
     }
 
+    /// The revision, compact revision and leases (id, TTL, checkpointed remaining
+    /// TTL) in the high half, [`Store::hash`] of every version in the low half. Which
+    /// keys a lease holds follows from the versions, so it is covered by the hash.
     fn digest(&self) -> u64 {
         let mut head = [0u8; 16];
         head[..8].copy_from_slice(&self.revision().to_le_bytes());
         head[8..].copy_from_slice(&self.compact_revision().to_le_bytes());
-        u64::from(crc32c::crc32c(&head)) << 32 | u64::from(self.hash(i64::MAX))
+        let mut crc = crc32c::crc32c(&head);
+        for (id, lease) in &self.leases {
+            for n in [*id, lease.ttl, lease.remaining_ttl] {
+                crc = crc32c::crc32c_append(crc, &n.to_le_bytes());
+            }
+        }
+        u64::from(crc) << 32 | u64::from(self.hash(i64::MAX))
     }
 
     fn preview(&self, command: &[u8]) -> Option<Applied<Store>> {

@@ -1,11 +1,15 @@
-//! Range, Put, DeleteRange, Txn and Compact with etcd's semantics. Every write request
-//! runs through an executor that writes at `revision + 1` and rolls back on error, so a
-//! failed request changes nothing; the revision advances only if something changed.
+//! Range, Put, DeleteRange, Txn, Compact and lease revoke with etcd's semantics. Every
+//! write request runs through an executor that writes at `revision + 1` and rolls back
+//! on error, so a failed request changes nothing; the revision advances only if
+//! something changed. The executor also keeps each key's lease attachment and, while
+//! the store records them, the events of the write.
 
+use crate::events::{Event, EventKind};
+use crate::lease::{reattach, Lease};
 use crate::store::{bounds, key_value, live_at, Key, Store, Version};
 use crate::types::*;
 use std::collections::btree_map::Entry;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// etcd's default `--max-txn-ops`.
 pub const MAX_TXN_OPS: usize = 128;
@@ -19,29 +23,110 @@ struct Exec<'a> {
     /// has written (a lone Put or DeleteRange checks everything first), which spares a
     /// copy of every key a large delete touches.
     journal: Option<Vec<Key>>,
+    /// How many events the store's event log held before this request (rolled back to).
+    events_from: usize,
+}
+
+/// The lease of a key's current version (0: none, or the key is deleted).
+fn current_lease(hist: &[Version]) -> i64 {
+    hist.last()
+        .filter(|v| v.value.is_some())
+        .map_or(0, |v| v.lease)
+}
+
+/// The event of writing the live version `v` of `key` over `prev`.
+fn put_event(key: &[u8], v: &Version, prev: Option<&Version>) -> Event {
+    Event {
+        kind: EventKind::Put,
+        kv: key_value(key, v).unwrap_or_default(),
+        prev_kv: prev.and_then(|p| key_value(key, p)),
+    }
+}
+
+/// What writing a tombstone needs besides the key's history: the store's byte count,
+/// leases and event log (disjoint borrows of the store), and the request's journal.
+struct Tombstones<'a> {
+    rev: i64,
+    bytes: &'a mut u64,
+    leases: &'a mut BTreeMap<i64, Lease>,
+    events: &'a mut Option<Vec<Event>>,
+    journal: &'a mut Option<Vec<Key>>,
+}
+
+impl Tombstones<'_> {
+    /// Deletes `key` at `rev` if it is live then; true if it was.
+    fn delete(&mut self, key: &Key, hist: &mut Vec<Version>) -> bool {
+        let Some(live) = live_at(hist, self.rev) else {
+            return false;
+        };
+        if let Some(log) = self.events {
+            log.push(Event {
+                kind: EventKind::Delete,
+                kv: KeyValue {
+                    key: key.to_vec(),
+                    mod_revision: self.rev,
+                    ..KeyValue::default()
+                },
+                prev_kv: key_value(key, live),
+            });
+        }
+        reattach(self.leases, key, live.lease, 0);
+        let tombstone = Version {
+            rev: self.rev,
+            create: 0,
+            version: 0,
+            value: None,
+            lease: 0,
+        };
+        *self.bytes += crate::store::version_cost(key, &tombstone);
+        push_version(hist, tombstone);
+        if let Some(j) = self.journal {
+            j.push(key.clone());
+        }
+        true
+    }
 }
 
 impl Exec<'_> {
     fn new(store: &mut Store, undoable: bool) -> Exec<'_> {
         let rev = store.revision + 1;
+        let events_from = store.events.as_ref().map_or(0, Vec::len);
         Exec {
             store,
             rev,
             changed: false,
             journal: undoable.then(Vec::new),
+            events_from,
         }
     }
 
-    /// Writes `v` of `key`; a new key moves into the store, copied only for the journal.
+    /// Writes the live version `v` of `key`, moving the key to `v`'s lease; a new key
+    /// moves into the store, copied only for the journal and the event log.
     fn append(&mut self, key: Key, v: Version) {
         self.store.bytes += crate::store::version_cost(&key, &v);
         self.changed = true;
         if let Some(j) = &mut self.journal {
             j.push(key.clone());
         }
-        match self.store.keys.entry(key) {
-            Entry::Occupied(mut hist) => push_version(hist.get_mut(), v),
+        let Store {
+            keys,
+            leases,
+            events,
+            ..
+        } = &mut *self.store;
+        match keys.entry(key) {
+            Entry::Occupied(mut hist) => {
+                reattach(leases, hist.key(), current_lease(hist.get()), v.lease);
+                if let Some(log) = events {
+                    log.push(put_event(hist.key(), &v, hist.get().last()));
+                }
+                push_version(hist.get_mut(), v);
+            }
             Entry::Vacant(slot) => {
+                reattach(leases, slot.key(), 0, v.lease);
+                if let Some(log) = events {
+                    log.push(put_event(slot.key(), &v, None));
+                }
                 slot.insert(vec![v]);
             }
         }
@@ -49,34 +134,43 @@ impl Exec<'_> {
 
     /// Commits (bumping the revision if anything changed) or rolls back.
     fn finish<T>(self, r: Result<T, KvError>) -> Result<T, KvError> {
-        match r {
+        let e = match r {
             Ok(v) => {
                 if self.changed {
                     self.store.revision = self.rev;
                 }
-                Ok(v)
+                return Ok(v);
             }
-            Err(e) => {
-                assert!(
-                    self.journal.is_some() || !self.changed,
-                    "a write run as not undoable failed after writing: {e:?}"
-                );
-                let journal = self.journal.unwrap_or_default();
-                for key in journal.iter().rev() {
-                    let bytes = &mut self.store.bytes;
-                    let empty = self.store.keys.get_mut(key).map(|h| {
-                        if let Some(v) = h.pop() {
-                            *bytes -= crate::store::version_cost(key, &v);
-                        }
-                        h.is_empty()
-                    });
-                    if empty == Some(true) {
-                        self.store.keys.remove(key);
-                    }
-                }
-                Err(e)
+            Err(e) => e,
+        };
+        assert!(
+            self.journal.is_some() || !self.changed,
+            "a write run as not undoable failed after writing: {e:?}"
+        );
+        let Store {
+            keys,
+            leases,
+            events,
+            bytes,
+            ..
+        } = self.store;
+        if let Some(log) = events {
+            log.truncate(self.events_from);
+        }
+        for key in self.journal.unwrap_or_default().iter().rev() {
+            let Some(hist) = keys.get_mut(key) else {
+                continue;
+            };
+            if let Some(v) = hist.pop() {
+                *bytes -= crate::store::version_cost(key, &v);
+                let lease = if v.value.is_some() { v.lease } else { 0 };
+                reattach(leases, key, lease, current_lease(hist));
+            }
+            if hist.is_empty() {
+                keys.remove(key);
             }
         }
+        Err(e)
     }
 
     /// A put of the caller's own request: its key and value move into the store, and
@@ -97,7 +191,7 @@ impl Exec<'_> {
         } else {
             r.lease
         };
-        if lease != 0 && !self.store.leases.contains(&lease) {
+        if lease != 0 && !self.store.leases.contains_key(&lease) {
             return Err(KvError::LeaseNotFound);
         }
         let value = if r.ignore_value {
@@ -136,40 +230,60 @@ impl Exec<'_> {
         } else {
             Vec::new()
         };
-        let Exec {
-            store,
-            rev,
-            changed,
-            journal,
-        } = self;
+        let Store {
+            keys,
+            leases,
+            events,
+            bytes,
+            ..
+        } = &mut *self.store;
+        let mut t = Tombstones {
+            rev: self.rev,
+            bytes,
+            leases,
+            events,
+            journal: &mut self.journal,
+        };
         let mut deleted = 0;
-        for (key, hist) in store
-            .keys
-            .range_mut::<[u8], _>(bounds(&r.key, &r.range_end))
-        {
-            if live_at(hist, *rev).is_none() {
-                continue;
-            }
-            let tombstone = Version {
-                rev: *rev,
-                create: 0,
-                version: 0,
-                value: None,
-                lease: 0,
-            };
-            store.bytes += crate::store::version_cost(key, &tombstone);
-            push_version(hist, tombstone);
-            if let Some(j) = journal {
-                j.push(key.clone());
-            }
-            deleted += 1;
+        for (key, hist) in keys.range_mut::<[u8], _>(bounds(&r.key, &r.range_end)) {
+            deleted += i64::from(t.delete(key, hist));
         }
-        *changed |= deleted > 0;
+        self.changed |= deleted > 0;
         Ok(DeleteRangeResponse {
             deleted,
             prev_kvs,
             revision: 0,
         })
+    }
+
+    /// A lease revoke: every attached key deleted (at this one revision), in key order,
+    /// and the lease gone.
+    fn revoke(&mut self, id: i64) -> Result<(), KvError> {
+        let lease = self
+            .store
+            .leases
+            .remove(&id)
+            .ok_or(KvError::LeaseNotFound)?;
+        let Store {
+            keys,
+            leases,
+            events,
+            bytes,
+            ..
+        } = &mut *self.store;
+        let mut t = Tombstones {
+            rev: self.rev,
+            bytes,
+            leases,
+            events,
+            journal: &mut self.journal,
+        };
+        for key in &lease.keys {
+            if let Some(hist) = keys.get_mut(key) {
+                self.changed |= t.delete(key, hist);
+            }
+        }
+        Ok(())
     }
 
     fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse, KvError> {
@@ -487,9 +601,11 @@ impl Store {
         Ok(())
     }
 
-    /// Makes a lease known (the lease service arrives later; Put checks against these).
-    pub fn grant_lease(&mut self, id: i64) {
-        self.leases.insert(id);
+    /// Revokes lease `id`: its keys are deleted at one new revision (none if it had no
+    /// keys) and the lease is gone. Returns the store revision after.
+    pub fn lease_revoke(&mut self, id: i64) -> Result<i64, KvError> {
+        self.execute(false, |e| e.revoke(id))?;
+        Ok(self.revision)
     }
 }
 

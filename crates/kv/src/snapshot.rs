@@ -6,6 +6,10 @@
 use crate::store::{retained, Key, Store};
 use std::ops::Bound;
 
+/// The format's first bytes, its version in the last three: version 2 added each
+/// lease's TTL and checkpointed remaining TTL. [`Store::restore`] refuses any other.
+pub(crate) const MAGIC: &[u8; 8] = b"SYNKV002";
+
 /// Serializes a [`Store`] as of [`SnapshotWriter::begin`] in pieces.
 ///
 /// Between `begin` and the last `step` the store must hold its history
@@ -46,14 +50,17 @@ impl SnapshotWriter {
     /// Starts a snapshot of `store` as it is now.
     pub fn begin(store: &Store) -> SnapshotWriter {
         let mut out = Vec::new();
-        out.extend_from_slice(b"SYNKV001");
+        out.extend_from_slice(MAGIC);
         for n in [store.revision, store.compact_revision] {
             out.extend_from_slice(&n.to_le_bytes());
         }
         out.extend_from_slice(&store.applied_index.to_le_bytes());
         out.extend_from_slice(&(store.leases.len() as u64).to_le_bytes());
-        for l in &store.leases {
-            out.extend_from_slice(&l.to_le_bytes());
+        // Attachments are not written: restore rebuilds them from each key's lease.
+        for (id, l) in &store.leases {
+            for n in [*id, l.ttl, l.remaining_ttl] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
         }
         // The key count comes last in the head.
         out.extend_from_slice(&0u64.to_le_bytes());
@@ -185,7 +192,7 @@ impl SnapshotWriter {
 /// and every version counts at least 40.
 fn capacity_for(store: &Store) -> usize {
     let approx = store.approx_bytes() as usize;
-    approx + approx / 40 * 17 + 8 * store.leases.len() + 64
+    approx + approx / 40 * 17 + 24 * store.leases.len() + 64
 }
 
 pub(crate) fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
@@ -224,7 +231,7 @@ mod tests {
     fn a_streamed_snapshot_is_byte_for_byte_the_whole_one() {
         let mut s = Store::new();
         for id in 1..=3 {
-            s.grant_lease(id);
+            s.lease_grant(id, 10 * id).unwrap();
         }
         for k in 0..200u32 {
             let r = PutRequest {
@@ -259,7 +266,7 @@ mod tests {
         // Worst cases for the bound: empty values, many versions, tombstones, leases.
         let mut s = Store::new();
         for id in 1..=5 {
-            s.grant_lease(id);
+            s.lease_grant(id, 60).unwrap();
         }
         for round in 0..4u8 {
             for k in 0..50u8 {

@@ -1,8 +1,10 @@
 //! The multi-version store: per key, its history of versions and tombstones.
 
-use crate::snapshot::SnapshotWriter;
+use crate::events::Event;
+use crate::lease::Lease;
+use crate::snapshot::{SnapshotWriter, MAGIC};
 use crate::types::KeyValue;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// One version of a key; `value == None` is a deletion (tombstone).
@@ -22,7 +24,8 @@ pub struct Store {
     pub(crate) keys: BTreeMap<Key, Vec<Version>>,
     pub(crate) revision: i64,
     pub(crate) compact_revision: i64,
-    pub(crate) leases: BTreeSet<i64>,
+    /// Granted leases by id, with the keys attached to each.
+    pub(crate) leases: BTreeMap<i64, Lease>,
     pub(crate) applied_index: u64,
     /// Approximate bytes held (see [`version_cost`]), kept up to date on every change.
     pub(crate) bytes: u64,
@@ -33,6 +36,9 @@ pub struct Store {
     pub(crate) compaction_pending: bool,
     /// The key the next [`Store::compact_step`] resumes after.
     pub(crate) compact_cursor: Option<Key>,
+    /// The events of the writes applied while recording ([`Store::set_record_events`]);
+    /// `None` when not recording. Not replicated: not in snapshots or digests.
+    pub(crate) events: Option<Vec<Event>>,
 }
 
 /// A key as the store holds it. Keys of up to 16 bytes live inside the map's node, so
@@ -52,12 +58,13 @@ impl Default for Store {
             keys: BTreeMap::new(),
             revision: 1,
             compact_revision: 0,
-            leases: BTreeSet::new(),
+            leases: BTreeMap::new(),
             applied_index: 0,
             bytes: 0,
             history_held: false,
             compaction_pending: false,
             compact_cursor: None,
+            events: None,
         }
     }
 }
@@ -278,22 +285,26 @@ impl Store {
         w.finish()
     }
 
-    /// Inverse of [`Store::snapshot`]; refuses anything malformed.
+    /// Inverse of [`Store::snapshot`]; refuses anything malformed, and a snapshot of
+    /// another format version. Lease attachments are rebuilt from the keys; the event
+    /// log ([`Store::set_record_events`]) starts off.
     pub fn restore(b: &[u8]) -> Result<Store, SnapshotError> {
         let (body, crc) = b.split_at(b.len().checked_sub(4).ok_or(SnapshotError)?);
-        if crc32c::crc32c(body).to_le_bytes() != crc || !body.starts_with(b"SYNKV001") {
+        // Another format version (older or newer) is refused like damage.
+        if crc32c::crc32c(body).to_le_bytes() != crc || !body.starts_with(MAGIC) {
             return Err(SnapshotError);
         }
-        let mut r = Reader { b: body, at: 8 };
+        let mut r = Reader {
+            b: body,
+            at: MAGIC.len(),
+        };
         let mut s = Store {
             revision: r.i64()?,
             compact_revision: r.i64()?,
             applied_index: r.u64()?,
             ..Store::default()
         };
-        for _ in 0..r.u64()? {
-            s.leases.insert(r.i64()?);
-        }
+        read_leases(&mut r, &mut s.leases)?;
         for _ in 0..r.u64()? {
             let k = r.bytes()?;
             let n = r.u64()?;
@@ -315,7 +326,7 @@ impl Store {
             }
             s.keys.insert(Key::from_vec(k), hist);
         }
-        if r.at != body.len() || s.compact_revision > s.revision {
+        if r.at != body.len() || s.compact_revision > s.revision || !s.rebuild_attachments() {
             return Err(SnapshotError);
         }
         s.recount();
@@ -334,6 +345,24 @@ impl std::fmt::Display for SnapshotError {
 }
 
 impl std::error::Error for SnapshotError {}
+
+/// The leases of a snapshot: a count, then `id, ttl, remaining_ttl` each, by id.
+fn read_leases(r: &mut Reader<'_>, leases: &mut BTreeMap<i64, Lease>) -> Result<(), SnapshotError> {
+    for _ in 0..r.u64()? {
+        let (id, ttl, remaining_ttl) = (r.i64()?, r.i64()?, r.i64()?);
+        // Ids are written in ascending order, each once, and none is 0.
+        if id == 0 || leases.last_key_value().is_some_and(|(&last, _)| last >= id) {
+            return Err(SnapshotError);
+        }
+        let lease = Lease {
+            ttl,
+            remaining_ttl,
+            ..Lease::default()
+        };
+        leases.insert(id, lease);
+    }
+    Ok(())
+}
 
 struct Reader<'a> {
     b: &'a [u8],

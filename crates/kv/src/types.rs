@@ -247,6 +247,10 @@ pub enum KvError {
     FutureRevision,
     /// The lease does not exist.
     LeaseNotFound,
+    /// A lease with the requested id is already granted.
+    LeaseExists,
+    /// A lease TTL above [`crate::MAX_LEASE_TTL`].
+    LeaseTtlTooLarge,
     /// A replicated command or snapshot does not decode (damaged, or written by
     /// another version); refused identically on every member.
     Corrupt,
@@ -256,8 +260,9 @@ impl KvError {
     /// The gRPC status code etcd uses.
     pub fn grpc_code(self) -> i32 {
         match self {
-            KvError::Compacted | KvError::FutureRevision => 11,
+            KvError::Compacted | KvError::FutureRevision | KvError::LeaseTtlTooLarge => 11,
             KvError::LeaseNotFound => 5,
+            KvError::LeaseExists => 9,
             KvError::Corrupt => 13,
             _ => 3,
         }
@@ -276,6 +281,8 @@ impl fmt::Display for KvError {
             KvError::Compacted => "etcdserver: mvcc: required revision has been compacted",
             KvError::FutureRevision => "etcdserver: mvcc: required revision is a future revision",
             KvError::LeaseNotFound => "etcdserver: requested lease not found",
+            KvError::LeaseExists => "etcdserver: lease already exists",
+            KvError::LeaseTtlTooLarge => "etcdserver: too large lease TTL",
             KvError::Corrupt => "synod: replicated command does not decode",
         })
     }

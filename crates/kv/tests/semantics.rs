@@ -396,7 +396,7 @@ fn put_options_and_their_errors() {
         "etcdserver: requested lease not found"
     );
     assert_eq!(s.revision(), 1, "failed requests change nothing");
-    s.grant_lease(7);
+    s.lease_grant(7, 60).unwrap();
     put(&mut s, "k", "v");
     let r = s
         .put(&PutRequest {
