@@ -290,8 +290,10 @@ impl Store {
     /// log ([`Store::set_record_events`]) starts off.
     pub fn restore(b: &[u8]) -> Result<Store, SnapshotError> {
         let (body, crc) = b.split_at(b.len().checked_sub(4).ok_or(SnapshotError)?);
-        // Another format version (older or newer) is refused like damage.
-        if crc32c::crc32c(body).to_le_bytes() != crc || !body.starts_with(MAGIC) {
+        // Version 1 (before leases) is read when it holds no lease, which it never
+        // could: nothing granted one. Any other version is refused like damage.
+        let v1 = body.starts_with(MAGIC_V1);
+        if crc32c::crc32c(body).to_le_bytes() != crc || !(v1 || body.starts_with(MAGIC)) {
             return Err(SnapshotError);
         }
         let mut r = Reader {
@@ -304,7 +306,11 @@ impl Store {
             applied_index: r.u64()?,
             ..Store::default()
         };
-        read_leases(&mut r, &mut s.leases)?;
+        match v1 {
+            true if r.u64()? != 0 => return Err(SnapshotError),
+            true => {}
+            false => read_leases(&mut r, &mut s.leases)?,
+        }
         for _ in 0..r.u64()? {
             let k = r.bytes()?;
             let n = r.u64()?;
@@ -333,6 +339,10 @@ impl Store {
         Ok(s)
     }
 }
+
+/// The snapshot format before leases: `MAGIC_V1 | revision | compact revision |
+/// applied index | lease id count (always 0) | keys`, as version 2 without the leases.
+const MAGIC_V1: &[u8; 8] = b"SYNKV001";
 
 /// A snapshot that failed validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -354,6 +354,7 @@ fn snapshots_of_other_versions_or_with_orphan_keys_are_refused() {
         Store::restore(&patched(&snap, 0, b"SYNKV002")).is_ok(),
         "forging works"
     );
+    // Version 1 had no leases: a version-2 body with one is not a version-1 snapshot.
     for other in [b"SYNKV001", b"SYNKV003"] {
         assert_eq!(
             Store::restore(&patched(&snap, 0, other)),
@@ -503,4 +504,18 @@ fn replicas_agree_and_attachments_stay_consistent_over_random_commands() {
         let back = Store::restore(&a.snapshot()).unwrap();
         assert_eq!(back, a, "seed {seed}");
     }
+}
+
+#[test]
+fn a_version_1_snapshot_without_leases_still_restores() {
+    let mut s = Store::new();
+    put(&mut s, "k", "v", 0);
+    let v2 = s.snapshot();
+    // Version 1 is version 2 without the leases: its lease count (0) is all there is.
+    let mut v1 = b"SYNKV001".to_vec();
+    v1.extend_from_slice(&v2[8..v2.len() - 4]);
+    v1.extend_from_slice(&crc32c::crc32c(&v1).to_le_bytes());
+    let back = Store::restore(&v1).expect("a version-1 snapshot restores");
+    assert_eq!(back.revision(), s.revision());
+    assert_eq!(back.snapshot(), v2);
 }
