@@ -40,6 +40,20 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Whether this is one of the lease requests (the leader's lease clock follows
+    /// them as they apply).
+    pub fn is_lease(&self) -> bool {
+        matches!(
+            self,
+            Request::LeaseGrant { .. }
+                | Request::LeaseRevoke { .. }
+                | Request::LeaseRenew { .. }
+                | Request::LeaseCheckpoint { .. }
+        )
+    }
+}
+
 /// The result of applying a [`Request`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {

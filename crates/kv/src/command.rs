@@ -28,6 +28,15 @@ pub fn encode(req: &Request) -> Vec<u8> {
     w.0
 }
 
+/// The kind byte of a lease keep-alive ([`Request::LeaseRenew`]).
+const KIND_LEASE_RENEW: u8 = 8;
+
+/// Whether `bytes` is a lease keep-alive, read from its kind byte alone (the leader
+/// asks this of every command it orders; only keep-alives are decoded further).
+pub fn is_lease_renew(bytes: &[u8]) -> bool {
+    bytes.get(..2) == Some(&[VERSION, KIND_LEASE_RENEW][..])
+}
+
 /// Decodes a command; the bytes must hold exactly one request.
 pub fn decode(bytes: &[u8]) -> Result<Request, KvError> {
     let mut r = Reader { b: bytes };
@@ -109,7 +118,7 @@ impl Writer {
                 self.i64(*id);
             }
             Request::LeaseRenew { id } => {
-                self.0.push(8);
+                self.0.push(KIND_LEASE_RENEW);
                 self.i64(*id);
             }
             Request::LeaseCheckpoint { checkpoints } => {
@@ -312,7 +321,7 @@ impl<'a> Reader<'a> {
                 ttl: self.i64()?,
             },
             7 => Request::LeaseRevoke { id: self.i64()? },
-            8 => Request::LeaseRenew { id: self.i64()? },
+            KIND_LEASE_RENEW => Request::LeaseRenew { id: self.i64()? },
             9 => Request::LeaseCheckpoint {
                 checkpoints: self.checkpoints()?,
             },

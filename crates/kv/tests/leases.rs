@@ -411,6 +411,8 @@ fn lease_commands_round_trip_and_garbage_is_refused() {
     for r in &samples {
         let b = encode(r);
         assert_eq!(decode(&b).as_ref(), Ok(r));
+        let renew = matches!(r, Request::LeaseRenew { .. });
+        assert_eq!(kv::command::is_lease_renew(&b), renew, "{r:?}");
         for cut in 0..b.len() {
             assert_eq!(decode(&b[..cut]), Err(KvError::Corrupt), "{r:?} at {cut}");
         }
@@ -418,6 +420,8 @@ fn lease_commands_round_trip_and_garbage_is_refused() {
         long.push(0);
         assert_eq!(decode(&long), Err(KvError::Corrupt));
     }
+    assert!(!kv::command::is_lease_renew(&encode(&Request::Compact(8))));
+    assert!(!kv::command::is_lease_renew(&[8]));
     // The existing kinds keep their bytes.
     assert_eq!(encode(&Request::Compact(1)), [1, 4, 2]);
     assert_eq!(encode(&Request::LeaseRevoke { id: 1 }), [1, 7, 2]);

@@ -14,6 +14,7 @@ pub mod corked;
 pub mod driver;
 pub mod inbox;
 pub mod kv_svc;
+pub mod lease_svc;
 pub mod machine;
 pub mod maint_svc;
 pub mod peer;
@@ -22,6 +23,8 @@ pub mod raft_engine;
 pub mod slow;
 pub mod snapshotter;
 pub mod state;
+pub mod watch_hub;
+pub mod watch_svc;
 pub mod wire;
 
 use crate::api::Api;
@@ -35,6 +38,7 @@ use raft_storage::DiskStorage;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use storage::{FaultyBackend, FileBackend, StorageOptions};
 use tokio::net::TcpListener;
 
@@ -242,6 +246,8 @@ pub async fn run(
                 expected_interval_us: cfg.heartbeat.as_micros() as u64,
             },
         )),
+        watch_hub: Default::default(),
+        lessor: parking_lot::Mutex::new(kv::Lessor::new(lessor_options(&cfg))),
         #[cfg(feature = "planted-bugs")]
         planted_bug: cfg.planted_bug,
     });
@@ -320,6 +326,12 @@ pub async fn run(
             pb::kv_server::KvServer::new(kv_svc::KvService::new(api.clone()))
                 .max_decoding_message_size(limit),
         )
+        .add_service(pb::watch_server::WatchServer::new(
+            watch_svc::WatchService::new(api.clone()),
+        ))
+        .add_service(pb::lease_server::LeaseServer::new(
+            lease_svc::LeaseService::new(api.clone()),
+        ))
         .add_service(pb::cluster_server::ClusterServer::new(
             maint_svc::ClusterService::new(api.clone()),
         ))
@@ -339,6 +351,26 @@ pub async fn run(
         return Err(RunError::Fatal(e));
     }
     served.map_err(|e| ConfigError(format!("client server failed: {e}")).into())
+}
+
+/// How often the leader checkpoints the remaining TTLs. A new leader resumes each
+/// lease from its last checkpoint (plus one election timeout of grace), so a leader
+/// change lengthens a lease by at most this and one election timeout, and never
+/// shortens it.
+pub const LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The lease clock's settings: the member's tick, checkpoints every
+/// [`LEASE_CHECKPOINT_INTERVAL`], an election timeout of grace on promotion, and an
+/// expiry revoke proposed again after 3 s if it has not applied.
+fn lessor_options(cfg: &ServerConfig) -> kv::LessorOptions {
+    let tick_ms = cfg.tick().as_millis().max(1) as u64;
+    let ticks = |d: Duration| (d.as_millis() as u64).div_ceil(tick_ms).max(1);
+    kv::LessorOptions {
+        tick_ms,
+        checkpoint_interval_ticks: ticks(LEASE_CHECKPOINT_INTERVAL),
+        promote_extend_ticks: ticks(cfg.election),
+        revoke_retry_ticks: ticks(Duration::from_secs(3)),
+    }
 }
 
 #[cfg(test)]

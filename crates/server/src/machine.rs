@@ -127,8 +127,19 @@ impl StateMachine for ServerMachine {
         Metrics::add(&self.shared.metrics.applied_entries, 1);
         // Decoded outside the lock: readers wait only for the change itself.
         let request = kv::command::decode(command);
+        let lease_request = request.as_ref().ok().filter(|r| r.is_lease()).cloned();
         let mut store = self.shared.store.write();
+        // Events are recorded only while some watch stream listens.
+        let hub = &self.shared.watch_hub;
+        store.set_record_events(hub.has_listeners());
         let result = kv::command::apply_decoded(&mut store, index, request);
+        let events = store.take_events();
+        if !events.is_empty() {
+            hub.publish(events);
+        }
+        if let (Some(req), Some(res)) = (&lease_request, &result) {
+            self.shared.lessor.lock().on_applied(&store, req, res);
+        }
         self.compaction_started |= store.compaction_pending();
         result
     }
@@ -149,12 +160,51 @@ impl StateMachine for ServerMachine {
 
     fn restore(&mut self, data: &[u8]) -> Result<(), KvError> {
         let store = Store::restore(data).map_err(|_| KvError::Corrupt)?;
-        *self.shared.store.write() = store;
+        let mut guard = self.shared.store.write();
+        *guard = store;
+        // Watchers read what the snapshot skipped from its history.
+        self.shared.watch_hub.reset();
+        let mut lessor = self.shared.lessor.lock();
+        if lessor.is_leader() {
+            lessor.promote(&guard);
+        }
+        drop(guard);
         self.restored = true;
         Ok(())
     }
 
     fn digest(&self) -> u64 {
         StateMachine::digest(&*self.shared.store.read())
+    }
+
+    /// The leader's lease duties: expiry revokes and checkpoints.
+    fn on_tick(&mut self, leader: bool) -> Vec<Vec<u8>> {
+        let store = self.shared.store.read();
+        let proposals = self.shared.lessor.lock().tick(&store);
+        if !leader {
+            return Vec::new();
+        }
+        proposals.iter().map(kv::command::encode).collect()
+    }
+
+    fn on_leadership(&mut self, leader: bool) {
+        let store = self.shared.store.read();
+        let mut lessor = self.shared.lessor.lock();
+        if leader {
+            lessor.promote(&store);
+        } else {
+            lessor.demote();
+        }
+    }
+
+    /// A keep-alive counts from when the leader orders it.
+    fn on_ordered(&mut self, command: &[u8]) {
+        if !kv::command::is_lease_renew(command) {
+            return;
+        }
+        if let Ok(req) = kv::command::decode(command) {
+            let store = self.shared.store.read();
+            self.shared.lessor.lock().on_ordered(&store, &req);
+        }
     }
 }

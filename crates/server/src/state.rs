@@ -118,6 +118,10 @@ pub struct Shared {
     pub election: std::time::Duration,
     /// The failure detector, per peer, fed by the transport's pings.
     pub health: Mutex<PeerHealth>,
+    /// Every applied revision's events, for this member's watch streams.
+    pub watch_hub: crate::watch_hub::WatchHub,
+    /// The lease clock: expiry and remaining TTLs while this member leads.
+    pub lessor: parking_lot::Mutex<kv::Lessor>,
     /// A deliberately planted bug.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<crate::config::ServerBug>,

@@ -1,0 +1,521 @@
+//! `etcdserverpb.Watch`: many watchers on one bidirectional stream, served on every
+//! member from its applied state.
+//!
+//! Each stream is one task. It listens to the member's [`WatchHub`] feed and keeps,
+//! per watcher, the next revision the watcher is owed. A revision from the feed is
+//! delivered to the watchers that expect exactly it; a watcher that expects an earlier
+//! one (a replay from `start_revision`, a stream that lagged behind the feed, a gap
+//! after a snapshot install) first reads what it missed from the store's history, in
+//! batches that never split a revision. So a watcher sees every event once, in
+//! revision order, whatever happened in between — or is canceled as compacted.
+//!
+//! [`WatchHub`]: crate::watch_hub::WatchHub
+
+use crate::api::{errors, Api};
+use crate::convert;
+use crate::watch_hub::{Feed, Revision};
+use etcdpb::etcdserverpb as pb;
+use etcdpb::mvccpb;
+use prost::Message as _;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Responses a stream may have queued for a slow client before it waits.
+const OUT_CAPACITY: usize = 64;
+/// Most events one history read returns (a revision is never split).
+const HISTORY_BATCH: usize = 1_000;
+/// How often `progress_notify` watchers hear the revision when nothing happens
+/// (etcd's default).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+
+/// etcd's reasons for refusing a create.
+const EMPTY_RANGE: &str = "mvcc: watcher range is empty";
+const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+const NEGATIVE_ID: &str = "synod: a watch id must be 0 (chosen by the server) or positive";
+const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+
+/// The Watch service.
+pub struct WatchService {
+    api: Api,
+}
+
+impl WatchService {
+    /// A Watch service over `api`.
+    pub fn new(api: Api) -> WatchService {
+        WatchService { api }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::watch_server::Watch for WatchService {
+    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        // clientv3's WithRequireLeader: refuse now, and end the stream when the leader
+        // is lost.
+        let require_leader = request
+            .metadata()
+            .get("hasleader")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        if require_leader && self.api.shared.status.borrow().leader.is_none() {
+            return Err(errors::no_leader());
+        }
+        let (out, rx) = mpsc::channel(OUT_CAPACITY);
+        let stream = WatchStream {
+            feed: self.api.shared.watch_hub.subscribe(),
+            api: self.api.clone(),
+            out,
+            watchers: BTreeMap::new(),
+            next_id: 0,
+        };
+        tokio::spawn(stream.run(request.into_inner(), require_leader));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// One watcher of a stream.
+struct Watcher {
+    key: Vec<u8>,
+    end: Vec<u8>,
+    /// The next revision this watcher is owed.
+    next_rev: i64,
+    prev_kv: bool,
+    no_put: bool,
+    no_delete: bool,
+    fragment: bool,
+    progress_notify: bool,
+}
+
+impl Watcher {
+    fn wants(&self, e: &kv::Event) -> bool {
+        let key = e.kv.key.as_slice();
+        let in_range = match self.end.as_slice() {
+            [] => key == self.key.as_slice(),
+            [0] => key >= self.key.as_slice(),
+            end => key >= self.key.as_slice() && key < end,
+        };
+        let filtered = match e.kind {
+            kv::EventKind::Put => self.no_put,
+            kv::EventKind::Delete => self.no_delete,
+        };
+        in_range && !filtered
+    }
+
+    fn event_out(&self, e: &kv::Event) -> mvccpb::Event {
+        mvccpb::Event {
+            r#type: match e.kind {
+                kv::EventKind::Put => mvccpb::event::EventType::Put as i32,
+                kv::EventKind::Delete => mvccpb::event::EventType::Delete as i32,
+            },
+            kv: Some(convert::kv_out(e.kv.clone())),
+            prev_kv: match (&e.prev_kv, self.prev_kv) {
+                (Some(p), true) => Some(convert::kv_out(p.clone())),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The client went away: the stream ends.
+struct Gone;
+
+/// One client stream and its watchers.
+struct WatchStream {
+    api: Api,
+    out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    feed: broadcast::Receiver<Feed>,
+    watchers: BTreeMap<i64, Watcher>,
+    /// Where the search for a server-chosen id starts.
+    next_id: i64,
+}
+
+impl WatchStream {
+    async fn run(mut self, mut inbound: Streaming<pb::WatchRequest>, require_leader: bool) {
+        let mut status = self.api.shared.status.subscribe();
+        let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
+        progress.tick().await;
+        // A client that half-closes keeps receiving (the JSON gateway does that).
+        let mut reading = true;
+        loop {
+            let step = tokio::select! {
+                msg = inbound.message(), if reading => match msg {
+                    Ok(Some(req)) => self.on_request(req).await,
+                    Ok(None) => {
+                        reading = false;
+                        Ok(())
+                    }
+                    Err(_) => Err(Gone),
+                },
+                feed = self.feed.recv() => match feed {
+                    Ok(Feed::Revision(r)) => self.on_revision(&r).await,
+                    Ok(Feed::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.catch_up_all().await
+                    }
+                    Err(broadcast::error::RecvError::Closed) => Err(Gone),
+                },
+                changed = status.changed(), if require_leader => match changed {
+                    Ok(()) if status.borrow().leader.is_some() => Ok(()),
+                    _ => {
+                        let _ = self.out.send(Err(errors::no_leader())).await;
+                        Err(Gone)
+                    }
+                },
+                _ = progress.tick() => self.notify_progress().await,
+                () = self.out.closed() => Err(Gone),
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        self.api.header(revision)
+    }
+
+    fn current_revision(&self) -> i64 {
+        self.api.shared.store.read().revision()
+    }
+
+    async fn send(&self, r: pb::WatchResponse) -> Result<(), Gone> {
+        self.out.send(Ok(r)).await.map_err(|_| Gone)
+    }
+
+    async fn on_request(&mut self, req: pb::WatchRequest) -> Result<(), Gone> {
+        use pb::watch_request::RequestUnion as U;
+        match req.request_union {
+            Some(U::CreateRequest(c)) => self.create(c).await,
+            Some(U::CancelRequest(c)) => {
+                // etcd answers a cancel of an unknown id with nothing.
+                if self.watchers.remove(&c.watch_id).is_none() {
+                    return Ok(());
+                }
+                let rev = self.current_revision();
+                self.send(pb::WatchResponse {
+                    header: self.header(rev),
+                    watch_id: c.watch_id,
+                    canceled: true,
+                    ..Default::default()
+                })
+                .await
+            }
+            Some(U::ProgressRequest(_)) => {
+                let rev = self.synced_revision();
+                self.send(pb::WatchResponse {
+                    header: self.header(rev),
+                    watch_id: -1,
+                    ..Default::default()
+                })
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The revision through which every watcher of this stream has been served.
+    fn synced_revision(&self) -> i64 {
+        let current = self.current_revision();
+        self.watchers
+            .values()
+            .map(|w| w.next_rev - 1)
+            .fold(current, i64::min)
+    }
+
+    /// Why a create is refused, if it is.
+    fn refusal(&self, c: &pb::WatchCreateRequest) -> Option<&'static str> {
+        let end = c.range_end.as_slice();
+        if !end.is_empty() && end != [0] && c.key.as_slice() >= end {
+            return Some(EMPTY_RANGE);
+        }
+        if c.watch_id < 0 {
+            return Some(NEGATIVE_ID);
+        }
+        if c.watch_id > 0 && self.watchers.contains_key(&c.watch_id) {
+            return Some(DUPLICATE_ID);
+        }
+        None
+    }
+
+    async fn create(&mut self, mut c: pb::WatchCreateRequest) -> Result<(), Gone> {
+        if c.key.is_empty() {
+            c.key = vec![0];
+        }
+        let current = self.current_revision();
+        if let Some(reason) = self.refusal(&c) {
+            return self
+                .send(pb::WatchResponse {
+                    header: self.header(current),
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: reason.into(),
+                    ..Default::default()
+                })
+                .await;
+        }
+        let id = match c.watch_id {
+            0 => self.free_id(),
+            id => id,
+        };
+        let filters = |f: pb::watch_create_request::FilterType| c.filters.contains(&(f as i32));
+        let watcher = Watcher {
+            no_put: filters(pb::watch_create_request::FilterType::Noput),
+            no_delete: filters(pb::watch_create_request::FilterType::Nodelete),
+            key: c.key,
+            end: c.range_end,
+            next_rev: if c.start_revision > 0 {
+                c.start_revision
+            } else {
+                current + 1
+            },
+            prev_kv: c.prev_kv,
+            fragment: c.fragment,
+            progress_notify: c.progress_notify,
+        };
+        let replay = watcher.next_rev <= current;
+        self.watchers.insert(id, watcher);
+        self.send(pb::WatchResponse {
+            header: self.header(current),
+            watch_id: id,
+            created: true,
+            ..Default::default()
+        })
+        .await?;
+        if replay {
+            self.catch_up(id).await?;
+        }
+        Ok(())
+    }
+
+    /// The lowest id from `next_id` on that no watcher of this stream has.
+    fn free_id(&mut self) -> i64 {
+        while self.watchers.contains_key(&self.next_id) {
+            self.next_id += 1;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    async fn on_revision(&mut self, r: &Revision) -> Result<(), Gone> {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            let Some(next) = self.watchers.get(&id).map(|w| w.next_rev) else {
+                continue;
+            };
+            if next < r.revision {
+                // It missed revisions (or subscribed before they were recorded).
+                self.catch_up(id).await?;
+                continue;
+            }
+            if next > r.revision {
+                continue;
+            }
+            let Some(w) = self.watchers.get_mut(&id) else {
+                continue;
+            };
+            w.next_rev = r.revision + 1;
+            let events: Vec<mvccpb::Event> = r
+                .events
+                .iter()
+                .filter(|e| w.wants(e))
+                .map(|e| w.event_out(e))
+                .collect();
+            let fragment = w.fragment;
+            self.deliver(id, r.revision, events, fragment).await?;
+        }
+        Ok(())
+    }
+
+    async fn catch_up_all(&mut self) -> Result<(), Gone> {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            self.catch_up(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Serves watcher `id` from the store's history up to the current revision, or
+    /// cancels it when what it is owed has been compacted.
+    async fn catch_up(&mut self, id: i64) -> Result<(), Gone> {
+        loop {
+            let Some(w) = self.watchers.get(&id) else {
+                return Ok(());
+            };
+            let (batch, current, compacted) = {
+                let store = self.api.shared.store.read();
+                let batch = store.events_since(&w.key, &w.end, w.next_rev, HISTORY_BATCH);
+                (batch, store.revision(), store.compact_revision())
+            };
+            let batch = match batch {
+                Ok(b) => b,
+                Err(_) => return self.cancel_compacted(id, current, compacted).await,
+            };
+            let events: Vec<mvccpb::Event> = batch
+                .events
+                .iter()
+                .filter(|e| w.wants(e))
+                .map(|e| w.event_out(e))
+                .collect();
+            let fragment = w.fragment;
+            let done = batch.next_rev > current || batch.events.is_empty();
+            if let Some(w) = self.watchers.get_mut(&id) {
+                w.next_rev = w.next_rev.max(batch.next_rev);
+            }
+            self.deliver(id, current, events, fragment).await?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn cancel_compacted(
+        &mut self,
+        id: i64,
+        current: i64,
+        compacted: i64,
+    ) -> Result<(), Gone> {
+        self.watchers.remove(&id);
+        self.send(pb::WatchResponse {
+            header: self.header(current),
+            watch_id: id,
+            canceled: true,
+            compact_revision: compacted,
+            cancel_reason: COMPACTED.into(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Sends `events` to watcher `id` (nothing when there are none), in fragments
+    /// when it asked for them and the response is over the request size limit.
+    async fn deliver(
+        &self,
+        id: i64,
+        revision: i64,
+        events: Vec<mvccpb::Event>,
+        fragment: bool,
+    ) -> Result<(), Gone> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let limit = self.api.shared.max_request_bytes;
+        let parts = if fragment {
+            split(events, limit)
+        } else {
+            vec![events]
+        };
+        let last = parts.len() - 1;
+        for (i, events) in parts.into_iter().enumerate() {
+            self.send(pb::WatchResponse {
+                header: self.header(revision),
+                watch_id: id,
+                fragment: i < last,
+                events,
+                ..Default::default()
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// An event-less response to every `progress_notify` watcher that is caught up.
+    async fn notify_progress(&mut self) -> Result<(), Gone> {
+        let current = self.current_revision();
+        let due: Vec<i64> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.progress_notify && w.next_rev > current)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.send(pb::WatchResponse {
+                header: self.header(current),
+                watch_id: id,
+                ..Default::default()
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `events` in runs whose encoded size stays under `limit` (one event over it goes
+/// alone).
+fn split(events: Vec<mvccpb::Event>, limit: usize) -> Vec<Vec<mvccpb::Event>> {
+    let mut parts: Vec<Vec<mvccpb::Event>> = vec![Vec::new()];
+    let mut size = 0;
+    for e in events {
+        let len = e.encoded_len() + 4;
+        let current = parts.last_mut().expect("one part at least");
+        if !current.is_empty() && size + len > limit {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        parts.last_mut().expect("one part at least").push(e);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &[u8], value_len: usize) -> mvccpb::Event {
+        mvccpb::Event {
+            kv: Some(mvccpb::KeyValue {
+                key: key.to_vec(),
+                value: vec![7; value_len],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fragments_stay_under_the_limit_and_keep_every_event_in_order() {
+        let events: Vec<_> = (0..10u8).map(|i| event(&[i], 100)).collect();
+        let parts = split(events.clone(), 350);
+        assert!(parts.len() > 1);
+        assert!(parts
+            .iter()
+            .all(|p| p.iter().map(|e| e.encoded_len() + 4).sum::<usize>() <= 350));
+        assert_eq!(parts.concat(), events);
+        // One event larger than the limit still goes, alone.
+        let big = vec![event(b"a", 1000), event(b"b", 1)];
+        assert_eq!(split(big, 100).len(), 2);
+    }
+
+    #[test]
+    fn a_watcher_sees_its_range_less_what_it_filters() {
+        let w = Watcher {
+            key: b"a".to_vec(),
+            end: b"c".to_vec(),
+            next_rev: 1,
+            prev_kv: false,
+            no_put: false,
+            no_delete: true,
+            fragment: false,
+            progress_notify: false,
+        };
+        let e = |key: &[u8], kind| kv::Event {
+            kind,
+            kv: kv::KeyValue {
+                key: key.to_vec(),
+                ..Default::default()
+            },
+            prev_kv: None,
+        };
+        assert!(w.wants(&e(b"a", kv::EventKind::Put)));
+        assert!(w.wants(&e(b"bz", kv::EventKind::Put)));
+        assert!(!w.wants(&e(b"c", kv::EventKind::Put)));
+        assert!(!w.wants(&e(b"b", kv::EventKind::Delete)));
+    }
+}
