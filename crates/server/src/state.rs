@@ -34,11 +34,18 @@ pub struct NodeStatus {
     pub peer_match: BTreeMap<u64, u64>,
 }
 
-/// Counters for `/metrics`.
+/// Counters and histograms for `/metrics` (the families' names and help are in
+/// `prom.rs`, which builds them).
 #[derive(Debug)]
 pub struct Metrics {
     /// WAL fdatasync latency (`etcd_disk_wal_fsync_duration_seconds`).
     pub wal_fsync_seconds: prometheus::Histogram,
+    /// Bytes written to each peer's connection, label `To`.
+    pub peer_sent_bytes: prometheus::IntCounterVec,
+    /// Bytes read from each peer's connection, label `From`.
+    pub peer_received_bytes: prometheus::IntCounterVec,
+    /// Ping to pong round trips per peer, label `To`.
+    pub peer_round_trip_seconds: prometheus::HistogramVec,
     /// Persist requests written.
     pub wal_writes: AtomicU64,
     /// Proposals accepted by the leader.
@@ -61,24 +68,6 @@ pub struct Metrics {
     pub leader_changes: AtomicU64,
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics {
-            wal_fsync_seconds: crate::prom::wal_fsync_histogram(),
-            wal_writes: AtomicU64::new(0),
-            proposals: AtomicU64::new(0),
-            proposals_failed: AtomicU64::new(0),
-            applied_entries: AtomicU64::new(0),
-            snapshots: AtomicU64::new(0),
-            snapshots_installed: AtomicU64::new(0),
-            peer_sent: AtomicU64::new(0),
-            peer_received: AtomicU64::new(0),
-            commands_refused: AtomicU64::new(0),
-            leader_changes: AtomicU64::new(0),
-        }
-    }
-}
-
 impl Metrics {
     /// Adds `n` to a counter.
     pub fn add(c: &AtomicU64, n: u64) {
@@ -88,6 +77,11 @@ impl Metrics {
     /// Reads a counter.
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
+    }
+
+    /// The label of a member in per-peer families (its id in hex, as etcd's).
+    pub fn peer_label(id: NodeId) -> String {
+        format!("{:x}", id.0)
     }
 }
 
