@@ -12,6 +12,7 @@ pub mod config;
 pub mod convert;
 pub mod corked;
 pub mod driver;
+pub mod grpc_metrics;
 pub mod inbox;
 pub mod kv_svc;
 pub mod machine;
@@ -315,8 +316,13 @@ pub async fn run(
     let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(client_port::accept(client_l, grpc_tx, api.clone()));
     let incoming = tokio_stream::wrappers::ReceiverStream::new(grpc_rx);
+    let counted = grpc_metrics::GrpcMetricsLayer::new(
+        shared.metrics.grpc_started.clone(),
+        shared.metrics.grpc_handled.clone(),
+    );
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(counted)
         .add_service(
             pb::kv_server::KvServer::new(kv_svc::KvService::new(api.clone()))
                 .max_decoding_message_size(limit),

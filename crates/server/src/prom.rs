@@ -1,19 +1,21 @@
 //! `/metrics`: the Prometheus text exposition, through the `prometheus` crate. etcd's
 //! metric names where the meaning is the same (so etcd's dashboards and alerts work),
 //! `synod_*` for the rest. Counters and gauges kept as plain atomics are read from the
-//! live state at each scrape; the latencies and the per-peer counters are `prometheus`
-//! families that live in [`Metrics`] and are registered into each scrape's registry.
+//! live state at each scrape; the latencies, the per-peer and per-method counters and
+//! the pending proposals are `prometheus` families that live in [`Metrics`] and are
+//! registered into each scrape's registry.
 
 use crate::api::Api;
 use crate::state::Metrics;
 use engine::Role;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    Opts, Registry,
+    IntGauge, Opts, Registry,
 };
 use std::sync::atomic::AtomicU64;
 
-/// etcd's buckets for its disk latencies: 1 ms doubling 14 times.
+/// etcd's buckets for its disk latencies (WAL fsync, backend commit): 1 ms doubling 14
+/// times.
 fn disk_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.001, 2.0, 14).expect("constant buckets")
 }
@@ -41,12 +43,26 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 
 impl Default for Metrics {
     fn default() -> Metrics {
+        let buckets = disk_buckets();
         Metrics {
             wal_fsync_seconds: histogram(
                 "etcd_disk_wal_fsync_duration_seconds",
                 "The latency distributions of fsync called by WAL.",
-                disk_buckets(),
+                buckets.clone(),
             ),
+            backend_commit_seconds: histogram(
+                "etcd_disk_backend_commit_duration_seconds",
+                "The latency distributions of commit called by backend. Synod's backend (the \
+                 store) lives in memory and reaches the disk only as snapshots: this is a \
+                 snapshot's commit, its last bytes written and the file synced.",
+                buckets,
+            ),
+            proposals_pending: IntGauge::new(
+                "etcd_server_proposals_pending",
+                "The current number of pending proposals to commit (writes proposed through \
+                 this member and not answered yet).",
+            )
+            .expect("a valid family"),
             peer_sent_bytes: counter_vec(
                 "etcd_network_peer_sent_bytes_total",
                 "The total number of bytes sent to peers.",
@@ -63,6 +79,16 @@ impl Default for Metrics {
                  through both members' Raft threads).",
                 "To",
                 round_trip_buckets(),
+            ),
+            grpc_started: counter_vec(
+                "grpc_server_started_total",
+                "Total number of RPCs started on the server.",
+                &["grpc_type", "grpc_service", "grpc_method"],
+            ),
+            grpc_handled: counter_vec(
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+                &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
             ),
             wal_writes: AtomicU64::new(0),
             proposals: AtomicU64::new(0),
@@ -118,11 +144,15 @@ pub fn render(api: &Api) -> String {
         s.counter(name, help, value);
     }
     let m = &api.shared.metrics;
-    let families: [Box<dyn prometheus::core::Collector>; 4] = [
+    let families: [Box<dyn prometheus::core::Collector>; 8] = [
         Box::new(m.wal_fsync_seconds.clone()),
+        Box::new(m.backend_commit_seconds.clone()),
+        Box::new(m.proposals_pending.clone()),
         Box::new(m.peer_sent_bytes.clone()),
         Box::new(m.peer_received_bytes.clone()),
         Box::new(m.peer_round_trip_seconds.clone()),
+        Box::new(m.grpc_started.clone()),
+        Box::new(m.grpc_handled.clone()),
     ];
     for f in families {
         let _ = s.0.register(f);

@@ -40,12 +40,21 @@ pub struct NodeStatus {
 pub struct Metrics {
     /// WAL fdatasync latency (`etcd_disk_wal_fsync_duration_seconds`).
     pub wal_fsync_seconds: prometheus::Histogram,
+    /// A snapshot's commit to disk (`etcd_disk_backend_commit_duration_seconds`).
+    pub backend_commit_seconds: prometheus::Histogram,
+    /// Writes proposed through this member and not answered yet
+    /// (`etcd_server_proposals_pending`).
+    pub proposals_pending: prometheus::IntGauge,
     /// Bytes written to each peer's connection, label `To`.
     pub peer_sent_bytes: prometheus::IntCounterVec,
     /// Bytes read from each peer's connection, label `From`.
     pub peer_received_bytes: prometheus::IntCounterVec,
     /// Ping to pong round trips per peer, label `To`.
     pub peer_round_trip_seconds: prometheus::HistogramVec,
+    /// gRPC calls started, by type, service and method.
+    pub grpc_started: prometheus::IntCounterVec,
+    /// gRPC calls finished, by type, service, method and status code.
+    pub grpc_handled: prometheus::IntCounterVec,
     /// Persist requests written.
     pub wal_writes: AtomicU64,
     /// Proposals accepted by the leader.
