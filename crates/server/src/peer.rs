@@ -12,6 +12,7 @@
 use crate::config::MemberInfo;
 use crate::driver::{Input, PeerSink};
 use crate::inbox::InboxSender;
+use crate::listener::Listener;
 use crate::raft_engine::MemberEngine;
 use crate::state::Shared;
 use crate::wire::{Handshake, HANDSHAKE_LEN};
@@ -232,18 +233,20 @@ async fn pump(mut stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8
     }
 }
 
-/// Accepts peer connections until the listener fails.
+/// Accepts peer connections (a failed accept is counted and followed by a pause, see
+/// [`Listener`]). A connection counts as open on the listener until its handshake is
+/// checked and the socket handed to the Raft thread.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, driver: InboxSender) {
+    let mut listener = Listener::new(listener, "peer", None, &shared.metrics);
     loop {
-        let Ok((stream, addr)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, addr, slot) = listener.accept().await;
         let shared = shared.clone();
         let driver = driver.clone();
         tokio::spawn(async move {
             if let Err(e) = receive(stream, &shared, &driver).await {
                 tracing::info!(event = "peer_lost", addr = %addr, error = %e, "peer connection closed");
             }
+            drop(slot);
         });
     }
 }

@@ -10,7 +10,7 @@ use crate::state::Metrics;
 use engine::Role;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 use std::sync::atomic::AtomicU64;
 
@@ -90,6 +90,21 @@ impl Default for Metrics {
                 "Total number of RPCs completed on the server, regardless of success or failure.",
                 &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
             ),
+            accept_errors: counter_vec(
+                "synod_accept_errors_total",
+                "Failed accepts (out of file descriptors, say), each followed by a 100 ms pause.",
+                &["listener"],
+            ),
+            listener_connections: IntGaugeVec::new(
+                Opts::new(
+                    "synod_listener_connections",
+                    "Connections open on a listener: client and metrics hold at most \
+                     --max-client-connections each; peer, those whose handshake is not \
+                     checked yet.",
+                ),
+                &["listener"],
+            )
+            .expect("a valid family"),
             wal_writes: AtomicU64::new(0),
             proposals: AtomicU64::new(0),
             proposals_failed: AtomicU64::new(0),
@@ -144,7 +159,7 @@ pub fn render(api: &Api) -> String {
         s.counter(name, help, value);
     }
     let m = &api.shared.metrics;
-    let families: [Box<dyn prometheus::core::Collector>; 8] = [
+    let families: [Box<dyn prometheus::core::Collector>; 10] = [
         Box::new(m.wal_fsync_seconds.clone()),
         Box::new(m.backend_commit_seconds.clone()),
         Box::new(m.proposals_pending.clone()),
@@ -153,6 +168,8 @@ pub fn render(api: &Api) -> String {
         Box::new(m.peer_round_trip_seconds.clone()),
         Box::new(m.grpc_started.clone()),
         Box::new(m.grpc_handled.clone()),
+        Box::new(m.accept_errors.clone()),
+        Box::new(m.listener_connections.clone()),
     ];
     for f in families {
         let _ = s.0.register(f);

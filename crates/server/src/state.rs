@@ -55,6 +55,10 @@ pub struct Metrics {
     pub grpc_started: prometheus::IntCounterVec,
     /// gRPC calls finished, by type, service, method and status code.
     pub grpc_handled: prometheus::IntCounterVec,
+    /// Failed accepts per listener.
+    pub accept_errors: prometheus::IntCounterVec,
+    /// Connections open per listener.
+    pub listener_connections: prometheus::IntGaugeVec,
     /// Persist requests written.
     pub wal_writes: AtomicU64,
     /// Proposals accepted by the leader.
