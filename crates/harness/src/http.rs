@@ -36,20 +36,50 @@ pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
     get_url(&format!("http://127.0.0.1:{port}{path}"), TIMEOUT).ok()
 }
 
-/// The value of the unlabelled sample `name` in a Prometheus text exposition.
-pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+/// The value of the sample `selector` names in a Prometheus text exposition: a bare
+/// metric name picks its unlabelled sample, `name{k="v",…}` the sample of that name
+/// carrying those labels (and maybe others).
+pub fn metric_value(text: &str, selector: &str) -> Option<f64> {
+    let (name, labels) = parse_selector(selector)?;
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).ok()?;
     scrape
         .samples
         .iter()
-        .find(|s| s.metric == name && s.labels.is_empty())
+        .find(|s| {
+            s.metric == name
+                && if labels.is_empty() {
+                    s.labels.is_empty()
+                } else {
+                    labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(k) == Some(v.as_str()))
+                }
+        })
         .and_then(|s| match s.value {
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
             | prometheus_parse::Value::Untyped(v) => Some(v),
             _ => None,
         })
+}
+
+/// `name{k="v",…}` as the name and its label pairs.
+fn parse_selector(selector: &str) -> Option<(&str, Vec<(String, String)>)> {
+    let Some((name, rest)) = selector.split_once('{') else {
+        return Some((selector, Vec::new()));
+    };
+    let body = rest.strip_suffix('}')?;
+    let labels = body
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let v = v.trim().strip_prefix('"')?.strip_suffix('"')?;
+            Some((k.trim().to_string(), v.to_string()))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((name, labels))
 }
 
 #[cfg(test)]
@@ -62,6 +92,8 @@ mod tests {
         assert_eq!(metric_value(text, "a"), Some(3.0));
         assert_eq!(metric_value(text, "b"), Some(2.5));
         assert_eq!(metric_value(text, "c"), None);
+        assert_eq!(metric_value(text, "b{x=\"1\"}"), Some(7.0));
+        assert_eq!(metric_value(text, "b{x=\"2\"}"), None);
         // Go's client writes large values as floats; a longer name is another metric.
         let go = "# TYPE process_resident_memory_bytes gauge\n\
                   process_resident_memory_bytes 2.4576e+07\n\

@@ -4,6 +4,7 @@
 //! that is not HTTP/2), as etcd does.
 
 use crate::api::Api;
+use crate::listener::Listener;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,10 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-/// How long a client may take to send its request head.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (and read buffer) accepted.
 const MAX_HEAD_BYTES: usize = 64 << 10;
 
@@ -30,25 +29,28 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Serves admin requests on `listener` (`--listen-metrics-urls`).
-pub async fn serve(listener: TcpListener, api: Api) {
+/// Serves admin requests on `listener` (`--listen-metrics-urls`); each request head
+/// must arrive within `header_timeout`.
+pub async fn serve(mut listener: Listener, api: Api, header_timeout: Duration) {
+    let router = router(api);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // Out of file descriptors, say: back off instead of spinning.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        tokio::spawn(serve_connection(stream, router(api.clone())));
+        let (stream, _, slot) = listener.accept().await;
+        let router = router.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, router, header_timeout).await;
+            drop(slot);
+        });
     }
 }
 
-/// Serves HTTP/1.1 on one connection: a bounded head, read within a deadline.
-pub async fn serve_connection(stream: TcpStream, router: Router) {
+/// Serves HTTP/1.1 on one connection: a bounded head, read within `header_timeout` (a
+/// kept-alive connection waits at most that long for its next request, too).
+pub async fn serve_connection(stream: TcpStream, router: Router, header_timeout: Duration) {
     let _ = stream.set_nodelay(true);
     let service = hyper_util::service::TowerToHyperService::new(router);
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(stream), service)
         .await;

@@ -52,6 +52,23 @@ pub mod errors {
     }
 }
 
+/// A proposal counted in `etcd_server_proposals_pending` for as long as it lives: until
+/// its answer, its failure or its caller giving up.
+struct Pending<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Pending<'a> {
+    fn count(gauge: &'a prometheus::IntGauge) -> Pending<'a> {
+        gauge.inc();
+        Pending(gauge)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Shared by the gRPC services and the admin endpoints.
 #[derive(Clone)]
 pub struct Api {
@@ -145,6 +162,7 @@ impl Api {
     pub async fn write(&self, w: kv::Request) -> Result<kv::Response, Status> {
         // Encoded here, on the client's task: the driver thread only checks it.
         let command = kv::command::encode(&w);
+        let _pending = Pending::count(&self.shared.metrics.proposals_pending);
         let (tx, rx) = oneshot::channel();
         self.driver
             .send(Input::Propose(command, tx))

@@ -44,9 +44,35 @@ pub struct ServerConfig {
     pub peer_dial: Vec<(String, String)>,
     /// Injected disk faults (chaos testing only; none by default).
     pub disk_faults: storage::FaultPlan,
+    /// What clients may hold on the client and metrics listeners.
+    pub limits: ListenerLimits,
     /// A deliberately planted bug (chaos checker tests only).
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<ServerBug>,
+}
+
+/// What clients may hold on the client and metrics listeners: memory stays bounded by
+/// these whatever clients do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Connections open at once on each listener (`--max-client-connections`); a
+    /// connection beyond it waits in the kernel's accept backlog until one closes.
+    pub max_connections: usize,
+    /// Concurrent gRPC streams per HTTP/2 connection (`--max-concurrent-streams`).
+    pub max_concurrent_streams: u32,
+    /// How long a new connection may take to send its first bytes, and an HTTP/1.1
+    /// client its request head (`--unsafe-header-timeout`, testing only).
+    pub header_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> ListenerLimits {
+        ListenerLimits {
+            max_connections: 2048,
+            max_concurrent_streams: 1024,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Bugs planted on purpose, to prove the chaos lab catches them.
@@ -206,6 +232,16 @@ impl ServerConfig {
         }
         if self.heartbeat.is_zero() {
             return Err(ConfigError("--heartbeat-interval must be positive".into()));
+        }
+        if self.limits.max_connections == 0 || self.limits.max_concurrent_streams == 0 {
+            return Err(ConfigError(
+                "--max-client-connections and --max-concurrent-streams must be at least 1".into(),
+            ));
+        }
+        if self.limits.header_timeout.is_zero() {
+            return Err(ConfigError(
+                "--unsafe-header-timeout must be positive".into(),
+            ));
         }
         let mut names: Vec<&str> = self
             .initial_cluster

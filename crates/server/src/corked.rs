@@ -41,6 +41,8 @@ struct Cork {
     writer: Option<Waker>,
     /// A caller waiting for room in the buffer or for the shutdown to finish.
     caller: Option<Waker>,
+    /// Dropped with the last half of the socket (a listener's slot, say).
+    _guard: Option<Box<dyn Send>>,
 }
 
 impl Cork {
@@ -75,9 +77,22 @@ pub struct Corked {
 impl Corked {
     /// Splits `stream` and spawns the task that writes its buffered bytes.
     pub fn new(stream: TcpStream) -> Corked {
+        Corked::with_guard(stream, None)
+    }
+
+    /// As [`Corked::new`], and keeps `guard` until both halves of the socket are gone
+    /// (the stream dropped and its writer task finished), i.e. until the socket closes.
+    pub fn holding(stream: TcpStream, guard: impl Send + 'static) -> Corked {
+        Corked::with_guard(stream, Some(Box::new(guard)))
+    }
+
+    fn with_guard(stream: TcpStream, guard: Option<Box<dyn Send>>) -> Corked {
         let (local, peer) = (stream.local_addr().ok(), stream.peer_addr().ok());
         let (read, write) = stream.into_split();
-        let cork = Arc::new(Mutex::new(Cork::default()));
+        let cork = Arc::new(Mutex::new(Cork {
+            _guard: guard,
+            ..Cork::default()
+        }));
         tokio::spawn(write_loop(write, cork.clone()));
         Corked {
             read,

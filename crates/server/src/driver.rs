@@ -37,8 +37,11 @@ pub type PeerMessage = <MemberEngine as Engine>::Message;
 pub enum Input {
     /// A message from a peer.
     Peer(NodeId, PeerMessage),
-    /// A transport ping from a peer (a heartbeat for the failure detector).
-    Ping(NodeId),
+    /// A transport ping from a peer (a heartbeat for the failure detector), with the
+    /// token to answer with.
+    Ping(NodeId, u64),
+    /// A peer's answer to our ping, with that ping's token.
+    Pong(NodeId, u64),
     /// A peer's connection, its handshake checked: the inbox reads its frames from
     /// now on (`buffered`: bytes already read past the handshake).
     PeerStream {
@@ -48,6 +51,8 @@ pub enum Input {
         stream: std::net::TcpStream,
         /// Bytes read past the handshake.
         buffered: Vec<u8>,
+        /// Counts the bytes the inbox reads from it.
+        received: prometheus::IntCounter,
     },
     /// A client write to replicate: a command in `kv::command`'s encoding.
     Propose(Vec<u8>, WriteReply),
@@ -103,6 +108,10 @@ pub struct Driver {
     ticks: u64,
     /// The tick of the last ping sent to every peer.
     pinged_at: u64,
+    /// The clock of ping tokens (microseconds since the driver started).
+    clock: Instant,
+    /// Each peer's ping round-trip histogram.
+    round_trips: BTreeMap<NodeId, prometheus::Histogram>,
     last_leader: Option<NodeId>,
     last_role: Role,
     /// Where the current round's time went (a slow round is logged).
@@ -129,6 +138,19 @@ impl Driver {
             bug: None,
         };
         let machine = ServerMachine::new(shared.clone());
+        let round_trips = shared
+            .members
+            .iter()
+            .filter(|m| m.id != shared.member_id)
+            .map(|m| {
+                let to = Metrics::peer_label(m.id);
+                let h = shared
+                    .metrics
+                    .peer_round_trip_seconds
+                    .with_label_values(&[&to]);
+                (m.id, h)
+            })
+            .collect();
         Ok(Driver {
             replica: Replica::new(engine, machine, replica_opts),
             storage,
@@ -142,6 +164,8 @@ impl Driver {
             compacting: false,
             ticks: 0,
             pinged_at: 0,
+            clock: Instant::now(),
+            round_trips,
             last_role: Role::Follower,
             last_leader: None,
             times: RoundTimes::default(),
@@ -228,7 +252,13 @@ impl Driver {
                     }
                 }
             }
-            Input::Ping(from) => self.shared.health.lock().unwrap().heartbeat(from),
+            Input::Ping(from, token) => {
+                self.shared.health.lock().unwrap().heartbeat(from);
+                let mut pong = Vec::with_capacity(crate::wire::PING_FRAME);
+                crate::wire::encode_pong(token, &mut pong);
+                self.peers.send(from, pong, 0);
+            }
+            Input::Pong(from, token) => self.on_pong(from, token),
             Input::Propose(command, reply) => {
                 Metrics::add(&self.shared.metrics.proposals, 1);
                 self.replica.submit(Client::Write(reply), command);
@@ -249,10 +279,28 @@ impl Driver {
         }
         self.pinged_at = self.ticks;
         let me = self.shared.member_id;
+        let token = self.clock_us();
         for m in self.shared.members.iter().filter(|m| m.id != me) {
-            let mut frame = Vec::with_capacity(crate::wire::FRAME_HEADER + 4);
-            crate::wire::encode_ping(&mut frame);
+            let mut frame = Vec::with_capacity(crate::wire::PING_FRAME);
+            crate::wire::encode_ping(token, &mut frame);
             self.peers.send(m.id, frame, 0);
+        }
+    }
+
+    /// Microseconds since the driver started: the tokens of its pings.
+    fn clock_us(&self) -> u64 {
+        self.clock.elapsed().as_micros() as u64
+    }
+
+    /// A peer answered a ping: the time since that ping left is a round trip (through
+    /// both members' Raft threads). A token from the future is not ours: ignored.
+    fn on_pong(&mut self, from: NodeId, token: u64) {
+        let now = self.clock_us();
+        let Some(h) = self.round_trips.get(&from) else {
+            return;
+        };
+        if token <= now {
+            h.observe((now - token) as f64 / 1e6);
         }
     }
 

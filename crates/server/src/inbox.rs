@@ -73,6 +73,8 @@ pub enum InboxError {
 struct PeerReader {
     from: NodeId,
     stream: TcpStream,
+    /// Bytes read from the socket (`etcd_network_peer_received_bytes_total`).
+    received: prometheus::IntCounter,
     /// `buf[lo..hi]` holds bytes read and not yet decoded.
     buf: Vec<u8>,
     lo: usize,
@@ -108,6 +110,7 @@ impl PeerReader {
                 Ok(n) => {
                     self.hi += n;
                     budget -= n;
+                    self.received.inc_by(n as u64);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadEnd::Drained,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -127,7 +130,8 @@ impl PeerReader {
             let body = &self.buf[self.lo + 8..self.lo + 8 + len];
             match wire::decode_frame::<MemberEngine>(body, crc).map_err(|e| e.to_string())? {
                 wire::Frame::Message(msg) => out.push(Input::Peer(self.from, msg)),
-                wire::Frame::Ping => out.push(Input::Ping(self.from)),
+                wire::Frame::Ping(token) => out.push(Input::Ping(self.from, token)),
+                wire::Frame::Pong(token) => out.push(Input::Pong(self.from, token)),
             }
             self.lo += 8 + len;
         }
@@ -246,7 +250,8 @@ impl Inbox {
                     from,
                     stream,
                     buffered,
-                }) => self.adopt(from, stream, buffered),
+                    received,
+                }) => self.adopt(from, stream, buffered, received),
                 Ok(input) => {
                     out.push(input);
                     taken += 1;
@@ -258,8 +263,15 @@ impl Inbox {
         Ok(())
     }
 
-    /// Starts reading a peer's connection; `buffered` was read past its handshake.
-    fn adopt(&mut self, from: NodeId, stream: std::net::TcpStream, buffered: Vec<u8>) {
+    /// Starts reading a peer's connection; `buffered` was read past its handshake (and
+    /// counted in `received` already).
+    fn adopt(
+        &mut self,
+        from: NodeId,
+        stream: std::net::TcpStream,
+        buffered: Vec<u8>,
+        received: prometheus::IntCounter,
+    ) {
         if let Err(e) = stream.set_nonblocking(true) {
             tracing::warn!(event = "peer_lost", peer = %format_args!("{:x}", from.0), error = %e, "peer connection dropped");
             return;
@@ -280,6 +292,7 @@ impl Inbox {
         let reader = PeerReader {
             from,
             stream,
+            received,
             buf,
             lo: 0,
             hi: buffered.len(),
@@ -349,14 +362,23 @@ mod tests {
         (c, s)
     }
 
-    /// Hands `stream` to the inbox as the peer connection of `from`.
-    fn hand_over(tx: &InboxSender, from: NodeId, stream: StdStream, buffered: Vec<u8>) {
+    /// Hands `stream` to the inbox as the peer connection of `from`; returns the counter
+    /// of the bytes the inbox reads from it.
+    fn hand_over(
+        tx: &InboxSender,
+        from: NodeId,
+        stream: StdStream,
+        buffered: Vec<u8>,
+    ) -> prometheus::IntCounter {
+        let received = prometheus::IntCounter::new("received", "bytes").unwrap();
         let input = Input::PeerStream {
             from,
             stream,
             buffered,
+            received: received.clone(),
         };
         tx.send(input).unwrap();
+        received
     }
 
     /// Waits until `n` peer messages arrived (bounded: a missed wake-up fails).
@@ -385,13 +407,15 @@ mod tests {
         let bytes = frames(&msgs);
         // The first 13 bytes were read with the handshake.
         let from = NodeId(9);
-        hand_over(&tx, from, r, bytes[..13].to_vec());
+        let received = hand_over(&tx, from, r, bytes[..13].to_vec());
         for chunk in bytes[13..].chunks(311) {
             w.write_all(chunk).unwrap();
             w.flush().unwrap();
         }
         let got = collect(&mut inbox, msgs.len());
         assert_eq!(got.len(), msgs.len());
+        // Bytes read past the handshake were counted by whoever read them.
+        assert_eq!(received.get(), (bytes.len() - 13) as u64);
         for ((f, m), want) in got.iter().zip(&msgs) {
             assert_eq!(*f, from);
             assert_eq!(m, want);

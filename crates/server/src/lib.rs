@@ -12,9 +12,11 @@ pub mod config;
 pub mod convert;
 pub mod corked;
 pub mod driver;
+pub mod grpc_metrics;
 pub mod inbox;
 pub mod kv_svc;
 pub mod lease_svc;
+pub mod listener;
 pub mod machine;
 pub mod maint_svc;
 pub mod peer;
@@ -132,6 +134,58 @@ fn start_peer_runtime(
     let queues = peer::start_senders(shared, client_urls);
     handle.spawn(peer::serve(listener, shared.clone(), driver));
     Ok((rt, queues))
+}
+
+/// Serves clients until `stop`: admin HTTP on the metrics listener (if any), gRPC and
+/// admin HTTP on the client listener, each holding at most `--max-client-connections`.
+async fn serve_clients(
+    cfg: &ServerConfig,
+    client_l: TcpListener,
+    admin_l: Option<TcpListener>,
+    api: Api,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let (limits, metrics) = (cfg.limits, &api.shared.metrics);
+    let slots = Some(limits.max_connections);
+    if let Some(l) = admin_l {
+        let l = listener::Listener::new(l, "metrics", slots, metrics);
+        tokio::spawn(admin::serve(l, api.clone(), limits.header_timeout));
+    }
+    // gRPC and admin HTTP share the client port: the acceptor hands tonic the HTTP/2
+    // connections through this channel.
+    let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel(64);
+    let client_l = listener::Listener::new(client_l, "client", slots, metrics);
+    let accept = client_port::accept(client_l, grpc_tx, api.clone(), limits.header_timeout);
+    tokio::spawn(accept);
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(grpc_rx);
+    let counted = grpc_metrics::GrpcMetricsLayer::new(
+        metrics.grpc_started.clone(),
+        metrics.grpc_handled.clone(),
+    );
+    let limit = cfg.max_request_bytes + GRPC_OVERHEAD;
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .layer(counted)
+        .add_service(
+            pb::kv_server::KvServer::new(kv_svc::KvService::new(api.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(pb::watch_server::WatchServer::new(
+            watch_svc::WatchService::new(api.clone()),
+        ))
+        .add_service(pb::lease_server::LeaseServer::new(
+            lease_svc::LeaseService::new(api.clone()),
+        ))
+        .add_service(pb::cluster_server::ClusterServer::new(
+            maint_svc::ClusterService::new(api.clone()),
+        ))
+        .add_service(
+            pb::maintenance_server::MaintenanceServer::new(maint_svc::MaintenanceService::new(api))
+                .max_decoding_message_size(limit),
+        )
+        .serve_with_incoming_shutdown(incoming, stop)
+        .await
 }
 
 /// Why a member stopped other than by request.
@@ -305,44 +359,13 @@ pub async fn run(
         }
     };
     let api = Api::new(shared.clone(), driver_tx.clone());
-    if let Some(l) = admin_l {
-        tokio::spawn(admin::serve(l, api.clone()));
-    }
     tracing::info!(
         event = "serving",
         clients = %cfg.listen_client,
         peers = %cfg.listen_peer,
         "serving clients and peers"
     );
-    let limit = cfg.max_request_bytes + GRPC_OVERHEAD;
-    // gRPC and admin HTTP share the client port: the acceptor hands tonic the HTTP/2
-    // connections through this channel.
-    let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(client_port::accept(client_l, grpc_tx, api.clone()));
-    let incoming = tokio_stream::wrappers::ReceiverStream::new(grpc_rx);
-    let served = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(
-            pb::kv_server::KvServer::new(kv_svc::KvService::new(api.clone()))
-                .max_decoding_message_size(limit),
-        )
-        .add_service(pb::watch_server::WatchServer::new(
-            watch_svc::WatchService::new(api.clone()),
-        ))
-        .add_service(pb::lease_server::LeaseServer::new(
-            lease_svc::LeaseService::new(api.clone()),
-        ))
-        .add_service(pb::cluster_server::ClusterServer::new(
-            maint_svc::ClusterService::new(api.clone()),
-        ))
-        .add_service(
-            pb::maintenance_server::MaintenanceServer::new(maint_svc::MaintenanceService::new(
-                api.clone(),
-            ))
-            .max_decoding_message_size(limit),
-        )
-        .serve_with_incoming_shutdown(incoming, stop)
-        .await;
+    let served = serve_clients(&cfg, client_l, admin_l, api, stop).await;
     let _ = driver_tx.send(Input::Shutdown);
     let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
     drop(peer_rt);

@@ -12,6 +12,7 @@
 use crate::config::MemberInfo;
 use crate::driver::{Input, PeerSink};
 use crate::inbox::InboxSender;
+use crate::listener::Listener;
 use crate::raft_engine::MemberEngine;
 use crate::state::Shared;
 use crate::wire::{Handshake, HANDSHAKE_LEN, MAX_HELLO};
@@ -39,6 +40,8 @@ struct LinkState {
 struct Link {
     state: Mutex<LinkState>,
     queue: mpsc::Sender<Vec<u8>>,
+    /// Bytes written to the peer (`etcd_network_peer_sent_bytes_total`).
+    sent: prometheus::IntCounter,
 }
 
 /// The driver's handle on the outbound connections.
@@ -56,7 +59,11 @@ impl PeerSink for PeerQueues {
             return; // Not connected: Raft resends once the peer is back.
         };
         let rest = if st.backlog == 0 {
-            match write_nonblocking(stream, &frames) {
+            let written = write_nonblocking(stream, &frames);
+            if let Ok(n) = written {
+                link.sent.inc_by(n as u64);
+            }
+            match written {
                 Ok(n) if n == frames.len() => return,
                 Ok(n) => frames[n..].to_vec(),
                 Err(_) => {
@@ -107,9 +114,11 @@ pub fn start_senders(shared: &Arc<Shared>, client_urls: &[String]) -> PeerQueues
     let mut links = HashMap::new();
     for m in shared.members.iter().filter(|m| m.id != shared.member_id) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let to = crate::state::Metrics::peer_label(m.id);
         let link = Arc::new(Link {
             state: Mutex::new(LinkState::default()),
             queue: tx,
+            sent: shared.metrics.peer_sent_bytes.with_label_values(&[&to]),
         });
         links.insert(m.id, link.clone());
         let greeting = Handshake {
@@ -155,6 +164,7 @@ async fn sender(
         if stream.write_all(&greeting).await.is_err() {
             continue;
         }
+        link.sent.inc_by(greeting.len() as u64);
         tracing::info!(event = "peer_connected", peer = %peer.name, addr = %peer.peer_addr, "connected to peer");
         tracing::debug!(event = "handshake_sent", peer = %peer.name, bytes = greeting.len(), "handshake sent");
         let Some(stream) = share(stream, &link, &mut rx) else {
@@ -205,6 +215,7 @@ async fn pump(mut stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8
                 if stream.write_all(&buf).await.is_err() {
                     return Some(());
                 }
+                link.sent.inc_by(buf.len() as u64);
                 let mut st = link.state.lock().unwrap();
                 st.backlog = st.backlog.saturating_sub(taken);
                 if st.stream.is_none() {
@@ -220,18 +231,20 @@ async fn pump(mut stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8
     }
 }
 
-/// Accepts peer connections until the listener fails.
+/// Accepts peer connections (a failed accept is counted and followed by a pause, see
+/// [`Listener`]). A connection counts as open on the listener until its handshake is
+/// checked and the socket handed to the Raft thread.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, driver: InboxSender) {
+    let mut listener = Listener::new(listener, "peer", None, &shared.metrics);
     loop {
-        let Ok((stream, addr)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, addr, slot) = listener.accept().await;
         let shared = shared.clone();
         let driver = driver.clone();
         tokio::spawn(async move {
             if let Err(e) = receive(stream, &shared, &driver).await {
                 tracing::info!(event = "peer_lost", addr = %addr, error = %e, "peer connection closed");
             }
+            drop(slot);
         });
     }
 }
@@ -270,11 +283,18 @@ async fn receive(stream: TcpStream, shared: &Shared, driver: &InboxSender) -> Re
     }
     // From here on the Raft thread reads the frames itself (see `inbox`).
     let buffered = r.buffer().to_vec();
+    let from = crate::state::Metrics::peer_label(h.from);
+    let received = shared
+        .metrics
+        .peer_received_bytes
+        .with_label_values(&[&from]);
+    received.inc_by((HANDSHAKE_LEN + 4 + len + buffered.len()) as u64);
     let stream = r.into_inner().into_std().map_err(|e| e.to_string())?;
     let _ = driver.send(Input::PeerStream {
         from: h.from,
         stream,
         buffered,
+        received,
     });
     Ok(())
 }

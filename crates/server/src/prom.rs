@@ -1,25 +1,122 @@
 //! `/metrics`: the Prometheus text exposition, through the `prometheus` crate. etcd's
 //! metric names where the meaning is the same (so etcd's dashboards and alerts work),
-//! `synod_*` for the rest. Counters and gauges are read from the live state at each
-//! scrape; the WAL fsync latency is a real histogram with etcd's buckets.
+//! `synod_*` for the rest. Counters and gauges kept as plain atomics are read from the
+//! live state at each scrape; the latencies, the per-peer and per-method counters and
+//! the pending proposals are `prometheus` families that live in [`Metrics`] and are
+//! registered into each scrape's registry.
 
 use crate::api::Api;
 use crate::state::Metrics;
 use engine::Role;
-use prometheus::{Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, Opts, Registry};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
+};
+use std::sync::atomic::AtomicU64;
 
-/// etcd's buckets for `etcd_disk_wal_fsync_duration_seconds`: 1 ms doubling 14 times.
-pub fn wal_fsync_histogram() -> Histogram {
-    let buckets = prometheus::exponential_buckets(0.001, 2.0, 14).unwrap_or_default();
-    let opts = HistogramOpts::new(
-        "etcd_disk_wal_fsync_duration_seconds",
-        "The latency distributions of fsync called by WAL.",
-    )
-    .buckets(buckets);
-    Histogram::with_opts(opts).unwrap_or_else(|_| {
-        Histogram::with_opts(HistogramOpts::new("synod_unused", "unused"))
-            .expect("a plain histogram")
-    })
+/// etcd's buckets for its disk latencies (WAL fsync, backend commit): 1 ms doubling 14
+/// times.
+fn disk_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.001, 2.0, 14).expect("constant buckets")
+}
+
+/// etcd's buckets for `etcd_network_peer_round_trip_time_seconds`: 0.1 ms doubling 16
+/// times.
+fn round_trip_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.0001, 2.0, 16).expect("constant buckets")
+}
+
+// The families below have constant, valid names: building one cannot fail.
+
+fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("a valid family")
+}
+
+fn histogram_vec(name: &str, help: &str, label: &str, buckets: Vec<f64>) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &[label])
+        .expect("a valid family")
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("a valid family")
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let buckets = disk_buckets();
+        Metrics {
+            wal_fsync_seconds: histogram(
+                "etcd_disk_wal_fsync_duration_seconds",
+                "The latency distributions of fsync called by WAL.",
+                buckets.clone(),
+            ),
+            backend_commit_seconds: histogram(
+                "etcd_disk_backend_commit_duration_seconds",
+                "The latency distributions of commit called by backend. Synod's backend (the \
+                 store) lives in memory and reaches the disk only as snapshots: this is a \
+                 snapshot's commit, its last bytes written and the file synced.",
+                buckets,
+            ),
+            proposals_pending: IntGauge::new(
+                "etcd_server_proposals_pending",
+                "The current number of pending proposals to commit (writes proposed through \
+                 this member and not answered yet).",
+            )
+            .expect("a valid family"),
+            peer_sent_bytes: counter_vec(
+                "etcd_network_peer_sent_bytes_total",
+                "The total number of bytes sent to peers.",
+                &["To"],
+            ),
+            peer_received_bytes: counter_vec(
+                "etcd_network_peer_received_bytes_total",
+                "The total number of bytes received from peers.",
+                &["From"],
+            ),
+            peer_round_trip_seconds: histogram_vec(
+                "etcd_network_peer_round_trip_time_seconds",
+                "Round-Trip-Time histogram between peers (a transport ping to its pong, \
+                 through both members' Raft threads).",
+                "To",
+                round_trip_buckets(),
+            ),
+            grpc_started: counter_vec(
+                "grpc_server_started_total",
+                "Total number of RPCs started on the server.",
+                &["grpc_type", "grpc_service", "grpc_method"],
+            ),
+            grpc_handled: counter_vec(
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+                &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+            ),
+            accept_errors: counter_vec(
+                "synod_accept_errors_total",
+                "Failed accepts (out of file descriptors, say), each followed by a 100 ms pause.",
+                &["listener"],
+            ),
+            listener_connections: IntGaugeVec::new(
+                Opts::new(
+                    "synod_listener_connections",
+                    "Connections open on a listener: client and metrics hold at most \
+                     --max-client-connections each; peer, those whose handshake is not \
+                     checked yet.",
+                ),
+                &["listener"],
+            )
+            .expect("a valid family"),
+            wal_writes: AtomicU64::new(0),
+            proposals: AtomicU64::new(0),
+            proposals_failed: AtomicU64::new(0),
+            applied_entries: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+            snapshots_installed: AtomicU64::new(0),
+            peer_sent: AtomicU64::new(0),
+            peer_received: AtomicU64::new(0),
+            commands_refused: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A registry filled for one scrape (metric names are constants: registration cannot
@@ -61,8 +158,22 @@ pub fn render(api: &Api) -> String {
     for (name, help, value) in counters(&api.shared.metrics) {
         s.counter(name, help, value);
     }
-    let _ =
-        s.0.register(Box::new(api.shared.metrics.wal_fsync_seconds.clone()));
+    let m = &api.shared.metrics;
+    let families: [Box<dyn prometheus::core::Collector>; 10] = [
+        Box::new(m.wal_fsync_seconds.clone()),
+        Box::new(m.backend_commit_seconds.clone()),
+        Box::new(m.proposals_pending.clone()),
+        Box::new(m.peer_sent_bytes.clone()),
+        Box::new(m.peer_received_bytes.clone()),
+        Box::new(m.peer_round_trip_seconds.clone()),
+        Box::new(m.grpc_started.clone()),
+        Box::new(m.grpc_handled.clone()),
+        Box::new(m.accept_errors.clone()),
+        Box::new(m.listener_connections.clone()),
+    ];
+    for f in families {
+        let _ = s.0.register(f);
+    }
     peer_gauges(api, &s);
     let mut out = Vec::new();
     let _ = prometheus::TextEncoder::new().encode(&s.0.gather(), &mut out);
@@ -210,4 +321,27 @@ fn peer_gauges(api: &Api, s: &Scrape) {
         "Whether a peer's phi is at or above the threshold.",
         &suspected,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_builds_and_the_buckets_are_etcds() {
+        let m = Metrics::default();
+        m.peer_round_trip_seconds
+            .with_label_values(&["1"])
+            .observe(0.0003);
+        assert_eq!(
+            m.peer_round_trip_seconds
+                .with_label_values(&["1"])
+                .get_sample_count(),
+            1
+        );
+        let disk = disk_buckets();
+        assert_eq!((disk.len(), disk[0], disk[13]), (14, 0.001, 8.192));
+        let trips = round_trip_buckets();
+        assert_eq!((trips.len(), trips[0], trips[15]), (16, 0.0001, 3.2768));
+    }
 }

@@ -96,12 +96,14 @@ pub fn begin(
     let (parts, parts_rx) = mpsc::channel();
     let (spare_tx, spare) = mpsc::channel();
     let head_len = writer.head_len();
+    let commit = shared.metrics.backend_commit_seconds.clone();
     std::thread::Builder::new()
         .name("snapshot".into())
         .spawn(move || {
             lower_priority();
             let started = Instant::now();
-            let Some(outcome) = write_parts(&dir, meta, head_len, &parts_rx, &spare_tx) else {
+            let written = write_parts(&dir, meta, head_len, &parts_rx, &spare_tx, &commit);
+            let Some(outcome) = written else {
                 return;
             };
             if let SnapOutcome::Written(_, len) = &outcome {
@@ -123,13 +125,15 @@ pub fn begin(
     })
 }
 
-/// The writing thread's work: `None` when the driver abandoned the snapshot.
+/// The writing thread's work: `None` when the driver abandoned the snapshot. The commit
+/// (the tail and head written, the file synced) is timed into `commit`.
 fn write_parts(
     dir: &std::path::Path,
     meta: SnapshotMeta,
     head_len: usize,
     parts: &mpsc::Receiver<Part>,
     spare: &mpsc::Sender<Vec<u8>>,
+    commit: &prometheus::Histogram,
 ) -> Option<SnapOutcome> {
     // An error is kept until the end so that the driver's chunks are still taken.
     // (Opening the backend creates the directory if it is missing.)
@@ -156,10 +160,14 @@ fn write_parts(
                 let _ = spare.send(c);
             }
             Part::End(end) => {
+                let committing = Instant::now();
                 let written = stream.and_then(|mut s| {
                     s.append(&end.tail).map_err(|e| e.to_string())?;
                     s.finish(&end.head).map_err(|e| e.to_string())
                 });
+                if written.is_ok() {
+                    commit.observe(committing.elapsed().as_secs_f64());
+                }
                 return Some(match written {
                     Ok(len) => SnapOutcome::Written(meta, len),
                     Err(e) => SnapOutcome::Failed(e),

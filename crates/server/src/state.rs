@@ -34,11 +34,31 @@ pub struct NodeStatus {
     pub peer_match: BTreeMap<u64, u64>,
 }
 
-/// Counters for `/metrics`.
+/// Counters and histograms for `/metrics` (the families' names and help are in
+/// `prom.rs`, which builds them).
 #[derive(Debug)]
 pub struct Metrics {
     /// WAL fdatasync latency (`etcd_disk_wal_fsync_duration_seconds`).
     pub wal_fsync_seconds: prometheus::Histogram,
+    /// A snapshot's commit to disk (`etcd_disk_backend_commit_duration_seconds`).
+    pub backend_commit_seconds: prometheus::Histogram,
+    /// Writes proposed through this member and not answered yet
+    /// (`etcd_server_proposals_pending`).
+    pub proposals_pending: prometheus::IntGauge,
+    /// Bytes written to each peer's connection, label `To`.
+    pub peer_sent_bytes: prometheus::IntCounterVec,
+    /// Bytes read from each peer's connection, label `From`.
+    pub peer_received_bytes: prometheus::IntCounterVec,
+    /// Ping to pong round trips per peer, label `To`.
+    pub peer_round_trip_seconds: prometheus::HistogramVec,
+    /// gRPC calls started, by type, service and method.
+    pub grpc_started: prometheus::IntCounterVec,
+    /// gRPC calls finished, by type, service, method and status code.
+    pub grpc_handled: prometheus::IntCounterVec,
+    /// Failed accepts per listener.
+    pub accept_errors: prometheus::IntCounterVec,
+    /// Connections open per listener.
+    pub listener_connections: prometheus::IntGaugeVec,
     /// Persist requests written.
     pub wal_writes: AtomicU64,
     /// Proposals accepted by the leader.
@@ -61,24 +81,6 @@ pub struct Metrics {
     pub leader_changes: AtomicU64,
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics {
-            wal_fsync_seconds: crate::prom::wal_fsync_histogram(),
-            wal_writes: AtomicU64::new(0),
-            proposals: AtomicU64::new(0),
-            proposals_failed: AtomicU64::new(0),
-            applied_entries: AtomicU64::new(0),
-            snapshots: AtomicU64::new(0),
-            snapshots_installed: AtomicU64::new(0),
-            peer_sent: AtomicU64::new(0),
-            peer_received: AtomicU64::new(0),
-            commands_refused: AtomicU64::new(0),
-            leader_changes: AtomicU64::new(0),
-        }
-    }
-}
-
 impl Metrics {
     /// Adds `n` to a counter.
     pub fn add(c: &AtomicU64, n: u64) {
@@ -88,6 +90,11 @@ impl Metrics {
     /// Reads a counter.
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
+    }
+
+    /// The label of a member in per-peer families (its id in hex, as etcd's).
+    pub fn peer_label(id: NodeId) -> String {
+        format!("{:x}", id.0)
     }
 }
 

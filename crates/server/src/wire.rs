@@ -6,18 +6,22 @@
 //! frames `len u32 | crc32c u32 | group u32 | body`, where `len` and the checksum cover
 //! the group and the body. The group names the consensus group the message is for (one
 //! today; sharding adds more); the body is one message in the engine's own codec
-//! ([`engine::Engine::encode_message`]). A frame of group [`PING_GROUP`] with an empty
-//! body is the transport's own heartbeat, sent to every peer at a steady cadence for
-//! the failure detector. Anything that does not parse (wrong magic,
+//! ([`engine::Engine::encode_message`]). A frame of group [`PING_GROUP`] is the
+//! transport's own heartbeat, sent to every peer at a steady cadence for the failure
+//! detector; its body is an 8-byte token (the sender's clock, opaque to the receiver),
+//! which the receiver sends back at once in a frame of group [`PONG_GROUP`], so the
+//! sender measures the round trip. Anything that does not parse (wrong magic,
 //! another cluster or engine, a bad checksum, an oversized frame, an unknown group, a
 //! body the engine's codec refuses) is answered by closing the connection.
 
 use engine::{Engine, NodeId};
 use std::fmt;
 
-/// First bytes of every peer connection (the 3 is the format's version: 3 since Raft's
-/// messages are Protocol Buffers; a member of format 2 is refused at the handshake).
-pub const MAGIC: &[u8; 8] = b"SYNODP3\0";
+/// First bytes of every peer connection (the 4 is the format's version: 4 since pings
+/// carry a token and are answered by pongs, 3 when Raft's messages became Protocol
+/// Buffers; a member of another format is refused at the handshake, before it would
+/// close the connection at the first frame it does not know).
+pub const MAGIC: &[u8; 8] = b"SYNODP4\0";
 /// Handshake length in bytes.
 pub const HANDSHAKE_LEN: usize = 8 + 24 + ENGINE_NAME_LEN;
 /// Bytes of the engine's name in the handshake.
@@ -26,8 +30,11 @@ const ENGINE_NAME_LEN: usize = 8;
 pub const FRAME_HEADER: usize = 8;
 /// The one consensus group of a member today.
 pub const GROUP: u32 = 0;
-/// The group of a transport ping (no body): a heartbeat for the failure detector.
+/// The group of a transport ping (body: an 8-byte token): a heartbeat for the failure
+/// detector, and the first half of a round-trip measurement.
 pub const PING_GROUP: u32 = u32::MAX;
+/// The group of the answer to a ping (body: the ping's token).
+pub const PONG_GROUP: u32 = u32::MAX - 1;
 /// Longest hello (`len u32 | name and client URLs`, after the handshake) accepted.
 pub const MAX_HELLO: usize = 4096;
 /// Largest frame body accepted (an append carries at most ~1 MiB of entries).
@@ -138,12 +145,27 @@ pub fn encode_frame<E: Engine>(msg: &E::Message, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Appends one ping frame to `out`.
-pub fn encode_ping(out: &mut Vec<u8>) {
-    let group = PING_GROUP.to_le_bytes();
-    out.extend_from_slice(&(group.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&group).to_le_bytes());
-    out.extend_from_slice(&group);
+/// Bytes of a ping or pong frame.
+pub const PING_FRAME: usize = FRAME_HEADER + 4 + 8;
+
+/// Appends a frame of `group` whose body is `token`.
+fn encode_token(group: u32, token: u64, out: &mut Vec<u8>) {
+    let mut body = [0u8; 12];
+    body[..4].copy_from_slice(&group.to_le_bytes());
+    body[4..].copy_from_slice(&token.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+}
+
+/// Appends one ping frame carrying `token` to `out`.
+pub fn encode_ping(token: u64, out: &mut Vec<u8>) {
+    encode_token(PING_GROUP, token, out);
+}
+
+/// Appends the answer to a ping that carried `token` to `out`.
+pub fn encode_pong(token: u64, out: &mut Vec<u8>) {
+    encode_token(PONG_GROUP, token, out);
 }
 
 /// What one frame carried.
@@ -151,8 +173,10 @@ pub fn encode_ping(out: &mut Vec<u8>) {
 pub enum Frame<M> {
     /// An engine message.
     Message(M),
-    /// A transport ping.
-    Ping,
+    /// A transport ping with its token.
+    Ping(u64),
+    /// The answer to a ping, with the ping's token.
+    Pong(u64),
 }
 
 /// Checks a frame header; returns the body length.
@@ -177,8 +201,16 @@ pub fn decode_frame<E: Engine>(body: &[u8], crc: u32) -> Result<Frame<E::Message
         GROUP => E::decode_message(message)
             .map(Frame::Message)
             .map_err(|e| WireError::Malformed(e.0)),
-        PING_GROUP if message.is_empty() => Ok(Frame::Ping),
-        PING_GROUP => Err(WireError::Malformed("a ping with a body")),
+        PING_GROUP | PONG_GROUP => {
+            let token = <[u8; 8]>::try_from(message)
+                .map_err(|_| WireError::Malformed("a ping or pong without its 8-byte token"))?;
+            let token = u64::from_le_bytes(token);
+            Ok(if u32::from_le_bytes(*group) == PING_GROUP {
+                Frame::Ping(token)
+            } else {
+                Frame::Pong(token)
+            })
+        }
         g => Err(WireError::UnknownGroup(g)),
     }
 }
@@ -216,16 +248,26 @@ mod tests {
     }
 
     #[test]
-    fn a_ping_is_a_frame_of_its_own_group_and_nothing_else() {
+    fn pings_and_pongs_are_frames_of_their_own_groups_carrying_a_token() {
+        let token = 0x0102_0304_0506_0708;
         let mut b = Vec::new();
-        encode_ping(&mut b);
-        let (len, crc) = frame_len(b[..8].try_into().unwrap()).unwrap();
-        assert_eq!(len, b.len() - 8);
-        assert_eq!(decode_frame::<MemberEngine>(&b[8..], crc), Ok(Frame::Ping));
-        let mut with_body = b[8..].to_vec();
-        with_body.push(1);
-        let crc = crc32c::crc32c(&with_body);
-        assert!(decode_frame::<MemberEngine>(&with_body, crc).is_err());
+        encode_ping(token, &mut b);
+        encode_pong(token, &mut b);
+        assert_eq!(b.len(), 2 * PING_FRAME);
+        let (ping, pong) = b.split_at(PING_FRAME);
+        let decode = |f: &[u8]| {
+            let (len, crc) = frame_len(f[..8].try_into().unwrap()).unwrap();
+            assert_eq!(len, f.len() - 8);
+            decode_frame::<MemberEngine>(&f[8..], crc)
+        };
+        assert_eq!(decode(ping), Ok(Frame::Ping(token)));
+        assert_eq!(decode(pong), Ok(Frame::Pong(token)));
+        let mut longer = ping[8..].to_vec();
+        longer.push(0);
+        for body in [&ping[8..12], &ping[8..19], &longer[..]] {
+            let got = decode_frame::<MemberEngine>(body, crc32c::crc32c(body));
+            assert!(got.is_err(), "{} bytes: {got:?}", body.len());
+        }
     }
 
     #[test]

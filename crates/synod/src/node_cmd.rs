@@ -1,7 +1,7 @@
 //! `synod node`: one member, with etcd's flag names where the meaning is the same.
 
 use clap::Args;
-use server::config::{parse_initial_cluster, url_socket, ServerConfig};
+use server::config::{parse_initial_cluster, url_socket, ListenerLimits, ServerConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,6 +58,17 @@ pub struct NodeArgs {
     /// Ping intervals the failure detector remembers per peer.
     #[arg(long, default_value_t = 100)]
     pub phi_window: usize,
+    /// Connections each client listener (client URL, metrics URL) holds open at once;
+    /// more wait in the kernel's accept backlog until one closes.
+    #[arg(long, default_value_t = ListenerLimits::default().max_connections)]
+    pub max_client_connections: usize,
+    /// Maximum concurrent streams that each client connection can open at a time.
+    #[arg(long, default_value_t = ListenerLimits::default().max_concurrent_streams)]
+    pub max_concurrent_streams: u32,
+    /// Testing only: ms a new client connection may take to send its first bytes and an
+    /// HTTP/1.1 client its request head.
+    #[arg(long, hide = true, default_value_t = ListenerLimits::default().header_timeout.as_millis() as u64)]
+    pub unsafe_header_timeout: u64,
     #[command(flatten)]
     pub log: crate::logging::LogArgs,
     /// URL for /health, /metrics, /status and /version.
@@ -139,6 +150,11 @@ impl NodeArgs {
                 .collect::<Result<_, _>>()?,
             disk_faults: storage::FaultPlan::parse(&self.unsafe_disk_faults)
                 .map_err(|e| format!("--unsafe-disk-faults: {e}"))?,
+            limits: ListenerLimits {
+                max_connections: self.max_client_connections,
+                max_concurrent_streams: self.max_concurrent_streams,
+                header_timeout: Duration::from_millis(self.unsafe_header_timeout),
+            },
             #[cfg(feature = "planted-bugs")]
             planted_bug: match &self.planted_bug {
                 None => None,
