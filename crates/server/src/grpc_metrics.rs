@@ -19,10 +19,11 @@ use tonic::Code;
 /// How a method streams (the `grpc_type` label, as go-grpc-prometheus names it).
 const UNARY: &str = "unary";
 const BIDI: &str = "bidi_stream";
+const SERVER_STREAM: &str = "server_stream";
 
 /// The services Synod serves and their methods with their kinds, as etcd's
 /// `rpc.proto` names them.
-const METHODS: [(&str, &[(&str, &str)]); 5] = [
+const METHODS: [(&str, &[(&str, &str)]); 7] = [
     (
         "etcdserverpb.KV",
         &[
@@ -54,6 +55,17 @@ const METHODS: [(&str, &[(&str, &str)]); 5] = [
             ("Hash", UNARY),
             ("HashKV", UNARY),
             ("MoveLeader", UNARY),
+        ],
+    ),
+    ("v3lockpb.Lock", &[("Lock", UNARY), ("Unlock", UNARY)]),
+    (
+        "v3electionpb.Election",
+        &[
+            ("Campaign", UNARY),
+            ("Proclaim", UNARY),
+            ("Leader", UNARY),
+            ("Observe", SERVER_STREAM),
+            ("Resign", UNARY),
         ],
     ),
 ];
@@ -243,20 +255,37 @@ mod tests {
 
     #[test]
     fn the_table_names_every_method_of_the_proto_and_only_those_paths_count() {
-        let proto = include_str!("../../etcdpb/proto/etcdserverpb/rpc.proto");
-        let mut service = "";
+        let protos = [
+            (
+                "etcdserverpb",
+                include_str!("../../etcdpb/proto/etcdserverpb/rpc.proto"),
+            ),
+            (
+                "v3lockpb",
+                include_str!("../../etcdpb/proto/v3lockpb/v3lock.proto"),
+            ),
+            (
+                "v3electionpb",
+                include_str!("../../etcdpb/proto/v3electionpb/v3election.proto"),
+            ),
+        ];
         let mut in_proto = Vec::new();
-        for line in proto.lines().map(str::trim) {
-            if let Some(rest) = line.strip_prefix("service ") {
-                service = rest.trim_end_matches(" {").trim();
-            } else if let Some(rest) = line.strip_prefix("rpc ") {
-                let method = rest.split('(').next().unwrap_or_default().trim();
-                let kind = match rest.matches("(stream ").count() {
-                    0 => UNARY,
-                    2 => BIDI,
-                    _ => panic!("{method}: a one-way stream needs a kind in the table"),
-                };
-                in_proto.push(format!("{kind} etcdserverpb.{service}/{method}"));
+        for (package, proto) in protos {
+            let mut service = "";
+            for line in proto.lines().map(str::trim) {
+                if let Some(rest) = line.strip_prefix("service ") {
+                    service = rest.trim_end_matches(" {").trim();
+                } else if let Some(rest) = line.strip_prefix("rpc ") {
+                    let method = rest.split('(').next().unwrap_or_default().trim();
+                    let (args, returns) = rest.split_once("returns").unwrap_or((rest, ""));
+                    let kind = match (args.contains("(stream "), returns.contains("(stream ")) {
+                        (false, false) => UNARY,
+                        (true, true) => BIDI,
+                        (false, true) => SERVER_STREAM,
+                        (true, false) => panic!("{method}: no client-stream kind in the table"),
+                    };
+                    in_proto.push(format!("{kind} {package}.{service}/{method}"));
+                }
             }
         }
         let in_table: Vec<String> = METHODS

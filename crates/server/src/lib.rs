@@ -12,16 +12,19 @@ pub mod config;
 pub mod convert;
 pub mod corked;
 pub mod driver;
+pub mod election_svc;
 pub mod grpc_metrics;
 pub mod inbox;
 pub mod kv_svc;
 pub mod lease_svc;
 pub mod listener;
+pub mod lock_svc;
 pub mod machine;
 pub mod maint_svc;
 pub mod peer;
 pub mod prom;
 pub mod raft_engine;
+pub mod recipe;
 pub mod slow;
 pub mod snapshotter;
 pub mod state;
@@ -176,6 +179,12 @@ async fn serve_clients(
         ))
         .add_service(pb::lease_server::LeaseServer::new(
             lease_svc::LeaseService::new(api.clone()),
+        ))
+        .add_service(etcdpb::v3lockpb::lock_server::LockServer::new(
+            lock_svc::LockService::new(api.clone()),
+        ))
+        .add_service(etcdpb::v3electionpb::election_server::ElectionServer::new(
+            election_svc::ElectionService::new(api.clone()),
         ))
         .add_service(pb::cluster_server::ClusterServer::new(
             maint_svc::ClusterService::new(api.clone()),

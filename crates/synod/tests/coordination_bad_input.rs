@@ -176,3 +176,118 @@ fn lease_refusals_carry_etcds_errors_and_change_nothing() {
         assert_eq!(ids, vec![42]);
     });
 }
+
+#[test]
+fn lock_and_election_services_order_contenders_by_create_revision() {
+    use etcdpb::v3electionpb as epb;
+    use etcdpb::v3lockpb as lpb;
+    let c = common::start(3, 10_000);
+    // Through a follower: its applied state decides whose turn it is.
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let url = format!("http://127.0.0.1:{}", c.members[(leader + 1) % 3].client);
+    runtime().block_on(async {
+        let mut lease = LeaseClient::connect(url.clone()).await.unwrap();
+        let grant = |id| pb::LeaseGrantRequest { id, ttl: 60 };
+        for id in [1, 2] {
+            lease.lease_grant(grant(id)).await.unwrap();
+        }
+        let mut lock = lpb::lock_client::LockClient::connect(url.clone())
+            .await
+            .unwrap();
+        let lock_req = |lease| lpb::LockRequest {
+            name: b"l".to_vec(),
+            lease,
+        };
+        let first = lock.lock(lock_req(1)).await.unwrap().into_inner();
+        assert_eq!(first.key, b"l/1");
+        // The second waits while the first holds the lock.
+        let mut waiting = lock.clone();
+        let second = tokio::spawn(async move { waiting.lock(lock_req(2)).await });
+        let still = tokio::time::timeout(Duration::from_millis(500), async {
+            while !second.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            still.is_err(),
+            "the second holder got the lock while the first held it"
+        );
+        lock.unlock(lpb::UnlockRequest { key: first.key })
+            .await
+            .unwrap();
+        let got = second.await.unwrap().unwrap().into_inner();
+        assert_eq!(got.key, b"l/2");
+        // A lock on a lease that does not exist is refused with etcd's error.
+        let e = lock.lock(lock_req(99)).await.unwrap_err();
+        assert_eq!(e.message(), "etcdserver: requested lease not found");
+
+        let mut el = epb::election_client::ElectionClient::connect(url)
+            .await
+            .unwrap();
+        let e = el
+            .leader(epb::LeaderRequest {
+                name: b"e".to_vec(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.message(), "election: no leader");
+        let campaign = |lease, value: &str| epb::CampaignRequest {
+            name: b"e".to_vec(),
+            lease,
+            value: value.as_bytes().to_vec(),
+        };
+        let won = el
+            .campaign(campaign(1, "alice"))
+            .await
+            .unwrap()
+            .into_inner();
+        let key = won.leader.unwrap();
+        let mut observe = el
+            .observe(epb::LeaderRequest {
+                name: b"e".to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let seen = observe.message().await.unwrap().unwrap().kv.unwrap();
+        assert_eq!(
+            (seen.key.as_slice(), seen.value.as_slice()),
+            (&b"e/1"[..], &b"alice"[..])
+        );
+        el.proclaim(epb::ProclaimRequest {
+            leader: Some(key.clone()),
+            value: b"alice-2".to_vec(),
+        })
+        .await
+        .unwrap();
+        let seen = observe.message().await.unwrap().unwrap().kv.unwrap();
+        assert_eq!(seen.value, b"alice-2");
+        let mut bob = el.clone();
+        let bob_wins = tokio::spawn(async move { bob.campaign(campaign(2, "bob")).await });
+        el.resign(epb::ResignRequest {
+            leader: Some(key.clone()),
+        })
+        .await
+        .unwrap();
+        let bob_key = bob_wins
+            .await
+            .unwrap()
+            .unwrap()
+            .into_inner()
+            .leader
+            .unwrap();
+        assert_eq!(bob_key.key, b"e/2");
+        let seen = observe.message().await.unwrap().unwrap().kv.unwrap();
+        assert_eq!(seen.value, b"bob");
+        // The old leadership can no longer proclaim.
+        let e = el
+            .proclaim(epb::ProclaimRequest {
+                leader: Some(key),
+                value: b"late".to_vec(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.message(), "election: not leader");
+    });
+}
