@@ -259,6 +259,17 @@ fn load(args: &LoadArgs) -> Result<(), String> {
                 .clone()
                 .ok_or("no endpoint reports itself as the leader")?],
         };
+        if crate::coord::is_coordination(spec.workload) {
+            let live = Arc::new(load::Live::default());
+            let label = spec.workload.name().into();
+            let bar = Progress::start(label, Measure::Time(spec.duration), live.clone());
+            let outcome = crate::coord::run(&spec, &targets, ct, args.timeout, live).await;
+            bar.finish();
+            let term_changes = load::term_now(&args.endpoints, ct)
+                .await
+                .saturating_sub(probe.term);
+            return Ok(Summary::new(&spec, &targets, &probe, term_changes, &outcome?));
+        }
         let conns = load::connect_kv(&targets, &spec, ct, args.timeout).await?;
         if args.preload {
             let live = Arc::new(load::Live::default());

@@ -4,6 +4,7 @@
 //! resident memory before and after loading N keys (see `bench_mem`).
 
 use crate::cluster::{check_free, start_synod, EtcdRef, ETCD_CLIENT_PORT, ETCD_PEER_PORT};
+use crate::coord;
 use crate::cmd::{install_stop_handlers, runtime, LoadArgs};
 use crate::load::{self, Live, Spec, Workload, STOP};
 use crate::mem::{self, MemResult, MemSpec};
@@ -316,6 +317,16 @@ async fn measure(
     let ct = args.connect_timeout;
     let probe = load::probe(&sys.endpoints, ct).await?;
     let eps = &probe.ordered;
+    if coord::is_coordination(workload) {
+        let live = Arc::new(Live::default());
+        let label = format!("{} {}", case.name, sys.name);
+        let bar = Progress::start(label, Measure::Time(spec.duration), live.clone());
+        let outcome = coord::run(&spec, eps, ct, args.timeout, live).await;
+        bar.finish();
+        let outcome = outcome.map_err(|e| format!("{} {}: {e}", case.name, sys.name))?;
+        let term_changes = load::term_now(eps, ct).await.saturating_sub(probe.term);
+        return Ok(Summary::new(&spec, eps, &probe, term_changes, &outcome));
+    }
     let conns = load::connect_kv(eps, &spec, ct, args.timeout).await?;
     let reads = matches!(workload, Workload::Get | Workload::Sget | Workload::Mixed);
     if reads && !sys.preloaded {

@@ -6,12 +6,14 @@
 //! - [`load`]: workloads, connections and the measuring loop; [`h2`]: the hand-driven
 //!   HTTP/2 gRPC client; [`report`]: progress and summaries;
 //! - [`compare`]: both clusters, the same cases, one table; [`cluster`]: starting them;
+//! - [`coord`]: lease keep-alives, lease cycles and watch fan-out;
 //! - [`mem`]: resident memory per million keys; [`null`]: the null server;
 //! - [`wal`]: the WAL on a real file next to the raw fsync rate.
 
 pub mod cluster;
 pub mod cmd;
 pub mod compare;
+pub mod coord;
 pub mod h2;
 pub mod load;
 pub mod mem;

@@ -41,6 +41,15 @@ pub enum Workload {
     Txn,
     /// Linearizable gets (`--read-ratio` of requests) and puts.
     Mixed,
+    /// Lease keep-alives, one lease and stream per client (see `coord`).
+    #[value(name = "keepalive")]
+    KeepAlive,
+    /// Lease cycles: grant, put under the lease, revoke.
+    #[value(name = "lease")]
+    LeaseCycle,
+    /// Watch fan-out: CLIENTS watchers on one prefix while 64 clients put under it.
+    #[value(name = "watch")]
+    WatchFanout,
 }
 
 impl Workload {
@@ -52,6 +61,9 @@ impl Workload {
             Workload::Sget => "sget",
             Workload::Txn => "txn",
             Workload::Mixed => "mixed",
+            Workload::KeepAlive => "keepalive",
+            Workload::LeaseCycle => "lease",
+            Workload::WatchFanout => "watch",
         }
     }
 }
@@ -340,6 +352,10 @@ impl Client {
             }
             Workload::Mixed => self.kv.put(self.put(key.clone(), sh)).await.map(drop),
             Workload::Txn => self.cas(i, key, sh).await,
+            // Run by `coord`, never through this loop.
+            Workload::KeepAlive | Workload::LeaseCycle | Workload::WatchFanout => Err(
+                tonic::Status::unimplemented("a coordination workload in the key-value loop"),
+            ),
         }
     }
 

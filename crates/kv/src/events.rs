@@ -101,10 +101,12 @@ impl Store {
     /// At most `max_events` (0: no limit), cut only between revisions: a revision
     /// with more events than that comes whole, alone. `next_rev` is the first revision
     /// not returned. A `start_rev` past the current revision gives no events and
-    /// `next_rev = start_rev`; one at or below the compact revision (once compacted)
-    /// is [`KvError::Compacted`], as the events at the compact revision itself may be
-    /// gone. A compaction not yet carried out ([`Store::compact_step`], a held
-    /// history) makes no difference.
+    /// `next_rev = start_rev`; one below the compact revision is
+    /// [`KvError::Compacted`]. From the compact revision itself, as etcd, a watch is
+    /// served with what the compaction kept: that revision's puts, not its deletions
+    /// (clients that were canceled as compacted resume from the compact revision). A
+    /// compaction not yet carried out ([`Store::compact_step`], a held history) makes
+    /// no difference.
     pub fn events_since(
         &self,
         key: &[u8],
@@ -112,7 +114,7 @@ impl Store {
         start_rev: i64,
         max_events: usize,
     ) -> Result<EventBatch, KvError> {
-        if self.compact_revision > 0 && start_rev <= self.compact_revision {
+        if start_rev < self.compact_revision {
             return Err(KvError::Compacted);
         }
         if start_rev > self.revision {
