@@ -323,9 +323,8 @@ def check_watch_history(c, f):
     expect_events(got, [(Put, kb("/once"), b"x", got[0].mod_revision)], "watch_once's event")
 
     # After a compaction, a watch from before it is canceled as compacted, with the
-    # compact revision; one from after it starts normally. (etcd 3.4 also serves a
-    # watch from the compact revision itself; Synod cancels that one too, so it is
-    # left out here.)
+    # compact revision; one from the compact revision itself (where a client resumes
+    # after that cancel) and one from after it start normally.
     r6 = c.put(P + "/hist", "v5")
     c.compact(rev(r5))
     iterator, cancel = c.watch(P + "/hist", start_revision=rev(r4))
@@ -334,6 +333,11 @@ def check_watch_history(c, f):
         raise CheckFailed("watch from a compacted revision gave %s" % describe(got))
     except etcd3.exceptions.RevisionCompactedError as e:
         expect_eq(e.compacted_revision, rev(r5), "compacted_revision of the canceled watch")
+    cancel()
+    iterator, cancel = f.watch(P + "/hist", start_revision=rev(r5))
+    expect_events(take_iter(iterator, 2, "watch from the compact revision"),
+                  [(Put, kb("/hist"), b"v4", rev(r5)), (Put, kb("/hist"), b"v5", rev(r6))],
+                  "watch from the compact revision")
     cancel()
     iterator, cancel = f.watch(P + "/hist", start_revision=rev(r5) + 1)
     expect_events(take_iter(iterator, 1, "watch from after the compaction"),
