@@ -268,6 +268,11 @@ fn load(args: &LoadArgs) -> Result<(), String> {
             let term_changes = load::term_now(&args.endpoints, ct)
                 .await
                 .saturating_sub(probe.term);
+            // These workloads use tonic's clients, whatever --grpc-client says.
+            let spec = load::Spec {
+                client: GrpcClient::Tonic,
+                ..spec
+            };
             return Ok(Summary::new(&spec, &targets, &probe, term_changes, &outcome?));
         }
         let conns = load::connect_kv(&targets, &spec, ct, args.timeout).await?;
