@@ -107,6 +107,15 @@ impl Watcher {
         in_range && !filtered
     }
 
+    /// The events of `events` this watcher wants, as the wire has them.
+    fn select(&self, events: &[kv::Event]) -> Vec<mvccpb::Event> {
+        events
+            .iter()
+            .filter(|e| self.wants(e))
+            .map(|e| self.event_out(e))
+            .collect()
+    }
+
     fn event_out(&self, e: &kv::Event) -> mvccpb::Event {
         mvccpb::Event {
             r#type: match e.kind {
@@ -321,12 +330,7 @@ impl WatchStream {
                 continue;
             };
             w.next_rev = r.revision + 1;
-            let events: Vec<mvccpb::Event> = r
-                .events
-                .iter()
-                .filter(|e| w.wants(e))
-                .map(|e| w.event_out(e))
-                .collect();
+            let events = w.select(&r.events);
             let fragment = w.fragment;
             self.deliver(id, r.revision, events, fragment).await?;
         }
@@ -357,12 +361,7 @@ impl WatchStream {
                 Ok(b) => b,
                 Err(_) => return self.cancel_compacted(id, current, compacted).await,
             };
-            let events: Vec<mvccpb::Event> = batch
-                .events
-                .iter()
-                .filter(|e| w.wants(e))
-                .map(|e| w.event_out(e))
-                .collect();
+            let events = w.select(&batch.events);
             let fragment = w.fragment;
             let done = batch.next_rev > current || batch.events.is_empty();
             if let Some(w) = self.watchers.get_mut(&id) {
