@@ -76,6 +76,8 @@ pub(crate) struct LeaseChecker {
     promotions: u64,
     last_leader: Option<LeaderSample>,
     now_us: u64,
+    /// Stopped leases whose keys were deleted.
+    pub(crate) expired: u64,
 }
 
 impl LeaseChecker {
@@ -87,6 +89,7 @@ impl LeaseChecker {
             promotions: 0,
             last_leader: None,
             now_us: 0,
+            expired: 0,
         }
     }
 
@@ -190,6 +193,9 @@ impl LeaseChecker {
         };
         if t.removed_us.is_none() {
             t.removed_us = Some(now_us);
+            if t.stopped && !t.revoke_sent {
+                self.expired += 1;
+            }
         }
         early(lease, t)
     }

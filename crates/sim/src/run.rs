@@ -70,6 +70,7 @@ pub fn run_seed(seed: u64, opts: &SimOptions, trace: bool) -> SeedOutcome {
             Verdict::Unknown { .. } => unknown = true,
         }
     }
+    sim.stats.leases_expired = sim.leases.expired;
     SeedOutcome {
         seed,
         violation: sim.violation.take(),

@@ -115,6 +115,7 @@ impl Simulation {
                 Ok(batch) => {
                     let more = !batch.events.is_empty();
                     let events = spec.deliver(batch.events);
+                    self.stats.watch_events += events.len() as u64;
                     let next_rev = batch.next_rev;
                     let read = Read::Events {
                         events: &events,
@@ -140,6 +141,7 @@ impl Simulation {
         }
         if cancelled {
             watcher.watch = None;
+            self.stats.watches_compacted += 1;
         }
         if let Err(v) = result {
             self.fail(v);

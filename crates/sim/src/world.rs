@@ -76,6 +76,12 @@ pub struct Stats {
     pub crashes: u64,
     /// Client operations completed.
     pub ops_completed: u64,
+    /// Watch events delivered to the watchers (all checked).
+    pub watch_events: u64,
+    /// Watches refused as compacted (checked to be so).
+    pub watches_compacted: u64,
+    /// Leases whose holder stopped and whose keys were then deleted by expiry.
+    pub leases_expired: u64,
 }
 
 /// A deterministic simulation of a Raft cluster under faults.
