@@ -269,12 +269,30 @@ impl Lessor {
     }
 
     /// `req` was applied to `store` with `result`. On the leader a granted lease gets
-    /// its whole TTL from now (the id comes from the result, for a grant of id 0); a
-    /// revoked lease, or one a revoke did not find, is forgotten.
+    /// its whole TTL from now (the id comes from the result, for a grant of id 0), and
+    /// so does a renewed one that has not expired, unless its deadline is later
+    /// already; a revoked lease,
+    /// or one a revoke did not find, is forgotten.
     pub fn on_applied(&mut self, store: &Store, req: &Request, result: &Result<Response, KvError>) {
         match (req, result) {
             (Request::LeaseRevoke { id }, _) => {
                 self.clocks.remove(id);
+            }
+            // A keep-alive ordered by an earlier leader, committed before this one took
+            // over but applied only since: it counts from now (the promotion clocked the
+            // lease from a checkpoint that may predate it).
+            (Request::LeaseRenew { id }, Ok(_)) if self.leader => {
+                if let Some(ttl) = store.leases.get(id).map(|l| l.ttl) {
+                    let fresh = self.fresh_clock(ttl);
+                    let now = self.now;
+                    if let Some(c) = self.clocks.get_mut(id) {
+                        // Not past its deadline: a revoke proposed already is ordered
+                        // after this renew and ends the lease anyway.
+                        if now < c.deadline && fresh.deadline > c.deadline {
+                            *c = fresh;
+                        }
+                    }
+                }
             }
             (Request::LeaseGrant { .. }, Ok(Response::LeaseGranted { id, .. }))
                 if self.leader || self.follower_expiry_bug() =>
