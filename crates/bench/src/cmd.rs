@@ -273,7 +273,13 @@ fn load(args: &LoadArgs) -> Result<(), String> {
                 client: GrpcClient::Tonic,
                 ..spec
             };
-            return Ok(Summary::new(&spec, &targets, &probe, term_changes, &outcome?));
+            return Ok(Summary::new(
+                &spec,
+                &targets,
+                &probe,
+                term_changes,
+                &outcome?,
+            ));
         }
         let conns = load::connect_kv(&targets, &spec, ct, args.timeout).await?;
         if args.preload {

@@ -4,8 +4,8 @@
 //! resident memory before and after loading N keys (see `bench_mem`).
 
 use crate::cluster::{check_free, start_synod, EtcdRef, ETCD_CLIENT_PORT, ETCD_PEER_PORT};
-use crate::coord;
 use crate::cmd::{install_stop_handlers, runtime, LoadArgs};
+use crate::coord;
 use crate::load::{self, Live, Spec, Workload, STOP};
 use crate::mem::{self, MemResult, MemSpec};
 use crate::report::{median, Measure, Progress, Summary};

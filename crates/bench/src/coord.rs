@@ -138,21 +138,30 @@ async fn keep_alives(
         tasks.push(tokio::spawn(async move {
             let mut t = Tally::new();
             let (tx, rx) = mpsc::channel(1);
+            // The first keep-alive goes before the call: a server may send the
+            // stream's headers only with its first answer (etcd's does).
+            let mut sent = Instant::now();
+            if tx.send(pb::LeaseKeepAliveRequest { id }).await.is_err() {
+                return t;
+            }
             let Ok(answers) = lease.lease_keep_alive(ReceiverStream::new(rx)).await else {
                 t.failed(&live, "keep-alive stream refused".into());
                 return t;
             };
             let mut answers = answers.into_inner();
-            while Instant::now() < deadline && !STOP.load(Ordering::Relaxed) {
-                let sent = Instant::now();
-                if tx.send(pb::LeaseKeepAliveRequest { id }).await.is_err() {
-                    break;
-                }
+            loop {
                 match answers.message().await {
                     Ok(Some(a)) if a.ttl > 0 => t.ok(&live, sent),
                     Ok(Some(_)) => t.failed(&live, "lease gone".into()),
                     Ok(None) => break,
                     Err(e) => t.failed(&live, e.message().to_string()),
+                }
+                if Instant::now() >= deadline || STOP.load(Ordering::Relaxed) {
+                    break;
+                }
+                sent = Instant::now();
+                if tx.send(pb::LeaseKeepAliveRequest { id }).await.is_err() {
+                    break;
                 }
             }
             let _ = lease.lease_revoke(pb::LeaseRevokeRequest { id }).await;
@@ -214,24 +223,33 @@ async fn watch_stream(
     deadline: Instant,
     live: Arc<Live>,
 ) -> Result<tokio::task::JoinHandle<Tally>, String> {
+    if watchers == 0 {
+        return Ok(tokio::spawn(async { Tally::new() }));
+    }
     let mut client = pb::watch_client::WatchClient::new(ch);
-    let (tx, rx) = mpsc::channel(watchers.max(1));
+    let (tx, rx) = mpsc::channel(watchers);
+    let create = || pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+            pb::WatchCreateRequest {
+                key: WATCH_PREFIX.to_vec(),
+                range_end: WATCH_END.to_vec(),
+                start_revision: from,
+                ..Default::default()
+            },
+        )),
+    };
+    // The first create goes before the call: a server may send the stream's headers
+    // only with its first answer (etcd's does).
+    tx.send(create()).await.map_err(|e| e.to_string())?;
     let mut events = client
         .watch(ReceiverStream::new(rx))
         .await
         .map_err(|e| e.to_string())?
         .into_inner();
-    for _ in 0..watchers {
-        let create = pb::WatchCreateRequest {
-            key: WATCH_PREFIX.to_vec(),
-            range_end: WATCH_END.to_vec(),
-            start_revision: from,
-            ..Default::default()
-        };
-        let req = pb::WatchRequest {
-            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)),
-        };
-        tx.send(req).await.map_err(|e| e.to_string())?;
+    for i in 0..watchers {
+        if i > 0 {
+            tx.send(create()).await.map_err(|e| e.to_string())?;
+        }
         // clientv3 waits for each create's answer before the next.
         match events.message().await {
             Ok(Some(r)) if r.created && !r.canceled => {}

@@ -65,6 +65,12 @@ fn event_of(key: &[u8], hist: &[Version], i: usize) -> Event {
 }
 
 impl Store {
+    /// Plants a deliberate bug (`None`: none), for checker self-tests.
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant(&mut self, bug: Option<crate::KvBug>) {
+        self.bug = bug;
+    }
+
     /// Turns the live event log on or off. While on, every write that applies (put,
     /// delete, the operations of a transaction's branch, a lease revoke's deletes)
     /// appends its events for [`Store::take_events`]; a request that fails adds none.
@@ -114,6 +120,12 @@ impl Store {
         start_rev: i64,
         max_events: usize,
     ) -> Result<EventBatch, KvError> {
+        #[cfg(feature = "planted-bugs")]
+        let start_rev = match self.bug {
+            // Planted bug: a compacted start quietly moves up to the oldest kept revision.
+            Some(crate::KvBug::WatchSkipCompacted) => start_rev.max(self.compact_revision),
+            _ => start_rev,
+        };
         if start_rev < self.compact_revision {
             return Err(KvError::Compacted);
         }

@@ -56,6 +56,9 @@ pub struct Lessor {
     /// Per lease; empty unless leader.
     clocks: BTreeMap<i64, Clock>,
     last_checkpoint: u64,
+    /// A deliberately planted bug.
+    #[cfg(feature = "planted-bugs")]
+    bug: Option<crate::KvBug>,
 }
 
 impl Lessor {
@@ -67,7 +70,35 @@ impl Lessor {
             leader: false,
             clocks: BTreeMap::new(),
             last_checkpoint: 0,
+            #[cfg(feature = "planted-bugs")]
+            bug: None,
         }
+    }
+
+    /// Plants a deliberate bug (`None`: none), for checker self-tests.
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant(&mut self, bug: Option<crate::KvBug>) {
+        self.bug = bug;
+    }
+
+    /// Whether the planted bug `follower-lease-expiry` is on.
+    fn follower_expiry_bug(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.bug == Some(crate::KvBug::FollowerLeaseExpiry)
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        false
+    }
+
+    /// Whether the planted bug `lease-no-checkpoint` is on.
+    fn no_checkpoint_bug(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.bug == Some(crate::KvBug::LeaseNoCheckpoint)
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        false
     }
 
     /// The options it was made with.
@@ -105,6 +136,8 @@ impl Lessor {
     /// (the whole TTL if none), rounded up, plus the promotion grace.
     fn promoted_clock(&self, lease: &Lease) -> Clock {
         let secs = match lease.remaining_ttl {
+            // Planted bug: the checkpointed remaining TTL is ignored.
+            _ if self.no_checkpoint_bug() => lease.ttl,
             r if r > 0 => r,
             _ => lease.ttl,
         };
@@ -142,7 +175,9 @@ impl Lessor {
     /// This member no longer leads: no deadlines, nothing expires.
     pub fn demote(&mut self) {
         self.leader = false;
-        self.clocks.clear();
+        if !self.follower_expiry_bug() {
+            self.clocks.clear();
+        }
     }
 
     /// Advances time by one tick. The leader returns what to propose: a
@@ -154,9 +189,22 @@ impl Lessor {
     pub fn tick(&mut self, store: &Store) -> Vec<Request> {
         self.now += 1;
         if !self.leader {
+            if self.follower_expiry_bug() {
+                // Planted bug: a follower expires leases on its own clock.
+                self.follow(store);
+                return self.expired();
+            }
             return Vec::new();
         }
         self.follow(store);
+        let mut out = self.expired();
+        out.extend(self.checkpoint());
+        out
+    }
+
+    /// The revokes due now: each lease past its deadline, once, and again every
+    /// [`LessorOptions::revoke_retry_ticks`].
+    fn expired(&mut self) -> Vec<Request> {
         let (now, retry) = (self.now, self.opts.revoke_retry_ticks.max(1));
         let mut out = Vec::new();
         for (&id, clock) in &mut self.clocks {
@@ -167,7 +215,6 @@ impl Lessor {
                 out.push(Request::LeaseRevoke { id });
             }
         }
-        out.extend(self.checkpoint());
         out
     }
 
@@ -222,14 +269,34 @@ impl Lessor {
     }
 
     /// `req` was applied to `store` with `result`. On the leader a granted lease gets
-    /// its whole TTL from now (the id comes from the result, for a grant of id 0); a
-    /// revoked lease, or one a revoke did not find, is forgotten.
+    /// its whole TTL from now (the id comes from the result, for a grant of id 0), and
+    /// so does a renewed one that has not expired, unless its deadline is later
+    /// already; a revoked lease,
+    /// or one a revoke did not find, is forgotten.
     pub fn on_applied(&mut self, store: &Store, req: &Request, result: &Result<Response, KvError>) {
         match (req, result) {
             (Request::LeaseRevoke { id }, _) => {
                 self.clocks.remove(id);
             }
-            (Request::LeaseGrant { .. }, Ok(Response::LeaseGranted { id, .. })) if self.leader => {
+            // A keep-alive ordered by an earlier leader, committed before this one took
+            // over but applied only since: it counts from now (the promotion clocked the
+            // lease from a checkpoint that may predate it).
+            (Request::LeaseRenew { id }, Ok(_)) if self.leader => {
+                if let Some(ttl) = store.leases.get(id).map(|l| l.ttl) {
+                    let fresh = self.fresh_clock(ttl);
+                    let now = self.now;
+                    if let Some(c) = self.clocks.get_mut(id) {
+                        // Not past its deadline: a revoke proposed already is ordered
+                        // after this renew and ends the lease anyway.
+                        if now < c.deadline && fresh.deadline > c.deadline {
+                            *c = fresh;
+                        }
+                    }
+                }
+            }
+            (Request::LeaseGrant { .. }, Ok(Response::LeaseGranted { id, .. }))
+                if self.leader || self.follower_expiry_bug() =>
+            {
                 // Unless a later entry, applied already, revoked it.
                 if let Some(ttl) = store.leases.get(id).map(|l| l.ttl) {
                     let clock = self.fresh_clock(ttl);

@@ -59,6 +59,8 @@ mod events;
 mod lease;
 mod lessor;
 mod ops;
+#[cfg(feature = "planted-bugs")]
+mod planted;
 mod snapshot;
 mod store;
 mod types;
@@ -68,6 +70,8 @@ pub use events::{Event, EventBatch, EventKind};
 pub use lease::{LeaseInfo, MAX_LEASE_TTL};
 pub use lessor::{Lessor, LessorOptions};
 pub use ops::MAX_TXN_OPS;
+#[cfg(feature = "planted-bugs")]
+pub use planted::KvBug;
 pub use snapshot::{SnapshotEnd, SnapshotWriter};
 pub use store::{SnapshotError, Store};
 pub use types::*;

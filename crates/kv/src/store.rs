@@ -39,6 +39,9 @@ pub struct Store {
     /// The events of the writes applied while recording ([`Store::set_record_events`]);
     /// `None` when not recording. Not replicated: not in snapshots or digests.
     pub(crate) events: Option<Vec<Event>>,
+    /// A deliberately planted bug (not replicated: a restored store has none).
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) bug: Option<crate::KvBug>,
 }
 
 /// A key as the store holds it. Keys of up to 16 bytes live inside the map's node, so
@@ -65,6 +68,8 @@ impl Default for Store {
             compaction_pending: false,
             compact_cursor: None,
             events: None,
+            #[cfg(feature = "planted-bugs")]
+            bug: None,
         }
     }
 }

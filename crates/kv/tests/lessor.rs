@@ -220,6 +220,30 @@ fn leases_the_lessor_was_not_told_of_are_caught_up_with() {
     assert_eq!(n.lessor.remaining_secs(4), None);
 }
 
+/// A keep-alive that the previous leader ordered and committed, but that the new
+/// leader applies only after its promotion, restarts the lease from when it applies: the
+/// promotion clocked the lease from a checkpoint older than the keep-alive (found by the
+/// simulator's lease safety checker).
+#[test]
+fn a_keepalive_applied_after_a_promotion_restarts_the_lease() {
+    let mut n = Node::new(OPTS);
+    n.commit(Request::LeaseGrant { id: 3, ttl: 4 }).unwrap();
+    n.commit(Request::LeaseCheckpoint {
+        checkpoints: vec![(3, 1)],
+    })
+    .unwrap();
+    n.lessor.promote(&n.store);
+    let promoted = revoke_tick(&n.lessor, &n.store);
+    (0..5).for_each(|_| n.tick());
+    // Applied, not ordered here.
+    n.index += 1;
+    let req = Request::LeaseRenew { id: 3 };
+    let out = n.store.apply(n.index, req.clone()).expect("new index");
+    n.lessor.on_applied(&n.store, &req, &out);
+    assert_eq!(revoke_tick(&n.lessor, &n.store), 5 + 40);
+    assert!(promoted < 5 + 40);
+}
+
 /// The deadline a lessor has for the lease: the tick its revoke would be proposed at
 /// if nothing else happened (found by running copies forward).
 fn revoke_tick(lessor: &Lessor, store: &Store) -> u64 {

@@ -5,7 +5,7 @@
 
 use crate::hash::{fnv, mix};
 use crate::invariants::{EngineChecks, Invariants, Violation};
-use crate::kv::{Command, KvOp, KvResult, SimStore};
+use crate::kv::{Command, KvOp, KvResult, SimStore, LESSOR_CLIENT};
 use crate::raft_engine::node_disk::NodeDisk;
 use crate::raft_engine::{self, EngineConfig, Msg, SimEngine};
 use engine::{Engine, Index, IoId, NodeId, StateMachine};
@@ -87,6 +87,8 @@ pub(crate) struct Outbox {
     pub(crate) notes: Vec<String>,
     /// Put values applied: (index, value).
     pub(crate) values: Vec<(u64, u64)>,
+    /// The events of the writes applied, in order.
+    pub(crate) events: Vec<kv::Event>,
 }
 
 /// How a host builds its replica.
@@ -96,9 +98,14 @@ pub(crate) struct HostOptions {
     pub(crate) snapshot_every: u64,
     /// History the leader keeps (0: no auto-compaction).
     pub(crate) auto_compact_retain: u64,
+    /// How the lessor keeps time.
+    pub(crate) lessor: kv::LessorOptions,
     /// A planted bug of the replica layer.
     #[cfg(feature = "planted-bugs")]
     pub(crate) bug: Option<replica::ReplicaBug>,
+    /// A planted bug of the lease clock or the watch history.
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) kv_bug: Option<kv::KvBug>,
 }
 
 #[derive(Debug)]
@@ -159,7 +166,11 @@ impl Host {
             #[cfg(feature = "planted-bugs")]
             bug: self.opts.bug,
         };
-        Replica::new(node, SimStore::default(), opts)
+        #[allow(unused_mut)]
+        let mut store = SimStore::new(self.opts.lessor);
+        #[cfg(feature = "planted-bugs")]
+        store.plant(self.opts.kv_bug);
+        Replica::new(node, store, opts)
     }
 
     /// The engine's own detailed status, while running.
@@ -278,9 +289,25 @@ impl Host {
     }
 
     /// One logical time unit.
+    /// What the lessor asked for while not leading goes to the leader like a client's
+    /// write (its answer to nobody).
     pub(crate) fn tick(&mut self) {
-        if let Some(node) = self.node.as_mut() {
-            node.tick();
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        node.tick();
+        for body in node.machine_mut().take_forward() {
+            let token = Token {
+                client: LESSOR_CLIENT,
+                attempt: 0,
+                request: ClientRequest::Write(Command {
+                    client: LESSOR_CLIENT,
+                    seq: 0,
+                    op: KvOp::Compact { behind: 0 },
+                }),
+                body: fnv(&body),
+            };
+            node.submit(token, body);
         }
     }
 
@@ -389,6 +416,7 @@ impl Host {
                 out.values.push((index.0, value));
             }
         }
+        out.events.extend(node.machine_mut().take_events());
         Ok(())
     }
 

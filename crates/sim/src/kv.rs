@@ -2,12 +2,17 @@
 //! for ([`Command`]), the etcd request it becomes ([`Command::request`]), and the store
 //! as the replica applies it ([`SimStore`]), with client sessions so that a command the
 //! network delivered twice (a duplicated `Propose`) or a client retried applies once.
+//!
+//! Leases run as the server runs them: each store has a [`kv::Lessor`] driven by the
+//! replica's state-machine hooks (ticks, leadership, keep-alives as the leader orders
+//! them), and the lease requests it proposes go through the log. The events of every
+//! write are recorded as they apply, for the watch checkers' reference history.
 
 use crate::hash::{fnv, mix};
 use engine::{Applied, Index, StateMachine};
 use kv::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KvError, PutRequest, RangeRequest,
-    Request, RequestOp, Response, Store, TxnRequest,
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KvError, Lessor, LessorOptions,
+    PutRequest, RangeRequest, Request, RequestOp, Response, Store, TxnRequest,
 };
 use std::collections::BTreeMap;
 
@@ -42,6 +47,32 @@ pub enum KvOp {
         /// Revisions kept.
         behind: u8,
     },
+    /// Put `key` = `value` attached to lease `lease`.
+    PutLeased {
+        /// Key number.
+        key: u8,
+        /// New value.
+        value: u64,
+        /// The lease.
+        lease: i64,
+    },
+    /// Grant lease `id` for `ttl` seconds.
+    LeaseGrant {
+        /// The lease id (the workload picks it).
+        id: i64,
+        /// TTL, seconds.
+        ttl: i64,
+    },
+    /// A keep-alive of lease `id`.
+    LeaseRenew {
+        /// The lease id.
+        id: i64,
+    },
+    /// Revoke lease `id` (deleting its keys).
+    LeaseRevoke {
+        /// The lease id.
+        id: i64,
+    },
 }
 
 /// A command: an operation and the client that issued it (with its sequence number,
@@ -65,6 +96,9 @@ pub enum KvResult {
     Cas(bool),
     /// Whether a delete removed a value.
     Deleted(bool),
+    /// A lease request (or a put to a lease) done (`true`), or refused because the
+    /// lease is not granted (`false`: it expired or was revoked).
+    Lease(bool),
 }
 
 /// A key's name in the store.
@@ -83,6 +117,11 @@ fn put(key: u8, value: u64) -> PutRequest {
         value: value_bytes(value),
         ..Default::default()
     }
+}
+
+/// A lease id of `(holder, cycle)`: positive and unique per workload.
+pub fn lease_id(holder: u64, cycle: u64) -> i64 {
+    (((holder + 1) << 32) | (cycle & 0xffff_ffff)) as i64
 }
 
 impl Command {
@@ -116,6 +155,13 @@ impl Command {
                 ..Default::default()
             }),
             KvOp::Compact { behind } => Request::Compact((revision - i64::from(behind)).max(1)),
+            KvOp::PutLeased { key, value, lease } => Request::Put(PutRequest {
+                lease,
+                ..put(key, value)
+            }),
+            KvOp::LeaseGrant { id, ttl } => Request::LeaseGrant { id, ttl },
+            KvOp::LeaseRenew { id } => Request::LeaseRenew { id },
+            KvOp::LeaseRevoke { id } => Request::LeaseRevoke { id },
         }
     }
 }
@@ -125,6 +171,9 @@ pub fn result_of(r: &Response) -> KvResult {
     match r {
         Response::Txn(t) => KvResult::Cas(t.succeeded),
         Response::DeleteRange(d) => KvResult::Deleted(d.deleted > 0),
+        Response::LeaseGranted { .. }
+        | Response::LeaseRevoked { .. }
+        | Response::LeaseRenewed { .. } => KvResult::Lease(true),
         _ => KvResult::Done,
     }
 }
@@ -143,6 +192,18 @@ impl Command {
     }
 }
 
+/// The session of the lessor's own commands (its revokes and checkpoints): sequence 0,
+/// outside any session (each is idempotent).
+pub const LESSOR_CLIENT: u64 = u64::MAX - 3;
+
+/// A request the lessor proposes, as a command.
+fn lessor_command(req: &Request) -> Vec<u8> {
+    let mut b = LESSOR_CLIENT.to_le_bytes().to_vec();
+    b.extend_from_slice(&0u64.to_le_bytes());
+    b.extend_from_slice(&kv::command::encode(req));
+    b
+}
+
 /// Splits a command into its session (client, seq) and its etcd request bytes.
 fn split_session(command: &[u8]) -> Option<((u64, u64), &[u8])> {
     let (head, body) = command.split_first_chunk::<SESSION_LEN>()?;
@@ -158,21 +219,79 @@ pub fn put_value(command: &[u8]) -> Option<u64> {
     }
 }
 
+/// How the simulator's lessors keep time: one lease-second is ten ticks (100 ms of
+/// simulated time at the default 10 ms tick), so that workload TTLs of a few
+/// lease-seconds expire many times in one run.
+pub const LESSOR_TICK_MS: u64 = 100;
+
+/// The lessor settings for a cluster whose election timeout is `election_ticks`: a
+/// checkpoint every 20 ticks (less than a TTL, more than a heartbeat), a promotion
+/// grace of one election timeout, and a lost revoke retried after 10 ticks.
+pub fn lessor_options(election_ticks: u64) -> LessorOptions {
+    LessorOptions {
+        tick_ms: LESSOR_TICK_MS,
+        checkpoint_interval_ticks: CHECKPOINT_TICKS,
+        promote_extend_ticks: election_ticks,
+        revoke_retry_ticks: 10,
+    }
+}
+
+/// Ticks between the lessor's checkpoints of the remaining TTLs.
+pub const CHECKPOINT_TICKS: u64 = 20;
+
 /// The real store, as a replica applies it, with a session per client: the last
 /// sequence number applied and its result, so that a repeated command (a retry, or a
 /// `Propose` the network duplicated) answers as the first did and changes nothing.
-/// Its digest covers the sessions, the revision, the compaction point and every live
-/// key with its revisions: enough to tell replicas apart, and cheap at the workload's
-/// few keys (the store's own digest hashes the whole history, which the replica would
-/// redo after every command).
-#[derive(Clone, Debug, Default)]
+/// Its digest covers the sessions, the revision, the compaction point, the leases and
+/// every live key with its revisions: enough to tell replicas apart, and cheap at the
+/// workload's few keys (the store's own digest hashes the whole history, which the
+/// replica would redo after every command).
+///
+/// Not replicated: the lessor (the leader's lease clock), the events recorded as
+/// commands apply, and the lessor's proposals made while not leading (none, unless a
+/// planted bug makes some; the host forwards them to the leader).
+#[derive(Clone, Debug)]
 pub struct SimStore {
     /// The store.
     pub store: Store,
     sessions: BTreeMap<u64, (u64, KvResult)>,
+    lessor: Lessor,
+    events: Vec<kv::Event>,
+    forward: Vec<Vec<u8>>,
+    #[cfg(feature = "planted-bugs")]
+    bug: Option<kv::KvBug>,
+}
+
+impl Default for SimStore {
+    fn default() -> SimStore {
+        SimStore::new(lessor_options(15))
+    }
 }
 
 impl SimStore {
+    /// An empty store whose lessor keeps time as `lessor` says.
+    pub fn new(lessor: LessorOptions) -> SimStore {
+        let mut store = Store::new();
+        store.set_record_events(true);
+        SimStore {
+            store,
+            sessions: BTreeMap::new(),
+            lessor: Lessor::new(lessor),
+            events: Vec::new(),
+            forward: Vec::new(),
+            #[cfg(feature = "planted-bugs")]
+            bug: None,
+        }
+    }
+
+    /// Plants a deliberate bug of the kv crate in the store and the lessor.
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant(&mut self, bug: Option<kv::KvBug>) {
+        self.bug = bug;
+        self.store.plant(bug);
+        self.lessor.plant(bug);
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: u8) -> Option<u64> {
         let req = RangeRequest {
@@ -189,6 +308,17 @@ impl SimStore {
         self.store.revision()
     }
 
+    /// The events of the writes applied since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<kv::Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// What the lessor proposed while this member did not lead (for the host to
+    /// forward to the leader).
+    pub fn take_forward(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.forward)
+    }
+
     fn apply_session(&mut self, index: Index, command: &[u8]) -> Option<Applied<SimStore>> {
         let Some(((client, seq), body)) = split_session(command) else {
             return self
@@ -202,12 +332,39 @@ impl SimStore {
                 return self.store.mark_applied(index.0).then_some(Ok(result));
             }
         }
-        let result = StateMachine::apply(&mut self.store, index, body)?;
-        let result = result.map(|r| result_of(&r));
-        if let Ok(r) = result {
+        let request = kv::command::decode(body);
+        let lease = request.as_ref().ok().and_then(lease_of).cloned();
+        let result = kv::command::apply_decoded(&mut self.store, index, request)?;
+        if let Some(req) = lease.as_ref().filter(|r| r.is_lease()) {
+            self.lessor.on_applied(&self.store, req, &result);
+        }
+        self.events.extend(self.store.take_events());
+        let result = match result {
+            Ok(r) => Ok(result_of(&r)),
+            // A lease that expired or was revoked: an answer the workload expects.
+            Err(KvError::LeaseNotFound) if lease.is_some() => Ok(KvResult::Lease(false)),
+            Err(e) => Err(e),
+        };
+        if let (Ok(r), true) = (result, seq > 0) {
             self.sessions.insert(client, (seq, r));
         }
         Some(result)
+    }
+
+    /// Whether the session of `command` has applied it already.
+    fn already_applied(&self, client: u64, seq: u64) -> bool {
+        self.sessions
+            .get(&client)
+            .is_some_and(|(last, _)| seq <= *last)
+    }
+}
+
+/// The request itself if it concerns a lease: a lease request or a put to a lease.
+fn lease_of(req: &Request) -> Option<&Request> {
+    match req {
+        Request::Put(p) if p.lease != 0 => Some(req),
+        r if r.is_lease() => Some(req),
+        _ => None,
     }
 }
 
@@ -218,6 +375,8 @@ fn result_code(r: KvResult) -> u8 {
         KvResult::Cas(true) => 2,
         KvResult::Deleted(false) => 3,
         KvResult::Deleted(true) => 4,
+        KvResult::Lease(false) => 5,
+        KvResult::Lease(true) => 6,
     }
 }
 
@@ -228,6 +387,8 @@ fn result_from(code: u8) -> Option<KvResult> {
         2 => KvResult::Cas(true),
         3 => KvResult::Deleted(false),
         4 => KvResult::Deleted(true),
+        5 => KvResult::Lease(false),
+        6 => KvResult::Lease(true),
         _ => return None,
     })
 }
@@ -265,6 +426,8 @@ impl StateMachine for SimStore {
         b
     }
 
+    /// As the server does: the events skipped are read from the history, and a
+    /// leading lessor clocks the restored leases as on promotion.
     fn restore(&mut self, data: &[u8]) -> Result<(), KvError> {
         let (count, mut rest) = data.split_first_chunk::<4>().ok_or(KvError::Corrupt)?;
         let mut sessions = BTreeMap::new();
@@ -276,7 +439,13 @@ impl StateMachine for SimStore {
             rest = tail;
         }
         StateMachine::restore(&mut self.store, rest)?;
+        self.store.set_record_events(true);
+        #[cfg(feature = "planted-bugs")]
+        self.store.plant(self.bug);
         self.sessions = sessions;
+        if self.lessor.is_leader() {
+            self.lessor.promote(&self.store);
+        }
         Ok(())
     }
 
@@ -295,6 +464,18 @@ impl StateMachine for SimStore {
                 h,
                 kv.mod_revision as u64 ^ (kv.create_revision as u64) << 32,
             );
+            h = mix(h, kv.lease as u64);
+        }
+        for lease in self
+            .store
+            .lease_ids()
+            .into_iter()
+            .filter_map(|id| self.store.lease(id))
+        {
+            h = mix(
+                mix(h, lease.id as u64),
+                mix(lease.ttl as u64, lease.remaining_ttl as u64),
+            );
         }
         for (client, (seq, result)) in &self.sessions {
             h = mix(mix(h, *client), mix(*seq, u64::from(result_code(*result))));
@@ -306,6 +487,45 @@ impl StateMachine for SimStore {
         let mut scratch = self.clone();
         let index = Index(self.store.applied_index() + 1);
         scratch.apply_session(index, command)
+    }
+
+    /// The lessor's duties: a leader's revokes and checkpoints go to the replica; what
+    /// a follower's lessor asks for (nothing, unless a bug is planted) is kept for the
+    /// host to forward to the leader, as a client's write would be.
+    fn on_tick(&mut self, leader: bool) -> Vec<Vec<u8>> {
+        let proposals: Vec<Vec<u8>> = self
+            .lessor
+            .tick(&self.store)
+            .iter()
+            .map(lessor_command)
+            .collect();
+        if leader {
+            return proposals;
+        }
+        self.forward.extend(proposals);
+        Vec::new()
+    }
+
+    fn on_leadership(&mut self, leader: bool) {
+        if leader {
+            self.lessor.promote(&self.store);
+        } else {
+            self.lessor.demote();
+        }
+    }
+
+    /// A keep-alive counts from when the leader orders it, unless its session applied
+    /// it already (a duplicate or a retry of one that took effect).
+    fn on_ordered(&mut self, command: &[u8]) {
+        let Some(((client, seq), body)) = split_session(command) else {
+            return;
+        };
+        if !kv::command::is_lease_renew(body) || self.already_applied(client, seq) {
+            return;
+        }
+        if let Ok(req) = kv::command::decode(body) {
+            self.lessor.on_ordered(&self.store, &req);
+        }
     }
 }
 
@@ -371,5 +591,72 @@ mod tests {
         .encode(0);
         assert_eq!(put_value(&bytes), Some(7));
         assert!(StateMachine::validate(&s, &bytes[..10]).is_err());
+    }
+
+    #[test]
+    fn lease_requests_apply_once_per_session_and_drive_the_lessor() {
+        let mut s = SimStore::new(lessor_options(15));
+        let id = lease_id(0, 1);
+        let grant = KvOp::LeaseGrant { id, ttl: 2 };
+        assert_eq!(apply(&mut s, 1, 1, grant), KvResult::Lease(true));
+        // A retried or duplicated grant answers as the first did and grants nothing.
+        assert_eq!(apply(&mut s, 2, 1, grant), KvResult::Lease(true));
+        assert_eq!(s.store.lease_ids(), [id]);
+        let put = KvOp::PutLeased {
+            key: 100,
+            value: 7,
+            lease: id,
+        };
+        assert_eq!(apply(&mut s, 3, 2, put), KvResult::Done);
+        assert_eq!(s.store.lease(id).unwrap().keys, [key_bytes(100)]);
+        let events = s.take_events();
+        assert_eq!((events.len(), events[0].kv.lease), (1, id));
+        // A leader clocks it: 2 lease-seconds are 20 ticks, no revoke before them.
+        s.on_leadership(true);
+        let renew = Command {
+            client: 1,
+            seq: 3,
+            op: KvOp::LeaseRenew { id },
+        }
+        .encode(s.revision());
+        for _ in 0..10 {
+            assert!(s.on_tick(true).iter().all(|c| !is_revoke(c)));
+        }
+        // A keep-alive ordered at tick 10 restarts the whole TTL, once applied as well:
+        // a duplicate ordered after it applied changes nothing.
+        s.on_ordered(&renew);
+        assert_eq!(
+            StateMachine::apply(&mut s, Index(4), &renew),
+            Some(Ok(KvResult::Lease(true)))
+        );
+        assert_eq!(
+            StateMachine::apply(&mut s, Index(5), &renew),
+            Some(Ok(KvResult::Lease(true)))
+        );
+        for _ in 0..19 {
+            s.on_ordered(&renew);
+            assert!(s.on_tick(true).iter().all(|c| !is_revoke(c)));
+        }
+        let due = s.on_tick(true);
+        assert!(
+            due.iter().any(|c| is_revoke(c)),
+            "expected a revoke at tick 30"
+        );
+        StateMachine::apply(&mut s, Index(6), &due[0])
+            .unwrap()
+            .unwrap();
+        assert!(s.store.lease_ids().is_empty());
+        assert_eq!(
+            apply(&mut s, 7, 4, KvOp::LeaseRenew { id }),
+            KvResult::Lease(false)
+        );
+        // Nothing is left for a follower to forward.
+        s.on_leadership(false);
+        assert!(s.on_tick(false).is_empty() && s.take_forward().is_empty());
+    }
+
+    fn is_revoke(command: &[u8]) -> bool {
+        let (_, body) = split_session(command).unwrap();
+        matches!(kv::command::decode(body), Ok(Request::LeaseRevoke { .. }))
     }
 }

@@ -30,11 +30,15 @@ mod hash;
 mod host;
 mod invariants;
 pub mod kv;
+mod lease_check;
+mod lease_client;
 mod nemesis;
 pub mod net;
 mod options;
 mod raft_engine;
 mod run;
+mod watch;
+mod watch_check;
 mod world;
 
 pub use invariants::Violation;

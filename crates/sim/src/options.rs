@@ -145,6 +145,10 @@ pub struct SimOptions {
     pub clients: usize,
     /// Keys the workload touches.
     pub keys: u8,
+    /// Lease holders in the workload (at most 9).
+    pub lease_holders: usize,
+    /// Watchers in the workload.
+    pub watchers: usize,
     /// Mean client think time between operations.
     pub think_us: u64,
     /// A client gives up on an attempt after this long and retries elsewhere.
@@ -185,6 +189,9 @@ pub struct SimOptions {
     /// A deliberately planted bug of the replica layer (checker self-tests only).
     #[cfg(feature = "planted-bugs")]
     pub replica_bug: Option<replica::ReplicaBug>,
+    /// A deliberately planted bug of the lease clock or the watch history.
+    #[cfg(feature = "planted-bugs")]
+    pub kv_bug: Option<kv::KvBug>,
 }
 
 impl SimOptions {
@@ -219,6 +226,8 @@ impl Default for SimOptions {
             liveness_bound_us: 10_000_000,
             clients: 3,
             keys: 3,
+            lease_holders: 3,
+            watchers: 3,
             think_us: 40_000,
             client_timeout_us: 400_000,
             tick_us: 10_000,
@@ -238,6 +247,8 @@ impl Default for SimOptions {
             planted_bug: None,
             #[cfg(feature = "planted-bugs")]
             replica_bug: None,
+            #[cfg(feature = "planted-bugs")]
+            kv_bug: None,
         }
     }
 }

@@ -70,6 +70,7 @@ pub fn run_seed(seed: u64, opts: &SimOptions, trace: bool) -> SeedOutcome {
             Verdict::Unknown { .. } => unknown = true,
         }
     }
+    sim.stats.leases_expired = sim.leases.expired;
     SeedOutcome {
         seed,
         violation: sim.violation.take(),
@@ -90,6 +91,9 @@ impl Simulation {
             let d = self.rng.range(0, self.opts.think_us);
             self.schedule(d, Event::ClientIssue { client: c });
         }
+        self.start_holders();
+        self.start_watchers();
+        self.start_lease_sampling();
     }
 
     /// Ends the fault phase: heal everything, stop new random operations, queue a
@@ -118,6 +122,11 @@ impl Simulation {
                     .push_back(crate::host::ClientRequest::Read(k));
             }
             self.schedule(0, Event::ClientIssue { client: c });
+        }
+        for h in 0..self.holders.len() {
+            // Keep-alives stop: every lease must now expire.
+            self.holders[h].active = false;
+            self.schedule(0, Event::HolderIssue { holder: h });
         }
         self.schedule(50_000, Event::LivenessCheck);
     }
@@ -155,6 +164,12 @@ impl Simulation {
             .find(|c| c.current.is_some() || !c.queue.is_empty())
         {
             return Some(format!("client {} still has operations pending", c.id));
+        }
+        if let Some(h) = self.holders.iter().position(|h| h.busy()) {
+            return Some(format!("lease holder {h} still has an operation pending"));
+        }
+        if let Some(lease) = self.leases.pending() {
+            return Some(lease);
         }
         let lh = &self.hosts[(leader.0 - 1) as usize];
         let Some(ls) = lh.engine_status() else {

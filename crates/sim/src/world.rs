@@ -29,6 +29,11 @@ pub(crate) enum Event {
     Heal(HealAction),
     BeginLiveness,
     LivenessCheck,
+    HolderIssue { holder: usize },
+    HolderSend { holder: usize, attempt: u64 },
+    HolderTimeout { holder: usize, attempt: u64 },
+    WatchPoll { watcher: usize },
+    LeaseSample,
 }
 
 /// A healthy 5-node run under faults handles about 1,500 events per simulated second;
@@ -71,6 +76,12 @@ pub struct Stats {
     pub crashes: u64,
     /// Client operations completed.
     pub ops_completed: u64,
+    /// Watch events delivered to the watchers (all checked).
+    pub watch_events: u64,
+    /// Watches refused as compacted (checked to be so).
+    pub watches_compacted: u64,
+    /// Leases whose holder stopped and whose keys were then deleted by expiry.
+    pub leases_expired: u64,
 }
 
 /// A deterministic simulation of a Raft cluster under faults.
@@ -102,6 +113,14 @@ pub struct Simulation {
     pub(crate) probe_replies: Vec<(u64, ClientOutcome)>,
     pub(crate) next_probe: u64,
     pub(crate) next_start_seq: u64,
+    /// The lease holders' and watchers' own choices (so that they do not shift the
+    /// draws of the rest of the run).
+    pub(crate) aux_rng: Rng,
+    pub(crate) holders: Vec<crate::lease_client::Holder>,
+    pub(crate) watchers: Vec<crate::watch::Watcher>,
+    pub(crate) leases: crate::lease_check::LeaseChecker,
+    /// The committed history, revision by revision: the watch checkers' reference.
+    pub(crate) watch_history: crate::watch_check::History,
 }
 
 /// Session id of commands that scenario tests start directly.
@@ -145,6 +164,11 @@ impl Simulation {
             next_seq: 0,
             now_us: 0,
             rng: rng.fork(0),
+            aux_rng: rng.fork(1),
+            holders: Vec::new(),
+            watchers: Vec::new(),
+            leases: crate::lease_check::LeaseChecker::new(crate::lease_client::bounds(&opts)),
+            watch_history: Default::default(),
             seed,
             opts,
         };
@@ -158,8 +182,11 @@ impl Simulation {
             let host_opts = crate::host::HostOptions {
                 snapshot_every: sim.opts.snapshot_every,
                 auto_compact_retain: sim.opts.auto_compact_retain,
+                lessor: crate::kv::lessor_options(sim.opts.election_timeout_ticks),
                 #[cfg(feature = "planted-bugs")]
                 bug: sim.opts.replica_bug,
+                #[cfg(feature = "planted-bugs")]
+                kv_bug: sim.opts.kv_bug,
             };
             sim.hosts.push(Host::new(*id, node, host_opts, disk));
             let offset = rng.range(0, sim.opts.tick_us);
@@ -247,6 +274,11 @@ impl Simulation {
             Event::Heal(action) => self.on_heal(action),
             Event::BeginLiveness => self.begin_liveness(),
             Event::LivenessCheck => self.on_liveness_check(),
+            Event::HolderIssue { holder } => self.on_holder_issue(holder),
+            Event::HolderSend { holder, attempt } => self.on_holder_send(holder, attempt),
+            Event::HolderTimeout { holder, attempt } => self.holder_retry(holder, attempt, None, 0),
+            Event::WatchPoll { watcher } => self.on_watch_poll(watcher),
+            Event::LeaseSample => self.on_lease_sample(),
         }
     }
 
@@ -349,6 +381,9 @@ impl Simulation {
         for (index, value) in out.values {
             self.values_at.entry(index).or_insert(value);
         }
+        if !out.events.is_empty() {
+            self.on_events(i, out.events);
+        }
         for r in out.replies {
             self.on_reply(r);
         }
@@ -415,6 +450,11 @@ impl Simulation {
     fn on_reply(&mut self, r: Reply) {
         if r.client == PROBE_CLIENT {
             self.probe_replies.push((r.attempt, r.outcome));
+            return;
+        }
+        let holder = r.client.wrapping_sub(crate::lease_client::HOLDER_BASE) as usize;
+        if holder < self.holders.len() {
+            self.on_holder_reply(holder, r.attempt, r.outcome);
             return;
         }
         let c = r.client as usize;

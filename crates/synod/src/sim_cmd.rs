@@ -39,7 +39,8 @@ pub struct RaftArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Plant a deliberate bug: figure8-commit, unpersisted-vote, no-conflict-truncate
-    /// (Raft), reply-before-commit (the replica).
+    /// (Raft), reply-before-commit (the replica), follower-lease-expiry,
+    /// watch-skip-compacted, lease-no-checkpoint (leases and watches).
     #[cfg(feature = "planted-bugs")]
     #[arg(long, value_parser = parse_bug)]
     planted_bug: Option<Planted>,
@@ -69,6 +70,7 @@ fn parse_range(s: &str) -> Result<Range<u64>, String> {
 enum Planted {
     Raft(raft::PlantedBug),
     Replica(replica::ReplicaBug),
+    Kv(kv::KvBug),
 }
 
 #[cfg(feature = "planted-bugs")]
@@ -76,12 +78,16 @@ fn parse_bug(s: &str) -> Result<Planted, String> {
     if s == "reply-before-commit" {
         return Ok(Planted::Replica(replica::ReplicaBug::ReplyBeforeCommit));
     }
+    if let Some(bug) = kv::KvBug::from_name(s) {
+        return Ok(Planted::Kv(bug));
+    }
     raft::PlantedBug::from_name(s)
         .map(Planted::Raft)
         .ok_or_else(|| {
             format!(
-                "unknown planted bug '{s}' (expected one of {}, reply-before-commit)",
-                raft::PlantedBug::NAMES.join(", ")
+                "unknown planted bug '{s}' (expected one of {}, reply-before-commit, {})",
+                raft::PlantedBug::NAMES.join(", "),
+                kv::KvBug::NAMES.join(", ")
             )
         })
 }
@@ -100,6 +106,11 @@ pub fn run(cmd: SimCommand) -> ExitCode {
         #[cfg(feature = "planted-bugs")]
         replica_bug: match args.planted_bug {
             Some(Planted::Replica(b)) => Some(b),
+            _ => None,
+        },
+        #[cfg(feature = "planted-bugs")]
+        kv_bug: match args.planted_bug {
+            Some(Planted::Kv(b)) => Some(b),
             _ => None,
         },
         ..SimOptions::default()
@@ -125,14 +136,17 @@ fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
     }
     let s = outcome.stats;
     println!(
-        "seed={seed} nodes={} faults={} sim_seconds={:.3} events={} messages={} crashes={} ops={}",
+        "seed={seed} nodes={} faults={} sim_seconds={:.3} events={} messages={} crashes={} ops={} watch_events={} watches_compacted={} leases_expired={}",
         opts.nodes,
         opts.faults,
         outcome.sim_us as f64 / 1e6,
         s.events,
         s.messages_sent,
         s.crashes,
-        outcome.ops
+        outcome.ops,
+        s.watch_events,
+        s.watches_compacted,
+        s.leases_expired
     );
     match &outcome.violation {
         Some(v) => {
