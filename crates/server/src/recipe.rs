@@ -172,8 +172,12 @@ impl Drop for Withdraw {
         let Some(key) = self.key.take() else {
             return;
         };
+        // Outside a runtime (the member is shutting down) there is no one to tell.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let api = self.api.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let delete = kv::DeleteRangeRequest {
                 key,
                 ..Default::default()
