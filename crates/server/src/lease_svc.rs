@@ -124,17 +124,24 @@ async fn keep_alive_once(api: &Api, id: i64) -> Result<pb::LeaseKeepAliveRespons
 }
 
 /// Serves one keep-alive stream: each request is answered on its own, so a slow
-/// round for one lease does not hold up the others.
+/// round for one lease does not hold up the others; at most [`OUT_CAPACITY`] are in
+/// flight per stream, so a client that floods keep-alives waits instead of growing
+/// the member's memory.
 async fn keep_alive_stream(
     api: Api,
     mut inbound: Streaming<pb::LeaseKeepAliveRequest>,
     out: mpsc::Sender<Result<pb::LeaseKeepAliveResponse, Status>>,
 ) {
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(OUT_CAPACITY));
     while let Ok(Some(req)) = inbound.message().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let (api, out) = (api.clone(), out.clone());
         tokio::spawn(async move {
             let answer = keep_alive_once(&api, req.id).await;
             let _ = out.send(answer).await;
+            drop(permit);
         });
     }
 }
