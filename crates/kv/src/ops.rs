@@ -230,20 +230,7 @@ impl Exec<'_> {
         } else {
             Vec::new()
         };
-        let Store {
-            keys,
-            leases,
-            events,
-            bytes,
-            ..
-        } = &mut *self.store;
-        let mut t = Tombstones {
-            rev: self.rev,
-            bytes,
-            leases,
-            events,
-            journal: &mut self.journal,
-        };
+        let (keys, mut t) = self.tombstones();
         let mut deleted = 0;
         for (key, hist) in keys.range_mut::<[u8], _>(bounds(&r.key, &r.range_end)) {
             deleted += i64::from(t.delete(key, hist));
@@ -264,6 +251,19 @@ impl Exec<'_> {
             .leases
             .remove(&id)
             .ok_or(KvError::LeaseNotFound)?;
+        let (keys, mut t) = self.tombstones();
+        let mut changed = false;
+        for key in &lease.keys {
+            if let Some(hist) = keys.get_mut(key) {
+                changed |= t.delete(key, hist);
+            }
+        }
+        self.changed |= changed;
+        Ok(())
+    }
+
+    /// The store's keys and a deleter at this revision, borrowed apart.
+    fn tombstones(&mut self) -> (&mut BTreeMap<Key, Vec<Version>>, Tombstones<'_>) {
         let Store {
             keys,
             leases,
@@ -271,19 +271,14 @@ impl Exec<'_> {
             bytes,
             ..
         } = &mut *self.store;
-        let mut t = Tombstones {
+        let t = Tombstones {
             rev: self.rev,
             bytes,
             leases,
             events,
             journal: &mut self.journal,
         };
-        for key in &lease.keys {
-            if let Some(hist) = keys.get_mut(key) {
-                self.changed |= t.delete(key, hist);
-            }
-        }
-        Ok(())
+        (keys, t)
     }
 
     fn txn(&mut self, t: &TxnRequest) -> Result<TxnResponse, KvError> {

@@ -5,18 +5,31 @@
 use raft::PlantedBug;
 use sim::{run_seed, SimOptions};
 
-/// Scans seeds until one violates a property; returns the seed and the property.
-fn first_violation(bug: PlantedBug, seeds: std::ops::Range<u64>) -> Option<(u64, &'static str)> {
+/// Scans seeds until one run with `opts` violates a property; returns the seed and
+/// the property.
+fn first_violation_with(
+    opts: SimOptions,
+    seeds: std::ops::Range<u64>,
+) -> Option<(u64, &'static str)> {
     let opts = SimOptions {
-        planted_bug: Some(bug),
         fault_phase_us: 20_000_000,
-        ..SimOptions::default()
+        ..opts
     };
     seeds.into_iter().find_map(|seed| {
         run_seed(seed, &opts, false)
             .violation
             .map(|v| (seed, v.property))
     })
+}
+
+/// The first seed of `seeds` whose run with protocol bug `bug` violates a property,
+/// and that property.
+fn first_violation(bug: PlantedBug, seeds: std::ops::Range<u64>) -> Option<(u64, &'static str)> {
+    let opts = SimOptions {
+        planted_bug: Some(bug),
+        ..SimOptions::default()
+    };
+    first_violation_with(opts, seeds)
 }
 
 #[test]
@@ -80,14 +93,9 @@ fn reply_before_commit_is_caught() {
 fn first_kv_violation(bug: kv::KvBug, seeds: std::ops::Range<u64>) -> Option<(u64, &'static str)> {
     let opts = SimOptions {
         kv_bug: Some(bug),
-        fault_phase_us: 20_000_000,
         ..SimOptions::default()
     };
-    seeds.into_iter().find_map(|seed| {
-        run_seed(seed, &opts, false)
-            .violation
-            .map(|v| (seed, v.property))
-    })
+    first_violation_with(opts, seeds)
 }
 
 /// A follower expiring leases on its own clock revokes leases whose keep-alives the
