@@ -13,6 +13,7 @@ use clap::ValueEnum;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The goal's cases: puts at growing concurrency, then reads of a preloaded key space.
 pub const DEFAULT_CASES: [&str; 6] = [
@@ -247,6 +248,7 @@ async fn measure_all(
             let first = pair % 2;
             pair += 1;
             for j in [first, 1 - first] {
+                settle().await;
                 let s = measure(args, case, template, &mut systems[j]).await?;
                 eprintln!(
                     "{} {} run {}/{}: {:.0} ops/s p50={:.3} ms p99={:.3} ms errors={} term_changes={}",
@@ -288,6 +290,58 @@ async fn warm_up(args: &LoadArgs, template: &Spec, sys: &mut System) -> Result<(
         sys.name, args.warmup, s.ops_per_s, s.errors
     );
     Ok(())
+}
+
+/// The machine's busy share (0–1) below which a run may start.
+const QUIET: f64 = 0.25;
+/// The longest a run waits for the machine to be quiet.
+const SETTLE_MAX: Duration = Duration::from_secs(20);
+
+/// Busy and total jiffies of every CPU together, from `/proc/stat`.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    // idle and iowait are the 4th and 5th fields.
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Waits (up to [`SETTLE_MAX`]) until the machine is quiet, so that one system's run
+/// does not pay for the work the other is still doing after its own run ended (etcd
+/// keeps draining lagging watchers for seconds after a fan-out run's clients left).
+async fn settle() {
+    let start = Instant::now();
+    let mut last = cpu_jiffies();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = cpu_jiffies();
+        let busy = match (last, now) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
+            _ => return,
+        };
+        if busy < QUIET {
+            break;
+        }
+        if start.elapsed() >= SETTLE_MAX {
+            eprintln!(
+                "the machine stayed busy ({:.0} %); running anyway",
+                busy * 100.0
+            );
+            return;
+        }
+        last = now;
+    }
+    if start.elapsed() > Duration::from_secs(1) {
+        eprintln!(
+            "waited {:.1} s for the machine to be quiet",
+            start.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// One run of `case` on `sys` (preloading the key space before its first read case).

@@ -30,6 +30,7 @@ pub mod snapshotter;
 pub mod state;
 pub mod watch_hub;
 pub mod watch_svc;
+pub mod watch_wire;
 pub mod wire;
 
 use crate::api::Api;
@@ -174,9 +175,9 @@ async fn serve_clients(
             pb::kv_server::KvServer::new(kv_svc::KvService::new(api.clone()))
                 .max_decoding_message_size(limit),
         )
-        .add_service(pb::watch_server::WatchServer::new(
-            watch_svc::WatchService::new(api.clone()),
-        ))
+        .add_service(watch_wire::WatchRoute::new(watch_svc::WatchService::new(
+            api.clone(),
+        )))
         .add_service(pb::lease_server::LeaseServer::new(
             lease_svc::LeaseService::new(api.clone()),
         ))

@@ -12,7 +12,8 @@
 //! applying a write costs nothing extra. A stream that subscribes between a write's
 //! check and its apply sees a gap in revisions and fills it from history too.
 
-use std::sync::Arc;
+use prost::bytes::Bytes;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
 /// How many revisions the ring holds before a slow stream loses its place.
@@ -25,6 +26,31 @@ pub struct Revision {
     pub revision: i64,
     /// Its events, in the order they were applied.
     pub events: Vec<kv::Event>,
+    /// The events encoded for the wire, without and with `prev_kv`: made by the first
+    /// stream that needs them, shared by every watcher on the member.
+    wire: [OnceLock<Vec<Bytes>>; 2],
+}
+
+impl Revision {
+    /// The events of one revision.
+    pub fn new(revision: i64, events: Vec<kv::Event>) -> Revision {
+        Revision {
+            revision,
+            events,
+            wire: Default::default(),
+        }
+    }
+
+    /// Event `i` as a watcher with or without `prev_kv` receives it, encoded.
+    pub fn encoded(&self, i: usize, prev_kv: bool) -> Bytes {
+        let all = self.wire[usize::from(prev_kv)].get_or_init(|| {
+            self.events
+                .iter()
+                .map(|e| crate::watch_svc::encode_event(e, prev_kv))
+                .collect()
+        });
+        all[i].clone()
+    }
 }
 
 /// What a watch stream hears from the hub.
@@ -79,7 +105,7 @@ impl WatchHub {
             // No receiver: nobody to tell, and the next one reads history.
             let _ = self
                 .tx
-                .send(Feed::Revision(Arc::new(Revision { revision, events })));
+                .send(Feed::Revision(Arc::new(Revision::new(revision, events))));
         }
     }
 

@@ -14,10 +14,13 @@
 use crate::api::{errors, Api};
 use crate::convert;
 use crate::watch_hub::{Feed, Revision};
+use crate::watch_wire::{EventsOut, OutStream, WatchOut};
 use etcdpb::etcdserverpb as pb;
 use etcdpb::mvccpb;
+use prost::bytes::Bytes;
 use prost::Message as _;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,6 +30,13 @@ use tonic::{Request, Response, Status, Streaming};
 const OUT_CAPACITY: usize = 64;
 /// Most events one history read returns (a revision is never split).
 const HISTORY_BATCH: usize = 1_000;
+/// Most revisions a stream takes from the feed at once; a watcher hears all of them
+/// (that concern it) in one response.
+const FEED_BATCH: usize = 256;
+/// A watcher's response stops growing once its events reach this many bytes (a
+/// revision is never split, so one response may exceed it by one revision). Under the
+/// 4 MiB a gRPC client accepts by default.
+const BATCH_BYTES: usize = 1 << 20;
 /// How often `progress_notify` watchers hear the revision when nothing happens
 /// (etcd's default).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
@@ -49,14 +59,12 @@ impl WatchService {
     }
 }
 
-#[tonic::async_trait]
-impl pb::watch_server::Watch for WatchService {
-    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
-
-    async fn watch(
+impl WatchService {
+    /// One Watch call: the stream's task, and the responses it sends.
+    pub async fn watch(
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<OutStream>, Status> {
         // clientv3's WithRequireLeader: refuse now, and end the stream when the leader
         // is lost.
         let require_leader = request
@@ -107,28 +115,39 @@ impl Watcher {
         in_range && !filtered
     }
 
-    /// The events of `events` this watcher wants, as the wire has them.
-    fn select(&self, events: &[kv::Event]) -> Vec<mvccpb::Event> {
-        events
-            .iter()
-            .filter(|e| self.wants(e))
-            .map(|e| self.event_out(e))
+    /// The events of an applied revision this watcher wants, encoded (shared with
+    /// every other watcher on the member).
+    fn select(&self, r: &Revision) -> Vec<Bytes> {
+        (r.events.iter().enumerate())
+            .filter(|(_, e)| self.wants(e))
+            .map(|(i, _)| r.encoded(i, self.prev_kv))
             .collect()
     }
 
-    fn event_out(&self, e: &kv::Event) -> mvccpb::Event {
-        mvccpb::Event {
-            r#type: match e.kind {
-                kv::EventKind::Put => mvccpb::event::EventType::Put as i32,
-                kv::EventKind::Delete => mvccpb::event::EventType::Delete as i32,
-            },
-            kv: Some(convert::kv_out(e.kv.clone())),
-            prev_kv: match (&e.prev_kv, self.prev_kv) {
-                (Some(p), true) => Some(convert::kv_out(p.clone())),
-                _ => None,
-            },
-        }
+    /// The events of a history read this watcher wants, encoded for it alone.
+    fn select_history(&self, events: &[kv::Event]) -> Vec<Bytes> {
+        events
+            .iter()
+            .filter(|e| self.wants(e))
+            .map(|e| encode_event(e, self.prev_kv))
+            .collect()
     }
+}
+
+/// `e` as an encoded `mvccpb.Event`, with its previous key-value if `prev_kv`.
+pub fn encode_event(e: &kv::Event, prev_kv: bool) -> Bytes {
+    let out = mvccpb::Event {
+        r#type: match e.kind {
+            kv::EventKind::Put => mvccpb::event::EventType::Put as i32,
+            kv::EventKind::Delete => mvccpb::event::EventType::Delete as i32,
+        },
+        kv: Some(convert::kv_out(e.kv.clone())),
+        prev_kv: match (&e.prev_kv, prev_kv) {
+            (Some(p), true) => Some(convert::kv_out(p.clone())),
+            _ => None,
+        },
+    };
+    Bytes::from(out.encode_to_vec())
 }
 
 /// The client went away: the stream ends.
@@ -137,7 +156,7 @@ struct Gone;
 /// One client stream and its watchers.
 struct WatchStream {
     api: Api,
-    out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    out: mpsc::Sender<Result<WatchOut, Status>>,
     feed: broadcast::Receiver<Feed>,
     watchers: BTreeMap<i64, Watcher>,
     /// Where the search for a server-chosen id starts.
@@ -162,7 +181,7 @@ impl WatchStream {
                     Err(_) => Err(Gone),
                 },
                 feed = self.feed.recv() => match feed {
-                    Ok(Feed::Revision(r)) => self.on_revision(&r).await,
+                    Ok(Feed::Revision(r)) => self.on_feed(r).await,
                     Ok(Feed::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.catch_up_all().await
                     }
@@ -193,7 +212,10 @@ impl WatchStream {
     }
 
     async fn send(&self, r: pb::WatchResponse) -> Result<(), Gone> {
-        self.out.send(Ok(r)).await.map_err(|_| Gone)
+        self.out
+            .send(Ok(WatchOut::Plain(r)))
+            .await
+            .map_err(|_| Gone)
     }
 
     async fn on_request(&mut self, req: pb::WatchRequest) -> Result<(), Gone> {
@@ -312,27 +334,68 @@ impl WatchStream {
         id
     }
 
-    async fn on_revision(&mut self, r: &Revision) -> Result<(), Gone> {
+    /// Takes `first` and whatever else the feed already holds (up to [`FEED_BATCH`]
+    /// revisions), serves every watcher from that run, then handles a reset or a lag
+    /// met on the way. Under load one response carries many revisions to a watcher,
+    /// as etcd's responses to an unsynced watcher do.
+    async fn on_feed(&mut self, first: Arc<Revision>) -> Result<(), Gone> {
+        let mut run = vec![first];
+        let mut lost_place = false;
+        while run.len() < FEED_BATCH {
+            match self.feed.try_recv() {
+                Ok(Feed::Revision(r)) => run.push(r),
+                Ok(Feed::Reset) | Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    lost_place = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        self.on_revisions(&run).await?;
+        if lost_place {
+            self.catch_up_all().await?;
+        }
+        Ok(())
+    }
+
+    /// Serves each watcher the revisions of `run` (consecutive in the feed's order) it
+    /// is owed, in as few responses as [`BATCH_BYTES`] allows.
+    async fn on_revisions(&mut self, run: &[Arc<Revision>]) -> Result<(), Gone> {
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         for id in ids {
-            let Some(next) = self.watchers.get(&id).map(|w| w.next_rev) else {
-                continue;
-            };
-            if next < r.revision {
-                // It missed revisions (or subscribed before they were recorded).
-                self.catch_up(id).await?;
-                continue;
+            let mut events = Vec::new();
+            let mut bytes = 0;
+            let mut through = 0;
+            for r in run {
+                let Some(w) = self.watchers.get_mut(&id) else {
+                    break;
+                };
+                if w.next_rev > r.revision {
+                    continue;
+                }
+                if w.next_rev < r.revision {
+                    // It missed revisions (or subscribed before they were recorded):
+                    // what it has so far goes first, then the store's history.
+                    let fragment = w.fragment;
+                    self.deliver(id, through, std::mem::take(&mut events), fragment)
+                        .await?;
+                    self.catch_up(id).await?;
+                    break;
+                }
+                w.next_rev = r.revision + 1;
+                let selected = w.select(r);
+                bytes += selected.iter().map(Bytes::len).sum::<usize>();
+                events.extend(selected);
+                through = r.revision;
+                if bytes >= BATCH_BYTES {
+                    let fragment = w.fragment;
+                    self.deliver(id, through, std::mem::take(&mut events), fragment)
+                        .await?;
+                    bytes = 0;
+                }
             }
-            if next > r.revision {
-                continue;
-            }
-            let Some(w) = self.watchers.get_mut(&id) else {
-                continue;
-            };
-            w.next_rev = r.revision + 1;
-            let events = w.select(&r.events);
-            let fragment = w.fragment;
-            self.deliver(id, r.revision, events, fragment).await?;
+            let fragment = self.watchers.get(&id).is_some_and(|w| w.fragment);
+            self.deliver(id, through, events, fragment).await?;
         }
         Ok(())
     }
@@ -361,7 +424,7 @@ impl WatchStream {
                 Ok(b) => b,
                 Err(_) => return self.cancel_compacted(id, current, compacted).await,
             };
-            let events = w.select(&batch.events);
+            let events = w.select_history(&batch.events);
             let fragment = w.fragment;
             let done = batch.next_rev > current || batch.events.is_empty();
             if let Some(w) = self.watchers.get_mut(&id) {
@@ -398,7 +461,7 @@ impl WatchStream {
         &self,
         id: i64,
         revision: i64,
-        events: Vec<mvccpb::Event>,
+        events: Vec<Bytes>,
         fragment: bool,
     ) -> Result<(), Gone> {
         if events.is_empty() {
@@ -412,14 +475,13 @@ impl WatchStream {
         };
         let last = parts.len() - 1;
         for (i, events) in parts.into_iter().enumerate() {
-            self.send(pb::WatchResponse {
+            let out = WatchOut::Events(EventsOut {
                 header: self.header(revision),
                 watch_id: id,
                 fragment: i < last,
                 events,
-                ..Default::default()
-            })
-            .await?;
+            });
+            self.out.send(Ok(out)).await.map_err(|_| Gone)?;
         }
         Ok(())
     }
@@ -447,11 +509,11 @@ impl WatchStream {
 
 /// `events` in runs whose encoded size stays under `limit` (one event over it goes
 /// alone).
-fn split(events: Vec<mvccpb::Event>, limit: usize) -> Vec<Vec<mvccpb::Event>> {
-    let mut parts: Vec<Vec<mvccpb::Event>> = vec![Vec::new()];
+fn split(events: Vec<Bytes>, limit: usize) -> Vec<Vec<Bytes>> {
+    let mut parts: Vec<Vec<Bytes>> = vec![Vec::new()];
     let mut size = 0;
     for e in events {
-        let len = e.encoded_len() + 4;
+        let len = e.len() + 4;
         let current = parts.last_mut().expect("one part at least");
         if !current.is_empty() && size + len > limit {
             parts.push(Vec::new());
@@ -467,15 +529,16 @@ fn split(events: Vec<mvccpb::Event>, limit: usize) -> Vec<Vec<mvccpb::Event>> {
 mod tests {
     use super::*;
 
-    fn event(key: &[u8], value_len: usize) -> mvccpb::Event {
-        mvccpb::Event {
+    fn event(key: &[u8], value_len: usize) -> Bytes {
+        let e = mvccpb::Event {
             kv: Some(mvccpb::KeyValue {
                 key: key.to_vec(),
                 value: vec![7; value_len],
                 ..Default::default()
             }),
             ..Default::default()
-        }
+        };
+        Bytes::from(e.encode_to_vec())
     }
 
     #[test]
@@ -485,7 +548,7 @@ mod tests {
         assert!(parts.len() > 1);
         assert!(parts
             .iter()
-            .all(|p| p.iter().map(|e| e.encoded_len() + 4).sum::<usize>() <= 350));
+            .all(|p| p.iter().map(|e| e.len() + 4).sum::<usize>() <= 350));
         assert_eq!(parts.concat(), events);
         // One event larger than the limit still goes, alone.
         let big = vec![event(b"a", 1000), event(b"b", 1)];
