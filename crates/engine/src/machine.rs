@@ -55,9 +55,11 @@ pub trait StateMachine {
     }
 
     /// As leader, this member just took `command` into its order (a client's or one a
-    /// peer forwarded); it will commit after every command ordered before it.
-    fn on_ordered(&mut self, command: &[u8]) {
-        let _ = command;
+    /// peer forwarded); it will commit after every command ordered before it. `index`
+    /// is the log index it was given, when the engine tells it at once (a command a
+    /// peer forwarded inside a message is ordered as the engine steps: `None`).
+    fn on_ordered(&mut self, index: Option<Index>, command: &[u8]) {
+        let _ = (index, command);
     }
 
     /// What applying `command` now would answer, without changing anything (`None`:

@@ -55,6 +55,12 @@ pub struct Lessor {
     leader: bool,
     /// Per lease; empty unless leader.
     clocks: BTreeMap<i64, Clock>,
+    /// Keep-alives this leader put in its log, not applied yet: by log index, the
+    /// lease and the tick it was ordered at.
+    ordered: BTreeMap<u64, (i64, u64)>,
+    /// Per lease, the latest tick at which this leader ordered a keep-alive that has
+    /// since been applied (so any later leader holds it). See [`Lessor::renew_local`].
+    committed_renew: BTreeMap<i64, u64>,
     last_checkpoint: u64,
     /// A deliberately planted bug.
     #[cfg(feature = "planted-bugs")]
@@ -69,6 +75,8 @@ impl Lessor {
             now: 0,
             leader: false,
             clocks: BTreeMap::new(),
+            ordered: BTreeMap::new(),
+            committed_renew: BTreeMap::new(),
             last_checkpoint: 0,
             #[cfg(feature = "planted-bugs")]
             bug: None,
@@ -164,6 +172,8 @@ impl Lessor {
     /// from now, and expiries proposed before are forgotten.
     pub fn promote(&mut self, store: &Store) {
         self.leader = true;
+        self.ordered.clear();
+        self.committed_renew.clear();
         self.last_checkpoint = self.now;
         self.clocks = store
             .leases
@@ -175,6 +185,8 @@ impl Lessor {
     /// This member no longer leads: no deadlines, nothing expires.
     pub fn demote(&mut self) {
         self.leader = false;
+        self.ordered.clear();
+        self.committed_renew.clear();
         if !self.follower_expiry_bug() {
             self.clocks.clear();
         }
@@ -253,7 +265,11 @@ impl Lessor {
     /// The leader has put `req` in its log now. A [`Request::LeaseRenew`] of a lease
     /// that has not expired restarts its whole TTL from now; of one that has, it does
     /// nothing (that renew is ordered after the lease's revoke, and fails).
-    pub fn on_ordered(&mut self, store: &Store, req: &Request) {
+    ///
+    /// `index` is the entry's log index when known: once an entry so ordered is
+    /// applied ([`Lessor::on_applied_index`]), keep-alives of that lease may be
+    /// answered from memory for a while ([`Lessor::renew_local`]).
+    pub fn on_ordered(&mut self, store: &Store, req: &Request, index: Option<u64>) {
         let Request::LeaseRenew { id } = req else {
             return;
         };
@@ -264,8 +280,82 @@ impl Lessor {
         if let Some(clock) = self.clocks.get_mut(id) {
             if self.now < clock.deadline {
                 *clock = fresh;
+                if let Some(index) = index {
+                    self.ordered.insert(index, (*id, self.now));
+                }
             }
         }
+    }
+
+    /// The entry at `index` was applied: a keep-alive this leader ordered there is in
+    /// every later leader's log now.
+    pub fn on_applied_index(&mut self, index: u64) {
+        if self.ordered.is_empty() {
+            return;
+        }
+        // Everything up to `index` is applied; what was ordered there is settled.
+        let later = self.ordered.split_off(&(index + 1));
+        let settled = std::mem::replace(&mut self.ordered, later);
+        if let Some((id, at)) = settled.get(&index).copied() {
+            if self.clocks.contains_key(&id) {
+                let t = self.committed_renew.entry(id).or_insert(at);
+                *t = (*t).max(at);
+            }
+        }
+    }
+
+    /// Ticks after a committed keep-alive's ordering during which further keep-alives
+    /// of that lease are answered from memory: half the promotion grace.
+    pub fn local_renew_window(&self) -> u64 {
+        self.opts.promote_extend_ticks / 2
+    }
+
+    /// Whether [`Lessor::renew_local`] would renew lease `id` now: this member leads,
+    /// the lease has not expired (no revoke is proposed), and a keep-alive of it this
+    /// leader put in its log no more than [`Lessor::local_renew_window`] ticks ago has
+    /// been applied.
+    pub fn can_renew_local(&self, id: i64) -> bool {
+        if !self.leader {
+            return false;
+        }
+        let Some(ordered_at) = self.committed_renew.get(&id) else {
+            return false;
+        };
+        let Some(clock) = self.clocks.get(&id) else {
+            return false;
+        };
+        self.now.saturating_sub(*ordered_at) <= self.local_renew_window()
+            && self.now < clock.deadline
+            && clock.revoke_proposed.is_none()
+    }
+
+    /// A keep-alive answered by the leader from memory, without a log entry (etcd's
+    /// leader renews in memory too): the lease gets its whole TTL from now, and the
+    /// answer is that TTL. `None` unless [`Lessor::can_renew_local`]: then the
+    /// keep-alive goes through the log.
+    ///
+    /// The caller must first confirm, after the keep-alive arrived, that this member
+    /// still leads (a ReadIndex round with a quorum). Then it is safe, pauses and all:
+    /// - any later leader is elected after that round, so after the keep-alive was
+    ///   sent (a voter that answered this leader's round voted later);
+    /// - its log holds the applied keep-alive ordered at `t`, and anything this leader
+    ///   ordered later. If the last lease entry before promotion is that keep-alive,
+    ///   the new leader clocks the whole TTL from promotion; if it is a later
+    ///   checkpoint, taken at `c ≤ now ≤ t + window`, it says at least `TTL - window`
+    ///   (this leader's deadline was at least `t + TTL` then), and the promotion adds
+    ///   a grace of twice the window.
+    ///
+    /// So the lease lives at least TTL after the keep-alive was sent, as the answer
+    /// promises.
+    pub fn renew_local(&mut self, store: &Store, id: i64) -> Option<i64> {
+        if !self.can_renew_local(id) {
+            return None;
+        }
+        let ttl = store.leases.get(&id)?.ttl;
+        let fresh = self.fresh_clock(ttl);
+        let clock = self.clocks.get_mut(&id)?;
+        clock.deadline = clock.deadline.max(fresh.deadline);
+        Some(ttl)
     }
 
     /// `req` was applied to `store` with `result`. On the leader a granted lease gets
@@ -277,6 +367,7 @@ impl Lessor {
         match (req, result) {
             (Request::LeaseRevoke { id }, _) => {
                 self.clocks.remove(id);
+                self.committed_renew.remove(id);
             }
             // A keep-alive ordered by an earlier leader, committed before this one took
             // over but applied only since: it counts from now (the promotion clocked the

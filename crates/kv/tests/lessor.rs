@@ -28,13 +28,14 @@ impl Node {
 
     /// Orders `req` in the log and applies it at once, telling the lessor both.
     fn commit(&mut self, req: Request) -> Result<Response, KvError> {
-        self.lessor.on_ordered(&self.store, &req);
         self.index += 1;
+        self.lessor.on_ordered(&self.store, &req, Some(self.index));
         let out = self
             .store
             .apply(self.index, req.clone())
             .expect("new index");
         self.lessor.on_applied(&self.store, &req, &out);
+        self.lessor.on_applied_index(self.index);
         out
     }
 
@@ -320,4 +321,85 @@ fn a_new_leader_never_expires_a_lease_early_nor_much_late() {
         );
     }
     assert!(promoted > 150, "only {promoted} cases got to a promotion");
+}
+
+#[test]
+fn a_leader_renews_from_memory_only_shortly_after_a_keepalive_of_its_own_applied() {
+    let mut n = Node::new(OPTS);
+    n.lessor.promote(&n.store);
+    n.commit(Request::LeaseGrant { id: 7, ttl: 5 }).unwrap();
+    // Granted, but no keep-alive of this leader applied yet: through the log.
+    assert!(!n.lessor.can_renew_local(7));
+    assert_eq!(n.lessor.renew_local(&n.store, 7), None);
+    n.commit(Request::LeaseRenew { id: 7 }).unwrap();
+    assert!(n.lessor.can_renew_local(7));
+    let window = n.lessor.local_renew_window();
+    assert_eq!(window, OPTS.promote_extend_ticks / 2);
+    for _ in 0..window {
+        n.tick();
+    }
+    // A renew from memory gives the whole TTL from now.
+    assert_eq!(n.lessor.renew_local(&n.store, 7), Some(5));
+    assert_eq!(n.lessor.remaining_secs(7), Some(5));
+    n.tick();
+    // Past the window: the next keep-alive goes through the log again.
+    assert!(!n.lessor.can_renew_local(7));
+    n.commit(Request::LeaseRenew { id: 7 }).unwrap();
+    assert!(n.lessor.can_renew_local(7));
+    // A follower never renews from memory, nor a new leader from what an earlier
+    // leadership ordered.
+    n.lessor.demote();
+    assert!(!n.lessor.can_renew_local(7));
+    n.lessor.promote(&n.store);
+    assert!(!n.lessor.can_renew_local(7));
+}
+
+#[test]
+fn a_keepalive_ordered_without_an_index_or_not_yet_applied_allows_no_renew_from_memory() {
+    let mut n = Node::new(OPTS);
+    n.lessor.promote(&n.store);
+    n.commit(Request::LeaseGrant { id: 7, ttl: 5 }).unwrap();
+    // Ordered (a peer's forward: no index) and applied: not enough.
+    let renew = Request::LeaseRenew { id: 7 };
+    n.lessor.on_ordered(&n.store, &renew, None);
+    n.index += 1;
+    let out = n.store.apply(n.index, renew.clone()).unwrap();
+    n.lessor.on_applied(&n.store, &renew, &out);
+    n.lessor.on_applied_index(n.index);
+    assert!(!n.lessor.can_renew_local(7));
+    // Ordered at index i, but only an earlier entry applied: not yet.
+    let ordered_at = n.index + 2;
+    n.lessor.on_ordered(&n.store, &renew, Some(ordered_at));
+    n.lessor.on_applied_index(ordered_at - 1);
+    assert!(!n.lessor.can_renew_local(7));
+    n.lessor.on_applied_index(ordered_at);
+    assert!(n.lessor.can_renew_local(7));
+}
+
+#[test]
+fn an_expired_or_revoked_lease_is_never_renewed_from_memory() {
+    let mut n = Node::new(OPTS);
+    n.lessor.promote(&n.store);
+    n.commit(Request::LeaseGrant { id: 7, ttl: 1 }).unwrap();
+    n.commit(Request::LeaseGrant { id: 8, ttl: 60 }).unwrap();
+    n.commit(Request::LeaseRenew { id: 7 }).unwrap();
+    n.commit(Request::LeaseRenew { id: 8 }).unwrap();
+    // The expiry revoke is proposed (and lost): lease 7 stays in the store, expired.
+    n.lose = true;
+    for _ in 0..OPTS.promote_extend_ticks / 2 {
+        n.tick();
+    }
+    let lease_ticks = 1000 / OPTS.tick_ms;
+    for _ in 0..lease_ticks {
+        n.tick();
+    }
+    assert!(n
+        .proposed
+        .iter()
+        .any(|(_, r)| *r == Request::LeaseRevoke { id: 7 }));
+    assert_eq!(n.lessor.renew_local(&n.store, 7), None);
+    n.lose = false;
+    n.commit(Request::LeaseRenew { id: 8 }).unwrap();
+    n.commit(Request::LeaseRevoke { id: 8 }).unwrap();
+    assert_eq!(n.lessor.renew_local(&n.store, 8), None);
 }

@@ -220,10 +220,14 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
         if self.machine.validate(&command).is_err() {
             return;
         }
-        self.machine.on_ordered(&command);
+        let len = command.len();
         self.next_id = self.next_id.wrapping_add(1);
         command.extend_from_slice(&self.next_id.to_le_bytes());
-        let _ = self.engine.submit(command.into());
+        let payload: engine::Payload = command.into();
+        let kept = payload.clone();
+        if let Ok(Submitted::Accepted { index }) = self.engine.submit(payload) {
+            self.machine.on_ordered(Some(index), &kept[..len]);
+        }
     }
 
     /// A message from a peer. Commands it asks this node to order are validated first:
@@ -242,7 +246,7 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
         if self.sync_leadership() {
             for command in E::commands_in(&message) {
                 if let Some((body, _)) = split_id(command) {
-                    self.machine.on_ordered(body);
+                    self.machine.on_ordered(None, body);
                 }
             }
         }
@@ -263,13 +267,18 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
             Some(ReplicaBug::ReplyBeforeCommit) => Some(self.machine.preview(&command)),
             None => None,
         };
-        if self.sync_leadership() {
-            self.machine.on_ordered(&command);
-        }
+        let leading = self.sync_leadership();
+        let len = command.len();
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         command.extend_from_slice(&id.to_le_bytes());
-        match self.engine.submit(command.into()) {
+        let payload: engine::Payload = command.into();
+        let kept = payload.clone();
+        let submitted = self.engine.submit(payload);
+        if let (true, Ok(Submitted::Accepted { index })) = (leading, &submitted) {
+            self.machine.on_ordered(Some(*index), &kept[..len]);
+        }
+        match submitted {
             #[cfg(feature = "planted-bugs")]
             Ok(Submitted::Accepted { index }) if preview.is_some() => {
                 // Planted bug: the answer leaves before the write commits.

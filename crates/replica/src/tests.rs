@@ -308,7 +308,7 @@ impl StateMachine for Timed {
     fn on_leadership(&mut self, leader: bool) {
         self.leadership.push(leader);
     }
-    fn on_ordered(&mut self, command: &[u8]) {
+    fn on_ordered(&mut self, _index: Option<Index>, command: &[u8]) {
         self.ordered.push(command.to_vec());
     }
 }

@@ -1,15 +1,22 @@
 //! `etcdserverpb.Lease`: Grant, Revoke, KeepAlive, TimeToLive, Leases.
 //!
-//! Grants, revokes and keep-alives are replicated commands, so every member knows
-//! every lease and its keys, and a keep-alive is ordered against the leader's expiry
-//! revoke: one ordered after it finds the lease gone (TTL 0). Expiry and the remaining
-//! TTLs are the leader's alone (`kv::Lessor`, driven by the replica's ticks); a
-//! follower asks the leader for a TimeToLive over the leader's client port.
+//! Grants and revokes are replicated commands, so every member knows every lease and
+//! its keys. Expiry and the remaining TTLs are the leader's alone (`kv::Lessor`, driven
+//! by the replica's ticks); a follower asks the leader for a TimeToLive over the
+//! leader's client port.
+//!
+//! A keep-alive reaches the leader: a follower forwards each keep-alive stream to the
+//! leader's client port (marked, so it is never forwarded twice). The leader answers
+//! from memory, after a ReadIndex round confirms it still leads, while a keep-alive of
+//! that lease it put in its log was applied less than half a promotion grace ago
+//! (`kv::Lessor::renew_local` says why that is safe across leader changes and
+//! pauses); otherwise the keep-alive goes through the log, ordered against the
+//! expiry revoke: one ordered after it finds the lease gone (TTL 0).
 
 use crate::api::{errors, kv_status, Api};
 use etcdpb::etcdserverpb as pb;
 use kv::KvError;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -17,12 +24,18 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Keep-alive answers a stream may have queued for a slow client.
 const OUT_CAPACITY: usize = 64;
+/// The metadata key that marks a keep-alive stream a follower forwarded.
+const FORWARDED: &str = "synod-forwarded";
+
+/// The leader's client channel, dialled once per leader.
+type LeaderCache = Arc<Mutex<Option<(engine::NodeId, Channel)>>>;
 
 /// The Lease service.
 pub struct LeaseService {
     api: Api,
-    /// A channel to the leader's client port, for TimeToLive on a follower.
-    leader: Mutex<Option<(engine::NodeId, Channel)>>,
+    /// A channel to the leader's client port, for TimeToLive and keep-alives on a
+    /// follower.
+    leader: LeaderCache,
 }
 
 impl LeaseService {
@@ -30,7 +43,7 @@ impl LeaseService {
     pub fn new(api: Api) -> LeaseService {
         LeaseService {
             api,
-            leader: Mutex::new(None),
+            leader: LeaderCache::default(),
         }
     }
 
@@ -48,33 +61,7 @@ impl LeaseService {
 
     /// A client to the leader's client port (dialled once per leader).
     async fn leader_client(&self) -> Result<pb::lease_client::LeaseClient<Channel>, Status> {
-        self.api.await_leader().await?;
-        let leader = self
-            .api
-            .shared
-            .status
-            .borrow()
-            .leader
-            .ok_or_else(errors::no_leader)?;
-        if let Some((id, ch)) = self.leader.lock().unwrap().as_ref() {
-            if *id == leader {
-                return Ok(pb::lease_client::LeaseClient::new(ch.clone()));
-            }
-        }
-        let url = self
-            .api
-            .shared
-            .client_urls_of(leader)
-            .into_iter()
-            .next()
-            .ok_or_else(errors::no_leader)?;
-        let ch = Endpoint::from_shared(url)
-            .map_err(|_| errors::no_leader())?
-            .connect_timeout(self.api.shared.election)
-            .connect()
-            .await
-            .map_err(|_| errors::no_leader())?;
-        *self.leader.lock().unwrap() = Some((leader, ch.clone()));
+        let (_, ch) = leader_channel(&self.api, &self.leader).await?;
         Ok(pb::lease_client::LeaseClient::new(ch))
     }
 
@@ -104,9 +91,63 @@ impl LeaseService {
     }
 }
 
+/// The current leader and a channel to its client port (dialled once per leader).
+async fn leader_channel(
+    api: &Api,
+    cache: &LeaderCache,
+) -> Result<(engine::NodeId, Channel), Status> {
+    api.await_leader().await?;
+    let leader = api
+        .shared
+        .status
+        .borrow()
+        .leader
+        .ok_or_else(errors::no_leader)?;
+    if let Some((id, ch)) = cache.lock().unwrap().as_ref() {
+        if *id == leader {
+            return Ok((leader, ch.clone()));
+        }
+    }
+    let url = api
+        .shared
+        .client_urls_of(leader)
+        .into_iter()
+        .next()
+        .ok_or_else(errors::no_leader)?;
+    let ch = Endpoint::from_shared(url)
+        .map_err(|_| errors::no_leader())?
+        .connect_timeout(api.shared.election)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|_| errors::no_leader())?;
+    *cache.lock().unwrap() = Some((leader, ch.clone()));
+    Ok((leader, ch))
+}
+
+/// A keep-alive the leader answers from memory, when its lessor allows.
+fn renew_here(api: &Api, id: i64) -> Option<pb::LeaseKeepAliveResponse> {
+    let store = api.shared.store.read();
+    let ttl = api.shared.lessor.lock().renew_local(&store, id)?;
+    Some(pb::LeaseKeepAliveResponse {
+        header: api.header(store.revision()),
+        id,
+        ttl,
+    })
+}
+
 /// A keep-alive's answer: the granted TTL, or 0 when the lease is gone (etcd answers
-/// an unknown or expired lease so, without an error).
+/// an unknown or expired lease so, without an error). From the leader's memory when
+/// it can, through the log otherwise.
 async fn keep_alive_once(api: &Api, id: i64) -> Result<pb::LeaseKeepAliveResponse, Status> {
+    // From memory only once a quorum confirmed, since it arrived, that this member
+    // leads (`kv::Lessor::renew_local` says why).
+    if api.shared.lessor.lock().can_renew_local(id) {
+        api.read_barrier().await?;
+        if let Some(answer) = renew_here(api, id) {
+            return Ok(answer);
+        }
+    }
     api.await_leader().await?;
     let (ttl, rev) = match api.write(kv::Request::LeaseRenew { id }).await {
         Ok(kv::Response::LeaseRenewed { ttl, .. }) => (ttl, api.shared.store.read().revision()),
@@ -123,26 +164,120 @@ async fn keep_alive_once(api: &Api, id: i64) -> Result<pb::LeaseKeepAliveRespons
     })
 }
 
-/// Serves one keep-alive stream: each request is answered on its own, so a slow
-/// round for one lease does not hold up the others; at most [`OUT_CAPACITY`] are in
-/// flight per stream, so a client that floods keep-alives waits instead of growing
-/// the member's memory.
+type Out = mpsc::Sender<Result<pb::LeaseKeepAliveResponse, Status>>;
+
+/// Answers keep-alive `id` here (memory or log) on a task of its own.
+fn answer_here(api: &Api, out: &Out, id: i64, permit: tokio::sync::OwnedSemaphorePermit) {
+    let (api, out) = (api.clone(), out.clone());
+    tokio::spawn(async move {
+        let answer = keep_alive_once(&api, id).await;
+        let _ = out.send(answer).await;
+        drop(permit);
+    });
+}
+
+/// A follower's forwarded keep-alive stream to the leader.
+struct Upstream {
+    leader: engine::NodeId,
+    tx: mpsc::Sender<pb::LeaseKeepAliveRequest>,
+    /// Ids sent and not answered yet (each once per keep-alive).
+    pending: Arc<Mutex<Vec<i64>>>,
+}
+
+impl Upstream {
+    /// Opens a keep-alive stream to the leader; its answers go to `out`. If it fails,
+    /// the keep-alives still unanswered are answered here, through the log.
+    async fn open(api: &Api, cache: &LeaderCache, out: &Out) -> Result<Upstream, Status> {
+        let (leader, ch) = leader_channel(api, cache).await?;
+        let (tx, rx) = mpsc::channel(OUT_CAPACITY);
+        let mut req = Request::new(ReceiverStream::new(rx));
+        req.metadata_mut()
+            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        let pending: Arc<Mutex<Vec<i64>>> = Arc::default();
+        let (api, out, waiting) = (api.clone(), out.clone(), pending.clone());
+        tokio::spawn(async move {
+            let mut client = pb::lease_client::LeaseClient::new(ch);
+            if let Ok(answers) = client.lease_keep_alive(req).await {
+                let mut answers = answers.into_inner();
+                while let Ok(Some(a)) = answers.message().await {
+                    take_one(&waiting, a.id);
+                    // Our header, as for any answer of this member.
+                    let rev = api.shared.store.read().revision();
+                    let answer = pb::LeaseKeepAliveResponse {
+                        header: api.header(rev),
+                        ..a
+                    };
+                    if out.send(Ok(answer)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let left = std::mem::take(&mut *waiting.lock().unwrap());
+            for id in left {
+                let _ = out.send(keep_alive_once(&api, id).await).await;
+            }
+        });
+        Ok(Upstream {
+            leader,
+            tx,
+            pending,
+        })
+    }
+
+    /// Sends keep-alive `id` to the leader; false if this stream is closed.
+    async fn send(&self, id: i64) -> bool {
+        self.pending.lock().unwrap().push(id);
+        if self.tx.send(pb::LeaseKeepAliveRequest { id }).await.is_ok() {
+            return true;
+        }
+        take_one(&self.pending, id);
+        false
+    }
+}
+
+/// Removes one `id` from `pending`, if there.
+fn take_one(pending: &Mutex<Vec<i64>>, id: i64) {
+    let mut p = pending.lock().unwrap();
+    if let Some(i) = p.iter().position(|x| *x == id) {
+        p.swap_remove(i);
+    }
+}
+
+/// Serves one keep-alive stream: on the leader (or for a stream a follower forwarded)
+/// each request is answered on its own, so a slow round for one lease does not hold
+/// up the others, with at most [`OUT_CAPACITY`] in flight per stream, so a client that
+/// floods keep-alives waits instead of growing the member's memory; on a follower the
+/// requests go to the leader over one forwarded stream.
 async fn keep_alive_stream(
     api: Api,
+    cache: LeaderCache,
+    forwarded: bool,
     mut inbound: Streaming<pb::LeaseKeepAliveRequest>,
-    out: mpsc::Sender<Result<pb::LeaseKeepAliveResponse, Status>>,
+    out: Out,
 ) {
-    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(OUT_CAPACITY));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(OUT_CAPACITY));
+    let mut up: Option<Upstream> = None;
     while let Ok(Some(req)) = inbound.message().await {
+        let leader = api.shared.status.borrow().leader;
+        let here = forwarded || api.shared.lessor.lock().is_leader() || leader.is_none();
+        if !here {
+            if up.as_ref().is_some_and(|u| Some(u.leader) != leader) {
+                up = None;
+            }
+            if up.is_none() {
+                up = Upstream::open(&api, &cache, &out).await.ok();
+            }
+            if let Some(u) = &up {
+                if u.send(req.id).await {
+                    continue;
+                }
+                up = None;
+            }
+        }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let (api, out) = (api.clone(), out.clone());
-        tokio::spawn(async move {
-            let answer = keep_alive_once(&api, req.id).await;
-            let _ = out.send(answer).await;
-            drop(permit);
-        });
+        answer_here(&api, &out, req.id, permit);
     }
 }
 
@@ -192,9 +327,12 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let forwarded = request.metadata().get(FORWARDED).is_some();
         let (out, rx) = mpsc::channel(OUT_CAPACITY);
         tokio::spawn(keep_alive_stream(
             self.api.clone(),
+            self.leader.clone(),
+            forwarded,
             request.into_inner(),
             out,
         ));

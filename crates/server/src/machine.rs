@@ -138,7 +138,11 @@ impl StateMachine for ServerMachine {
             hub.publish(events);
         }
         if let (Some(req), Some(res)) = (&lease_request, &result) {
-            self.shared.lessor.lock().on_applied(&store, req, res);
+            let mut lessor = self.shared.lessor.lock();
+            lessor.on_applied(&store, req, res);
+            if matches!(req, kv::Request::LeaseRenew { .. }) {
+                lessor.on_applied_index(index.0);
+            }
         }
         self.compaction_started |= store.compaction_pending();
         result
@@ -198,13 +202,14 @@ impl StateMachine for ServerMachine {
     }
 
     /// A keep-alive counts from when the leader orders it.
-    fn on_ordered(&mut self, command: &[u8]) {
+    fn on_ordered(&mut self, index: Option<Index>, command: &[u8]) {
         if !kv::command::is_lease_renew(command) {
             return;
         }
         if let Ok(req) = kv::command::decode(command) {
             let store = self.shared.store.read();
-            self.shared.lessor.lock().on_ordered(&store, &req);
+            let index = index.map(|i| i.0);
+            self.shared.lessor.lock().on_ordered(&store, &req, index);
         }
     }
 }

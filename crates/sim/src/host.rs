@@ -259,6 +259,14 @@ impl Host {
         };
         match request {
             ClientRequest::Write(cmd) => {
+                // A leader answers a keep-alive from memory when its lessor allows,
+                // after a ReadIndex round, as the server does.
+                if let KvOp::LeaseRenew { id } = cmd.op {
+                    if node.machine().can_renew_local(id) {
+                        node.read(token);
+                        return None;
+                    }
+                }
                 let body = cmd.encode(node.machine().revision());
                 token.body = fnv(&body);
                 node.submit(token, body)
@@ -441,6 +449,13 @@ impl Host {
                 (ClientRequest::Read(key), Outcome::ReadReady) => {
                     ClientOutcome::Read(node.machine().get(key))
                 }
+                // A keep-alive confirmed by a ReadIndex round, renewed from memory.
+                (ClientRequest::Write(c), Outcome::ReadReady) => match c.op {
+                    KvOp::LeaseRenew { id } if node.machine_mut().renew_local(id) => {
+                        ClientOutcome::Written(KvResult::Lease(true))
+                    }
+                    _ => ClientOutcome::Unknown,
+                },
                 (_, Outcome::Redirect(leader)) => ClientOutcome::Redirect(leader),
                 // A compaction below the store's compaction point is refused; it
                 // changes nothing either way.

@@ -313,6 +313,18 @@ impl SimStore {
         std::mem::take(&mut self.events)
     }
 
+    /// Whether the leader's lessor could renew lease `id` from memory (after a
+    /// ReadIndex round: `kv::Lessor::renew_local`); if not, the keep-alive goes
+    /// through the log.
+    pub fn can_renew_local(&self, id: i64) -> bool {
+        self.lessor.can_renew_local(id)
+    }
+
+    /// Renews lease `id` from memory, if the lessor still may.
+    pub fn renew_local(&mut self, id: i64) -> bool {
+        self.lessor.renew_local(&self.store, id).is_some()
+    }
+
     /// What the lessor proposed while this member did not lead (for the host to
     /// forward to the leader).
     pub fn take_forward(&mut self) -> Vec<Vec<u8>> {
@@ -337,6 +349,9 @@ impl SimStore {
         let result = kv::command::apply_decoded(&mut self.store, index, request)?;
         if let Some(req) = lease.as_ref().filter(|r| r.is_lease()) {
             self.lessor.on_applied(&self.store, req, &result);
+            if matches!(req, Request::LeaseRenew { .. }) {
+                self.lessor.on_applied_index(index.0);
+            }
         }
         self.events.extend(self.store.take_events());
         let result = match result {
@@ -516,7 +531,7 @@ impl StateMachine for SimStore {
 
     /// A keep-alive counts from when the leader orders it, unless its session applied
     /// it already (a duplicate or a retry of one that took effect).
-    fn on_ordered(&mut self, command: &[u8]) {
+    fn on_ordered(&mut self, index: Option<Index>, command: &[u8]) {
         let Some(((client, seq), body)) = split_session(command) else {
             return;
         };
@@ -524,7 +539,8 @@ impl StateMachine for SimStore {
             return;
         }
         if let Ok(req) = kv::command::decode(body) {
-            self.lessor.on_ordered(&self.store, &req);
+            self.lessor
+                .on_ordered(&self.store, &req, index.map(|i| i.0));
         }
     }
 }
@@ -624,7 +640,7 @@ mod tests {
         }
         // A keep-alive ordered at tick 10 restarts the whole TTL, once applied as well:
         // a duplicate ordered after it applied changes nothing.
-        s.on_ordered(&renew);
+        s.on_ordered(None, &renew);
         assert_eq!(
             StateMachine::apply(&mut s, Index(4), &renew),
             Some(Ok(KvResult::Lease(true)))
@@ -634,7 +650,7 @@ mod tests {
             Some(Ok(KvResult::Lease(true)))
         );
         for _ in 0..19 {
-            s.on_ordered(&renew);
+            s.on_ordered(None, &renew);
             assert!(s.on_tick(true).iter().all(|c| !is_revoke(c)));
         }
         let due = s.on_tick(true);

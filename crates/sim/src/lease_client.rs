@@ -263,7 +263,13 @@ impl Simulation {
                 if let Err(v) = self.leases.on_keepalive(lease, op.sent_us, now) {
                     self.fail(v);
                 }
-                Some(ttl_us / 3)
+                // Now and then a burst, so that keep-alives also meet a leader that
+                // renews from memory (it does so shortly after one went through its log).
+                Some(if self.aux_rng.chance(2, 3) {
+                    self.aux_rng.range(1_000, 30_000)
+                } else {
+                    ttl_us / 3
+                })
             }
             _ => {
                 // Revoked, or the lease is gone: start over after a while.
