@@ -115,13 +115,18 @@ impl Watcher {
         in_range && !filtered
     }
 
-    /// The events of an applied revision this watcher wants, encoded (shared with
-    /// every other watcher on the member).
-    fn select(&self, r: &Revision) -> Vec<Bytes> {
-        (r.events.iter().enumerate())
-            .filter(|(_, e)| self.wants(e))
-            .map(|(i, _)| r.encoded(i, self.prev_kv))
-            .collect()
+    /// Appends the events of an applied revision this watcher wants, encoded (shared
+    /// with every other watcher on the member), to `out`; returns their bytes.
+    fn select_into(&self, r: &Revision, out: &mut Vec<Bytes>) -> usize {
+        let mut bytes = 0;
+        for (i, e) in r.events.iter().enumerate() {
+            if self.wants(e) {
+                let b = r.encoded(i, self.prev_kv);
+                bytes += b.len();
+                out.push(b);
+            }
+        }
+        bytes
     }
 
     /// The events of a history read this watcher wants, encoded for it alone.
@@ -383,9 +388,7 @@ impl WatchStream {
                     break;
                 }
                 w.next_rev = r.revision + 1;
-                let selected = w.select(r);
-                bytes += selected.iter().map(Bytes::len).sum::<usize>();
-                events.extend(selected);
+                bytes += w.select_into(r, &mut events);
                 through = r.revision;
                 if bytes >= BATCH_BYTES {
                     let fragment = w.fragment;
