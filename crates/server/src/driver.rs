@@ -1,6 +1,6 @@
 //! The member's driver: one OS thread that owns the replica (the consensus engine, the
 //! state machine's writes and the client requests in flight) and the WAL. Each round it
-//! drains every queued input (peer messages, proposals, reads), ticks, and then carries
+//! ticks, drains every queued input (peer messages, proposals, reads), and then carries
 //! out the replica's actions in batches: messages go to the peer queues at once, all
 //! durable writes are made durable with one fdatasync, and answers go to the clients.
 //! Everything about requests and apply lives in the `replica` crate, which the
@@ -204,14 +204,9 @@ impl Driver {
                 Err(InboxError::Failed(e)) => return Err(e),
             }
             self.times.begin();
-            let stepping = Instant::now();
-            for input in inputs.drain(..) {
-                if matches!(input, Input::Shutdown) {
-                    return Ok(());
-                }
-                self.on_input(input)?;
-            }
-            self.times.add(Phase::Step, stepping.elapsed());
+            // Time first: after a stall (a slow fsync, a paused process) the overdue
+            // ticks run before the inputs that waited, so a keep-alive is never clocked
+            // from a stale tick (its lease would expire early by the stall).
             let now = Instant::now();
             while now >= next_tick {
                 self.replica.tick();
@@ -223,6 +218,14 @@ impl Driver {
                     self.replica.retain_clients(|c| !c.is_closed());
                 }
             }
+            let stepping = Instant::now();
+            for input in inputs.drain(..) {
+                if matches!(input, Input::Shutdown) {
+                    return Ok(());
+                }
+                self.on_input(input)?;
+            }
+            self.times.add(Phase::Step, stepping.elapsed());
             self.ping_peers();
             self.process()?;
             if let Some(slow) = self.times.slow(SLOW_ROUND) {
