@@ -1,13 +1,21 @@
 //! `synod chaos`: fault injection against a cluster of real member processes, with the
-//! client history checked for linearizability.
+//! client history checked for linearizability, and watch, lease and lock clients
+//! checked against the authoritative history.
 
 mod append;
 mod cluster;
+mod coord;
 mod faults;
+mod lease;
+mod lease_check;
+mod lock;
+mod lock_check;
 mod plot;
 mod proxy;
 mod report;
 mod verify;
+mod watch;
+mod watch_check;
 mod workload;
 
 use clap::Args;
@@ -316,6 +324,9 @@ pub fn run(args: ChaosArgs) -> ExitCode {
             seed,
         )));
     }
+    let endpoints: Vec<String> = (0..n).map(|i| r.cluster.endpoint(i)).collect();
+    let (mut coord, tasks) = coord::spawn(&rt, &r.rec, &endpoints, args.seed);
+    clients.extend(tasks);
     r.fault_phase(args.duration);
     let end_s = r.now_s();
     r.bar.finish_and_clear();
@@ -323,8 +334,13 @@ pub fn run(args: ChaosArgs) -> ExitCode {
     for c in clients {
         let _ = rt.block_on(c);
     }
-    let outcome = rt.block_on(finish(&mut r));
-    conclude(&args, &r, end_s, outcome)
+    let stopped = Instant::now();
+    let mut outcome = rt.block_on(finish(&mut r));
+    if let Some(l) = outcome.leader {
+        let leader = r.cluster.endpoint(l);
+        outcome.coord = Some(rt.block_on(coord.finish(&leader, stopped)));
+    }
+    conclude(&args, &r, &coord, end_s, outcome)
 }
 
 /// After healing: convergence, final reads and hashes.
@@ -335,6 +351,10 @@ struct Outcome {
     hashes: Vec<String>,
     converged: bool,
     problems: Vec<String>,
+    /// The leader after healing, if one was found.
+    leader: Option<usize>,
+    /// What the watch, lease and lock checkers found (None without a leader).
+    coord: Option<coord::Findings>,
 }
 
 async fn finish(r: &mut Run) -> Outcome {
@@ -383,6 +403,8 @@ async fn finish(r: &mut Run) -> Outcome {
         hashes,
         converged,
         problems,
+        leader,
+        coord: None,
     }
 }
 
@@ -466,8 +488,9 @@ async fn converge(r: &Run, leader: Option<usize>) -> (Vec<String>, bool) {
     (hashes, ok)
 }
 
-fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
+fn conclude(args: &ChaosArgs, r: &Run, coord: &coord::Coord, end_s: f64, out: Outcome) -> ExitCode {
     let ops = r.rec.ops.lock().unwrap().clone();
+    let co = coord::parts(out.coord.as_ref());
     let (mut lin, offending) = verify::linearizability(&ops);
     let mut lost = verify::lost_acked(&ops, &out.finals);
     lost.extend(out.append.0.iter().cloned());
@@ -521,6 +544,9 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
             a.reads.len()
         );
     }
+    for l in &co.summary {
+        let _ = writeln!(summary, "{l}");
+    }
     let _ = writeln!(
         summary,
         "hashkv: {} ({})",
@@ -537,15 +563,17 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
         .chain(&out.append.1)
         .chain(&regressions)
         .chain(&out.problems)
+        .chain(&co.verdict)
     {
         let _ = writeln!(verdict, "{l}");
     }
     let line = format!(
-        "ops={} linearizable={lin} lost_acked={} availability={:.1}% max_failover_ms={:.0}",
+        "ops={} linearizable={lin} lost_acked={} availability={:.1}% max_failover_ms={:.0}{}",
         ops.len(),
         lost.len(),
         availability * 100.0,
-        max_failover
+        max_failover,
+        co.keys
     );
     let _ = writeln!(summary, "{line}");
     if let Some(dir) = &args.report {
@@ -555,13 +583,14 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
             end_s,
             verdict: &verdict,
             summary: &summary,
+            extra: &coord::files(coord),
         };
         if let Err(e) = report::write(dir, &rep) {
             eprintln!("error: cannot write the report: {e}");
         }
     }
     print!("{}", summary.replace(&format!("{line}\n"), ""));
-    if lin != "yes" || !lost.is_empty() || !regressions.is_empty() {
+    if lin != "yes" || !lost.is_empty() || !regressions.is_empty() || !co.ok {
         print!("{verdict}");
     }
     println!("{line}");
@@ -569,7 +598,8 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
         && lost.is_empty()
         && regressions.is_empty()
         && out.converged
-        && out.problems.is_empty();
+        && out.problems.is_empty()
+        && co.ok;
     if ok {
         ExitCode::SUCCESS
     } else {
