@@ -118,10 +118,10 @@ impl Run {
             self.bar.set_position(self.rec.start.elapsed().as_secs());
             let ops = self.rec.ops.lock().unwrap().len();
             self.bar.set_message(format!("{ops} ops"));
-            for (i, _) in self.cluster.procs.reap_exited() {
+            for (i, status) in self.cluster.procs.reap_exited() {
                 let why = self.cluster.procs.log_tail(i, 1).join(" ");
                 self.notes.push(format!(
-                    "{:.2}s {} exited on its own: {why}",
+                    "{:.2}s {} exited on its own ({status}): {why}",
                     self.now_s(),
                     self.cluster.procs.members[i].name
                 ));
