@@ -53,8 +53,8 @@ pub struct ChaosArgs {
     /// Concurrent clients (spread over every member).
     #[arg(long, default_value_t = 10)]
     pub clients: u64,
-    /// Run members with a planted bug (stale-local-read, ack-before-fsync); needs a
-    /// build with `--features planted-bugs`.
+    /// Run members with a planted bug (stale-local-read, ack-before-fsync,
+    /// follower-lease-expiry); needs a build with `--features planted-bugs`.
     #[arg(long)]
     pub planted_bug: Option<String>,
 }
