@@ -52,8 +52,8 @@ fn short_run_with_every_fault_passes_and_writes_its_report() {
     assert_eq!(s[1].1, "yes");
     assert_eq!(s[2].1, "0");
     assert!(s[0].1.parse::<u64>().unwrap() > 500, "{out}");
-    for k in 5..8 {
-        assert_eq!(s[k].1, "0", "{}: {out}", s[k].0);
+    for (key, value) in &s[5..8] {
+        assert_eq!(value, "0", "{key}: {out}");
     }
     // The coordination clients ran and their checkers saw something.
     let line = |prefix: &str| {
