@@ -152,7 +152,7 @@ impl Run {
         let start_s = self.now_s();
         let style = self.rng.range(0, 10);
         let base = self.disk_base.clone();
-        let Some((detail, hit, undo)) =
+        let Some((detail, hit, mut undo)) =
             faults::inject(&mut self.cluster, kind, nth, &mut self.rng, leader, &base)
         else {
             return;
@@ -173,15 +173,23 @@ impl Run {
                 return;
             }
             7 | 8 if matches!(kind, "partition" | "drop" | "pause" | "delay") => {
+                let mut again = Vec::new();
                 for _ in 0..3 {
                     self.wait(0.8);
                     faults::undo(&mut self.cluster, &undo, &base);
                     self.wait(0.5);
                     let l = self.cluster.procs.leader();
-                    let _ = faults::inject(&mut self.cluster, kind, nth, &mut self.rng, l, &base);
+                    // A flap may pick another target (another member to pause): what
+                    // is undone next is what this flap did.
+                    if let Some((d, _, u)) =
+                        faults::inject(&mut self.cluster, kind, nth, &mut self.rng, l, &base)
+                    {
+                        again.push(d);
+                        undo = u;
+                    }
                 }
                 self.wait(0.8);
-                format!("{detail} (intermittent)")
+                format!("{detail} (intermittent, then: {})", again.join("; "))
             }
             _ => {
                 let secs = 2.0 + self.rng.unit() * 3.0;
