@@ -201,14 +201,20 @@ async fn read(rec: &Recording, kv: &mut super::workload::Kv, key: &str) -> Optio
     })
 }
 
+/// A KV connection that is made anew after a failure, so a restarted member is not
+/// waited for through the old channel's reconnect backoff.
+struct Conn {
+    kv: super::workload::Kv,
+    endpoint: String,
+}
+
 /// Reads the key and records the read; Some(present) when the read succeeded.
-async fn read_into(
-    rec: &Recording,
-    kv: &mut super::workload::Kv,
-    t: &Mutex<Track>,
-) -> Option<bool> {
+async fn read_into(rec: &Recording, c: &mut Conn, t: &Mutex<Track>) -> Option<bool> {
     let key = t.lock().unwrap().key.clone();
-    let r = read(rec, kv, &key).await?;
+    let Some(r) = read(rec, &mut c.kv, &key).await else {
+        c.kv = connect(&c.endpoint);
+        return None;
+    };
     t.lock().unwrap().reads.push(r);
     Some(r.present)
 }
@@ -237,7 +243,10 @@ pub async fn client(
 ) {
     let mut rng = seedrng::Rng::new(seed);
     let mut leases = lease_client(&endpoint);
-    let mut kv = connect(&endpoint);
+    let mut c = Conn {
+        kv: connect(&endpoint),
+        endpoint: endpoint.clone(),
+    };
     let mut n = 0;
     while !rec.stop.load(Ordering::Relaxed) {
         let Some((lease, first)) = grant(&rec, &mut leases, TTL_S).await else {
@@ -255,10 +264,10 @@ pub async fn client(
         }));
         log.lock().unwrap().tracks.push(track.clone());
         let key = track.lock().unwrap().key.clone();
-        if put(&mut kv, &key, lease).await {
+        if put(&mut c.kv, &key, lease).await {
             track.lock().unwrap().put_acked_us = Some(rec.now_us());
         } else {
-            kv = connect(&endpoint);
+            c.kv = connect(&endpoint);
         }
         let halt = Arc::new(AtomicBool::new(false));
         let every = Duration::from_millis(first.ttl_s as u64 * 1000 / 3);
@@ -271,28 +280,23 @@ pub async fn client(
             track.clone(),
         ));
         let hold = Duration::from_millis(rng.range(1500, 6000));
-        hold_and_read(&rec, &mut kv, &track, hold).await;
+        hold_and_read(&rec, &mut c, &track, hold).await;
         halt.store(true, Ordering::Relaxed);
         let _ = ka.await;
         track.lock().unwrap().stopped_us = Some(rec.now_us());
         if rng.chance(1, 3) {
-            revoke_and_read(&rec, &mut leases, &mut kv, &track, lease).await;
+            revoke_and_read(&rec, &mut leases, &mut c, &track, lease).await;
         } else {
-            poll_until_gone(&rec, &mut kv, &track).await;
+            poll_until_gone(&rec, &mut c, &track).await;
         }
     }
 }
 
 /// Reads the key every [`READ_EVERY`] for `hold`, or until it reads as absent.
-async fn hold_and_read(
-    rec: &Recording,
-    kv: &mut super::workload::Kv,
-    t: &Mutex<Track>,
-    hold: Duration,
-) {
+async fn hold_and_read(rec: &Recording, c: &mut Conn, t: &Mutex<Track>, hold: Duration) {
     let until = tokio::time::Instant::now() + hold;
     while tokio::time::Instant::now() < until && !rec.stop.load(Ordering::Relaxed) {
-        if read_into(rec, kv, t).await == Some(false) {
+        if read_into(rec, c, t).await == Some(false) {
             return;
         }
         sleep_unless(READ_EVERY, &rec.stop).await;
@@ -303,7 +307,7 @@ async fn hold_and_read(
 async fn revoke_and_read(
     rec: &Recording,
     leases: &mut LeaseClient,
-    kv: &mut super::workload::Kv,
+    c: &mut Conn,
     t: &Mutex<Track>,
     lease: i64,
 ) {
@@ -313,17 +317,17 @@ async fn revoke_and_read(
     }
     t.lock().unwrap().revoke_acked_us = Some(rec.now_us());
     for _ in 0..5 {
-        if read_into(rec, kv, t).await.is_some() {
+        if read_into(rec, c, t).await.is_some() {
             return;
         }
     }
 }
 
 /// Polls the key until it reads as absent (or for [`POLL_FOR`], or until the stop).
-async fn poll_until_gone(rec: &Recording, kv: &mut super::workload::Kv, t: &Mutex<Track>) {
+async fn poll_until_gone(rec: &Recording, c: &mut Conn, t: &Mutex<Track>) {
     let until = tokio::time::Instant::now() + POLL_FOR;
     while tokio::time::Instant::now() < until && !rec.stop.load(Ordering::Relaxed) {
-        if read_into(rec, kv, t).await == Some(false) {
+        if read_into(rec, c, t).await == Some(false) {
             return;
         }
         sleep_unless(POLL_EVERY, &rec.stop).await;
