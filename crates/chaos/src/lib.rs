@@ -1,13 +1,21 @@
 //! `synod chaos`: fault injection against a cluster of real member processes, with the
-//! client history checked for linearizability.
+//! client history checked for linearizability, and watch, lease and lock clients
+//! checked against the authoritative history.
 
 mod append;
 mod cluster;
+mod coord;
 mod faults;
+mod lease;
+mod lease_check;
+mod lock;
+mod lock_check;
 mod plot;
 mod proxy;
 mod report;
 mod verify;
+mod watch;
+mod watch_check;
 mod workload;
 
 use clap::Args;
@@ -45,8 +53,8 @@ pub struct ChaosArgs {
     /// Concurrent clients (spread over every member).
     #[arg(long, default_value_t = 10)]
     pub clients: u64,
-    /// Run members with a planted bug (stale-local-read, ack-before-fsync); needs a
-    /// build with `--features planted-bugs`.
+    /// Run members with a planted bug (stale-local-read, ack-before-fsync,
+    /// follower-lease-expiry); needs a build with `--features planted-bugs`.
     #[arg(long)]
     pub planted_bug: Option<String>,
 }
@@ -110,10 +118,10 @@ impl Run {
             self.bar.set_position(self.rec.start.elapsed().as_secs());
             let ops = self.rec.ops.lock().unwrap().len();
             self.bar.set_message(format!("{ops} ops"));
-            for (i, _) in self.cluster.procs.reap_exited() {
+            for (i, status) in self.cluster.procs.reap_exited() {
                 let why = self.cluster.procs.log_tail(i, 1).join(" ");
                 self.notes.push(format!(
-                    "{:.2}s {} exited on its own: {why}",
+                    "{:.2}s {} exited on its own ({status}): {why}",
                     self.now_s(),
                     self.cluster.procs.members[i].name
                 ));
@@ -144,7 +152,7 @@ impl Run {
         let start_s = self.now_s();
         let style = self.rng.range(0, 10);
         let base = self.disk_base.clone();
-        let Some((detail, hit, undo)) =
+        let Some((detail, hit, mut undo)) =
             faults::inject(&mut self.cluster, kind, nth, &mut self.rng, leader, &base)
         else {
             return;
@@ -165,15 +173,23 @@ impl Run {
                 return;
             }
             7 | 8 if matches!(kind, "partition" | "drop" | "pause" | "delay") => {
+                let mut again = Vec::new();
                 for _ in 0..3 {
                     self.wait(0.8);
                     faults::undo(&mut self.cluster, &undo, &base);
                     self.wait(0.5);
                     let l = self.cluster.procs.leader();
-                    let _ = faults::inject(&mut self.cluster, kind, nth, &mut self.rng, l, &base);
+                    // A flap may pick another target (another member to pause): what
+                    // is undone next is what this flap did.
+                    if let Some((d, _, u)) =
+                        faults::inject(&mut self.cluster, kind, nth, &mut self.rng, l, &base)
+                    {
+                        again.push(d);
+                        undo = u;
+                    }
                 }
                 self.wait(0.8);
-                format!("{detail} (intermittent)")
+                format!("{detail} (intermittent, then: {})", again.join("; "))
             }
             _ => {
                 let secs = 2.0 + self.rng.unit() * 3.0;
@@ -316,6 +332,9 @@ pub fn run(args: ChaosArgs) -> ExitCode {
             seed,
         )));
     }
+    let endpoints: Vec<String> = (0..n).map(|i| r.cluster.endpoint(i)).collect();
+    let (mut coord, tasks) = coord::spawn(&rt, &r.rec, &endpoints, args.seed);
+    clients.extend(tasks);
     r.fault_phase(args.duration);
     let end_s = r.now_s();
     r.bar.finish_and_clear();
@@ -323,8 +342,13 @@ pub fn run(args: ChaosArgs) -> ExitCode {
     for c in clients {
         let _ = rt.block_on(c);
     }
-    let outcome = rt.block_on(finish(&mut r));
-    conclude(&args, &r, end_s, outcome)
+    let stopped = Instant::now();
+    let mut outcome = rt.block_on(finish(&mut r));
+    if let Some(l) = outcome.leader {
+        let leader = r.cluster.endpoint(l);
+        outcome.coord = Some(rt.block_on(coord.finish(&leader, stopped)));
+    }
+    conclude(&args, &r, &coord, end_s, outcome)
 }
 
 /// After healing: convergence, final reads and hashes.
@@ -335,6 +359,10 @@ struct Outcome {
     hashes: Vec<String>,
     converged: bool,
     problems: Vec<String>,
+    /// The leader after healing, if one was found.
+    leader: Option<usize>,
+    /// What the watch, lease and lock checkers found (None without a leader).
+    coord: Option<coord::Findings>,
 }
 
 async fn finish(r: &mut Run) -> Outcome {
@@ -383,6 +411,8 @@ async fn finish(r: &mut Run) -> Outcome {
         hashes,
         converged,
         problems,
+        leader,
+        coord: None,
     }
 }
 
@@ -466,8 +496,9 @@ async fn converge(r: &Run, leader: Option<usize>) -> (Vec<String>, bool) {
     (hashes, ok)
 }
 
-fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
+fn conclude(args: &ChaosArgs, r: &Run, coord: &coord::Coord, end_s: f64, out: Outcome) -> ExitCode {
     let ops = r.rec.ops.lock().unwrap().clone();
+    let co = coord::parts(out.coord.as_ref());
     let (mut lin, offending) = verify::linearizability(&ops);
     let mut lost = verify::lost_acked(&ops, &out.finals);
     lost.extend(out.append.0.iter().cloned());
@@ -521,6 +552,9 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
             a.reads.len()
         );
     }
+    for l in &co.summary {
+        let _ = writeln!(summary, "{l}");
+    }
     let _ = writeln!(
         summary,
         "hashkv: {} ({})",
@@ -537,15 +571,17 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
         .chain(&out.append.1)
         .chain(&regressions)
         .chain(&out.problems)
+        .chain(&co.verdict)
     {
         let _ = writeln!(verdict, "{l}");
     }
     let line = format!(
-        "ops={} linearizable={lin} lost_acked={} availability={:.1}% max_failover_ms={:.0}",
+        "ops={} linearizable={lin} lost_acked={} availability={:.1}% max_failover_ms={:.0}{}",
         ops.len(),
         lost.len(),
         availability * 100.0,
-        max_failover
+        max_failover,
+        co.keys
     );
     let _ = writeln!(summary, "{line}");
     if let Some(dir) = &args.report {
@@ -555,13 +591,14 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
             end_s,
             verdict: &verdict,
             summary: &summary,
+            extra: &coord::files(coord),
         };
         if let Err(e) = report::write(dir, &rep) {
             eprintln!("error: cannot write the report: {e}");
         }
     }
     print!("{}", summary.replace(&format!("{line}\n"), ""));
-    if lin != "yes" || !lost.is_empty() || !regressions.is_empty() {
+    if lin != "yes" || !lost.is_empty() || !regressions.is_empty() || !co.ok {
         print!("{verdict}");
     }
     println!("{line}");
@@ -569,7 +606,8 @@ fn conclude(args: &ChaosArgs, r: &Run, end_s: f64, out: Outcome) -> ExitCode {
         && lost.is_empty()
         && regressions.is_empty()
         && out.converged
-        && out.problems.is_empty();
+        && out.problems.is_empty()
+        && co.ok;
     if ok {
         ExitCode::SUCCESS
     } else {

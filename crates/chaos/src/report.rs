@@ -132,6 +132,8 @@ pub struct Report<'a> {
     pub end_s: f64,
     pub verdict: &'a str,
     pub summary: &'a str,
+    /// More files: (name, contents) — the coordination clients' records.
+    pub extra: &'a [(&'a str, String)],
 }
 
 /// Writes the report directory.
@@ -154,6 +156,9 @@ pub fn write(dir: &Path, r: &Report<'_>) -> std::io::Result<()> {
     std::fs::write(dir.join("faults.txt"), t)?;
     std::fs::write(dir.join("verdict.txt"), r.verdict)?;
     std::fs::write(dir.join("summary.txt"), r.summary)?;
+    for (name, text) in r.extra {
+        std::fs::write(dir.join(name), text)?;
+    }
     let windows: Vec<Window> = r
         .faults
         .iter()
@@ -182,8 +187,13 @@ pub fn write(dir: &Path, r: &Report<'_>) -> std::io::Result<()> {
         dir.join("latency.svg"),
         chart("Latency of acknowledged operations", "ms", &lat, true),
     )?;
+    let links: String = r
+        .extra
+        .iter()
+        .map(|(name, _)| format!(", <a href={name}>{name}</a>"))
+        .collect();
     let html = format!(
-        "<!doctype html><meta charset=utf-8><title>synod chaos report</title><h1>synod chaos</h1><pre>{}</pre><img src=throughput.svg><img src=latency.svg><h2>Faults</h2><pre>{}</pre><h2>Verdict</h2><pre>{}</pre><p>History: <a href=history.jsonl>history.jsonl</a></p>",
+        "<!doctype html><meta charset=utf-8><title>synod chaos report</title><h1>synod chaos</h1><pre>{}</pre><img src=throughput.svg><img src=latency.svg><h2>Faults</h2><pre>{}</pre><h2>Verdict</h2><pre>{}</pre><p>History: <a href=history.jsonl>history.jsonl</a>{links}</p>",
         esc(r.summary),
         esc(&std::fs::read_to_string(dir.join("faults.txt"))?),
         esc(r.verdict)

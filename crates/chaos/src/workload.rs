@@ -86,8 +86,11 @@ impl Recording {
     }
 }
 
+/// A KV client.
+pub type Kv = KvClient<Channel>;
+
 /// A client connection to `endpoint`.
-pub fn connect(endpoint: &str) -> KvClient<Channel> {
+pub fn connect(endpoint: &str) -> Kv {
     let ch = tonic::transport::Endpoint::from_shared(endpoint.to_string())
         .expect("valid endpoint")
         .connect_timeout(Duration::from_millis(300))

@@ -83,18 +83,27 @@ pub enum ServerBug {
     StaleLocalRead,
     /// Persisted is reported to Raft at write time; the fsync follows lazily.
     AckBeforeFsync,
+    /// The lease clock's `follower-lease-expiry` (`kv::KvBug`): a follower keeps
+    /// lease deadlines on its own clock, never renewed by keep-alives, and hands the
+    /// revoke of a lease past its deadline to the leader.
+    FollowerLeaseExpiry,
 }
 
 #[cfg(feature = "planted-bugs")]
 impl ServerBug {
     /// Every planted bug's name.
-    pub const NAMES: [&'static str; 2] = ["stale-local-read", "ack-before-fsync"];
+    pub const NAMES: [&'static str; 3] = [
+        "stale-local-read",
+        "ack-before-fsync",
+        "follower-lease-expiry",
+    ];
 
     /// A bug by name.
     pub fn from_name(name: &str) -> Option<ServerBug> {
         match name {
             "stale-local-read" => Some(ServerBug::StaleLocalRead),
             "ack-before-fsync" => Some(ServerBug::AckBeforeFsync),
+            "follower-lease-expiry" => Some(ServerBug::FollowerLeaseExpiry),
             _ => None,
         }
     }

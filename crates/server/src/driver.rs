@@ -226,6 +226,8 @@ impl Driver {
                 self.on_input(input)?;
             }
             self.times.add(Phase::Step, stepping.elapsed());
+            #[cfg(feature = "planted-bugs")]
+            self.forward_planted();
             self.ping_peers();
             self.process()?;
             if let Some(slow) = self.times.slow(SLOW_ROUND) {
@@ -237,6 +239,17 @@ impl Driver {
                     "{slow}"
                 );
             }
+        }
+    }
+
+    /// Under `follower-lease-expiry`: what this follower's lessor asked to order goes
+    /// to the leader as a client's write would (nobody waits for the answer).
+    #[cfg(feature = "planted-bugs")]
+    fn forward_planted(&mut self) {
+        let commands = std::mem::take(&mut *self.shared.planted_forward.lock().unwrap());
+        for command in commands {
+            let (reply, _) = tokio::sync::oneshot::channel();
+            self.replica.submit(Client::Write(reply), command);
         }
     }
 

@@ -311,9 +311,11 @@ pub async fn run(
             },
         )),
         watch_hub: Default::default(),
-        lessor: parking_lot::Mutex::new(kv::Lessor::new(lessor_options(&cfg))),
+        lessor: parking_lot::Mutex::new(lessor(&cfg)),
         #[cfg(feature = "planted-bugs")]
         planted_bug: cfg.planted_bug,
+        #[cfg(feature = "planted-bugs")]
+        planted_forward: Default::default(),
     });
     let mut raft_cfg = EngineConfig::new(me, shared.members.iter().map(|m| m.id).collect());
     let tick = cfg.tick();
@@ -404,6 +406,17 @@ fn lessor_options(cfg: &ServerConfig) -> kv::LessorOptions {
         promote_extend_ticks: ticks(cfg.election),
         revoke_retry_ticks: ticks(Duration::from_secs(3)),
     }
+}
+
+/// The member's lease clock (with the planted bug, if it is the lessor's).
+fn lessor(cfg: &ServerConfig) -> kv::Lessor {
+    #[allow(unused_mut)]
+    let mut lessor = kv::Lessor::new(lessor_options(cfg));
+    #[cfg(feature = "planted-bugs")]
+    if cfg.planted_bug == Some(config::ServerBug::FollowerLeaseExpiry) {
+        lessor.plant(Some(kv::KvBug::FollowerLeaseExpiry));
+    }
+    lessor
 }
 
 #[cfg(test)]

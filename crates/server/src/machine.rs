@@ -186,6 +186,13 @@ impl StateMachine for ServerMachine {
         let store = self.shared.store.read();
         let proposals = self.shared.lessor.lock().tick(&store);
         if !leader {
+            // Nothing, unless a bug is planted: then the driver hands it to the leader.
+            #[cfg(feature = "planted-bugs")]
+            self.shared
+                .planted_forward
+                .lock()
+                .unwrap()
+                .extend(proposals.iter().map(kv::command::encode));
             return Vec::new();
         }
         proposals.iter().map(kv::command::encode).collect()

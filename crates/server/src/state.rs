@@ -132,6 +132,10 @@ pub struct Shared {
     /// A deliberately planted bug.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<crate::config::ServerBug>,
+    /// What a follower's lessor asks to order under `follower-lease-expiry`, for the
+    /// driver to hand to the leader.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_forward: Mutex<Vec<Vec<u8>>>,
 }
 
 /// Each peer's φ-accrual detector, on a clock that starts with the member.

@@ -80,7 +80,8 @@ pub struct NodeArgs {
     /// Testing only: inject disk faults (`fsync-eio=N` per mille, `tear`, `seed=S`).
     #[arg(long, hide = true, default_value = "")]
     pub unsafe_disk_faults: String,
-    /// Testing only: plant a bug (stale-local-read, ack-before-fsync).
+    /// Testing only: plant a bug (stale-local-read, ack-before-fsync,
+    /// follower-lease-expiry).
     #[cfg(feature = "planted-bugs")]
     #[arg(long)]
     pub planted_bug: Option<String>,
