@@ -126,6 +126,23 @@ fn lease_no_checkpoint_is_caught() {
     assert_eq!(found.map(|f| f.1), Some("lease-liveness"), "{found:?}");
 }
 
+/// A lock client whose fenced write forgets its compare writes after a pause outlasted
+/// its lease, when another client holds the lock (or nobody does): the mutual exclusion
+/// checker sees a fenced write by a non-owner.
+#[test]
+fn lock_unfenced_is_caught() {
+    let opts = SimOptions {
+        workload_bug: Some(sim::WorkloadBug::LockUnfenced),
+        ..SimOptions::default()
+    };
+    let found = first_violation_with(opts, 0..10);
+    assert_eq!(
+        found.map(|f| f.1),
+        Some("lock-mutual-exclusion"),
+        "{found:?}"
+    );
+}
+
 /// A real bug the lease safety checker found: a keep-alive that an old leader ordered
 /// and committed, but that the new leader had not applied when it took over, did not
 /// restart the lease at the new leader (`kv::Lessor::on_applied` ignored keep-alives),
