@@ -178,12 +178,16 @@ fn to_input(r: &ClientRequest) -> KvInput {
             },
             KvOp::Delete { key } => KvInput::Delete { key: key_name(key) },
             // A compaction changes no key: modelled as a read of a key nobody writes.
-            // The lease holders' requests never come through here.
+            // The lease holders' and lock clients' requests never come through here.
             KvOp::Compact { .. }
             | KvOp::PutLeased { .. }
             | KvOp::LeaseGrant { .. }
             | KvOp::LeaseRenew { .. }
-            | KvOp::LeaseRevoke { .. } => KvInput::Get { key: "nop".into() },
+            | KvOp::LeaseRevoke { .. }
+            | KvOp::LockEnter { .. }
+            | KvOp::LockOwner { .. }
+            | KvOp::LockWrite { .. }
+            | KvOp::LockRelease { .. } => KvInput::Get { key: "nop".into() },
         },
     }
 }

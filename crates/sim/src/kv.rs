@@ -12,7 +12,7 @@ use crate::hash::{fnv, mix};
 use engine::{Applied, Index, StateMachine};
 use kv::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KvError, Lessor, LessorOptions,
-    PutRequest, RangeRequest, Request, RequestOp, Response, Store, TxnRequest,
+    PutRequest, RangeRequest, Request, RequestOp, Response, ResponseOp, Store, TxnRequest,
 };
 use std::collections::BTreeMap;
 
@@ -73,6 +73,35 @@ pub enum KvOp {
         /// The lease id.
         id: i64,
     },
+    /// A lock contender enters the queue (etcd's lock recipe): create its key
+    /// [`lock_key`]`(lease)` under `lease` unless it exists, and read it back (a Txn);
+    /// answers [`KvResult::Created`] with the key's create revision, its place in line.
+    LockEnter {
+        /// The contender's lease.
+        lease: i64,
+    },
+    /// A lock contender looks at the queue (a Txn of two reads): answers
+    /// [`KvResult::Owner`].
+    LockOwner {
+        /// The contender's lease.
+        lease: i64,
+    },
+    /// A write to the lock's data key [`LOCK_DATA`]: fenced (a Txn that puts only if
+    /// the contender key of `lease` still has create revision `rev`, answering
+    /// [`KvResult::Cas`]) or, with `rev` 0, a plain put.
+    LockWrite {
+        /// The writer's lease.
+        lease: i64,
+        /// The fencing token: the writer's key's create revision (0: unfenced).
+        rev: i64,
+        /// New value.
+        value: u64,
+    },
+    /// A lock holder releases the lock: delete its key.
+    LockRelease {
+        /// The holder's lease.
+        lease: i64,
+    },
 }
 
 /// A command: an operation and the client that issued it (with its sequence number,
@@ -99,6 +128,16 @@ pub enum KvResult {
     /// A lease request (or a put to a lease) done (`true`), or refused because the
     /// lease is not granted (`false`: it expired or was revoked).
     Lease(bool),
+    /// A lock contender's key exists with this create revision.
+    Created(i64),
+    /// The lock queue: the lease of the key with the lowest create revision under
+    /// [`LOCK_PREFIX`] (0: none) and the create revision of the asker's key (0: gone).
+    Owner {
+        /// The owner's lease.
+        first: i64,
+        /// The asker's key's create revision.
+        mine: i64,
+    },
 }
 
 /// A key's name in the store.
@@ -123,6 +162,9 @@ fn put(key: u8, value: u64) -> PutRequest {
 pub fn lease_id(holder: u64, cycle: u64) -> i64 {
     (((holder + 1) << 32) | (cycle & 0xffff_ffff)) as i64
 }
+
+mod lock;
+pub use lock::{lock_key, LOCK_DATA, LOCK_PREFIX};
 
 impl Command {
     /// The etcd request, for a store now at revision `revision`.
@@ -162,14 +204,31 @@ impl Command {
             KvOp::LeaseGrant { id, ttl } => Request::LeaseGrant { id, ttl },
             KvOp::LeaseRenew { id } => Request::LeaseRenew { id },
             KvOp::LeaseRevoke { id } => Request::LeaseRevoke { id },
+            KvOp::LockEnter { .. }
+            | KvOp::LockOwner { .. }
+            | KvOp::LockWrite { .. }
+            | KvOp::LockRelease { .. } => lock::request(self.op),
         }
     }
 }
 
-/// What a store's response means to the workload.
+/// The create revision of the key a read found (0: none).
+fn created(r: &kv::RangeResponse) -> i64 {
+    r.kvs.first().map_or(0, |kv| kv.create_revision)
+}
+
+/// What a store's response means to the workload. A transaction that ends with reads
+/// answers what they found (the lock operations'); any other answers which branch ran.
 pub fn result_of(r: &Response) -> KvResult {
     match r {
-        Response::Txn(t) => KvResult::Cas(t.succeeded),
+        Response::Txn(t) => match t.responses.as_slice() {
+            [.., ResponseOp::Range(first), ResponseOp::Range(mine)] => KvResult::Owner {
+                first: first.kvs.first().map_or(0, |kv| kv.lease),
+                mine: created(mine),
+            },
+            [.., ResponseOp::Range(mine)] => KvResult::Created(created(mine)),
+            _ => KvResult::Cas(t.succeeded),
+        },
         Response::DeleteRange(d) => KvResult::Deleted(d.deleted > 0),
         Response::LeaseGranted { .. }
         | Response::LeaseRevoked { .. }
@@ -374,10 +433,13 @@ impl SimStore {
     }
 }
 
-/// The request itself if it concerns a lease: a lease request or a put to a lease.
+/// The request itself if it concerns a lease: a lease request or a put to a lease
+/// (alone or in a transaction).
 fn lease_of(req: &Request) -> Option<&Request> {
+    let leased = |op: &RequestOp| matches!(op, RequestOp::Put(p) if p.lease != 0);
     match req {
         Request::Put(p) if p.lease != 0 => Some(req),
+        Request::Txn(t) if t.success.iter().chain(&t.failure).any(leased) => Some(req),
         r if r.is_lease() => Some(req),
         _ => None,
     }
@@ -392,10 +454,22 @@ fn result_code(r: KvResult) -> u8 {
         KvResult::Deleted(true) => 4,
         KvResult::Lease(false) => 5,
         KvResult::Lease(true) => 6,
+        KvResult::Created(_) => 7,
+        KvResult::Owner { .. } => 8,
     }
 }
 
-fn result_from(code: u8) -> Option<KvResult> {
+/// The numbers a result carries besides its code.
+fn result_payload(r: KvResult) -> Option<[i64; 2]> {
+    match r {
+        KvResult::Created(rev) => Some([rev, 0]),
+        KvResult::Owner { first, mine } => Some([first, mine]),
+        _ => None,
+    }
+}
+
+/// A result from its code and, for codes 7 and 8, its payload.
+fn result_from(code: u8, payload: [i64; 2]) -> Option<KvResult> {
     Some(match code {
         0 => KvResult::Done,
         1 => KvResult::Cas(false),
@@ -404,6 +478,11 @@ fn result_from(code: u8) -> Option<KvResult> {
         4 => KvResult::Deleted(true),
         5 => KvResult::Lease(false),
         6 => KvResult::Lease(true),
+        7 => KvResult::Created(payload[0]),
+        8 => KvResult::Owner {
+            first: payload[0],
+            mine: payload[1],
+        },
         _ => return None,
     })
 }
@@ -429,13 +508,17 @@ impl StateMachine for SimStore {
         StateMachine::applied_index(&self.store)
     }
 
-    /// `count u32 | (client u64, seq u64, result u8)*` and then the store's snapshot.
+    /// `count u32 | (client u64, seq u64, result u8, [payload i64; 2] for results 7
+    /// and 8)*` and then the store's snapshot.
     fn snapshot(&self) -> Vec<u8> {
         let mut b = (self.sessions.len() as u32).to_le_bytes().to_vec();
         for (client, (seq, result)) in &self.sessions {
             b.extend_from_slice(&client.to_le_bytes());
             b.extend_from_slice(&seq.to_le_bytes());
             b.push(result_code(*result));
+            for n in result_payload(*result).iter().flatten() {
+                b.extend_from_slice(&n.to_le_bytes());
+            }
         }
         b.extend_from_slice(&StateMachine::snapshot(&self.store));
         b
@@ -449,9 +532,16 @@ impl StateMachine for SimStore {
         for _ in 0..u32::from_le_bytes(*count) {
             let (entry, tail) = rest.split_first_chunk::<17>().ok_or(KvError::Corrupt)?;
             let ((client, seq), code) = split_session(entry).ok_or(KvError::Corrupt)?;
-            let result = result_from(code[0]).ok_or(KvError::Corrupt)?;
-            sessions.insert(client, (seq, result));
             rest = tail;
+            let mut payload = [0i64; 2];
+            if matches!(code[0], 7 | 8) {
+                let (p, tail) = rest.split_first_chunk::<16>().ok_or(KvError::Corrupt)?;
+                let word = |i: usize| i64::from_le_bytes(p[i..i + 8].try_into().unwrap_or([0; 8]));
+                payload = [word(0), word(8)];
+                rest = tail;
+            }
+            let result = result_from(code[0], payload).ok_or(KvError::Corrupt)?;
+            sessions.insert(client, (seq, result));
         }
         StateMachine::restore(&mut self.store, rest)?;
         self.store.set_record_events(true);
@@ -494,6 +584,9 @@ impl StateMachine for SimStore {
         }
         for (client, (seq, result)) in &self.sessions {
             h = mix(mix(h, *client), mix(*seq, u64::from(result_code(*result))));
+            if let Some([a, b]) = result_payload(*result) {
+                h = mix(h, mix(a as u64, b as u64));
+            }
         }
         h
     }

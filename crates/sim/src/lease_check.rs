@@ -126,6 +126,11 @@ impl LeaseChecker {
         }
     }
 
+    /// The time stalled and the leaders elected so far (for the lock checkers).
+    pub(crate) fn stall_marks(&self) -> (u64, u64) {
+        (self.stalled_us, self.promotions)
+    }
+
     /// Holder `holder` was granted `lease` of `ttl_us`; it first sent the grant at
     /// `sent_us`, and the acknowledgement arrived now.
     pub(crate) fn on_granted(

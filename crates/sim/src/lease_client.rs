@@ -321,6 +321,7 @@ impl Simulation {
         if let Err(v) = self.leases.check_liveness() {
             self.fail(v);
         }
+        self.check_lock_handover();
     }
 
     /// Member `i` applied writes with these events: the committed history grows, and
@@ -330,6 +331,7 @@ impl Simulation {
             Ok(fresh) => fresh,
             Err(v) => return self.fail(v),
         };
+        self.lock_events(&fresh);
         for e in fresh {
             let lease = e.prev_kv.as_ref().map_or(0, |p| p.lease);
             if e.kind == kv::EventKind::Delete && lease != 0 {

@@ -32,6 +32,8 @@ mod invariants;
 pub mod kv;
 mod lease_check;
 mod lease_client;
+mod lock_check;
+mod lock_client;
 mod nemesis;
 pub mod net;
 mod options;
@@ -42,6 +44,8 @@ mod watch_check;
 mod world;
 
 pub use invariants::Violation;
+#[cfg(feature = "planted-bugs")]
+pub use options::WorkloadBug;
 pub use options::{FaultKind, FaultSet, SimOptions, UnknownFault};
 pub use raft_engine::Status;
 pub use run::{run_seed, SeedOutcome};

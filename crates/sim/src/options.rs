@@ -149,6 +149,8 @@ pub struct SimOptions {
     pub lease_holders: usize,
     /// Watchers in the workload.
     pub watchers: usize,
+    /// Lock clients in the workload (etcd's lock recipe, one lock).
+    pub lock_clients: usize,
     /// Mean client think time between operations.
     pub think_us: u64,
     /// A client gives up on an attempt after this long and retries elsewhere.
@@ -192,6 +194,31 @@ pub struct SimOptions {
     /// A deliberately planted bug of the lease clock or the watch history.
     #[cfg(feature = "planted-bugs")]
     pub kv_bug: Option<kv::KvBug>,
+    /// A deliberately planted bug of the simulated clients.
+    #[cfg(feature = "planted-bugs")]
+    pub workload_bug: Option<WorkloadBug>,
+}
+
+/// A deliberately planted bug of the workload's clients, for checker self-tests.
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadBug {
+    /// A lock client's fenced write forgets its compare of the key's create revision.
+    LockUnfenced,
+}
+
+#[cfg(feature = "planted-bugs")]
+impl WorkloadBug {
+    /// The bug with command-line name `name`.
+    pub fn from_name(name: &str) -> Option<WorkloadBug> {
+        match name {
+            "lock-unfenced" => Some(WorkloadBug::LockUnfenced),
+            _ => None,
+        }
+    }
+
+    /// Every planted workload bug's command-line name.
+    pub const NAMES: [&'static str; 1] = ["lock-unfenced"];
 }
 
 impl SimOptions {
@@ -228,6 +255,7 @@ impl Default for SimOptions {
             keys: 3,
             lease_holders: 3,
             watchers: 3,
+            lock_clients: 3,
             think_us: 40_000,
             client_timeout_us: 400_000,
             tick_us: 10_000,
@@ -249,6 +277,8 @@ impl Default for SimOptions {
             replica_bug: None,
             #[cfg(feature = "planted-bugs")]
             kv_bug: None,
+            #[cfg(feature = "planted-bugs")]
+            workload_bug: None,
         }
     }
 }

@@ -71,6 +71,7 @@ pub fn run_seed(seed: u64, opts: &SimOptions, trace: bool) -> SeedOutcome {
         }
     }
     sim.stats.leases_expired = sim.leases.expired;
+    sim.record_lock_stats();
     SeedOutcome {
         seed,
         violation: sim.violation.take(),
@@ -93,6 +94,7 @@ impl Simulation {
         }
         self.start_holders();
         self.start_watchers();
+        self.start_lockers();
         self.start_lease_sampling();
     }
 
@@ -127,6 +129,11 @@ impl Simulation {
             // Keep-alives stop: every lease must now expire.
             self.holders[h].active = false;
             self.schedule(0, Event::HolderIssue { holder: h });
+        }
+        for c in 0..self.lockers.len() {
+            // Lock clients finish what they are doing (waiters get their turn) and stop.
+            self.lockers[c].active = false;
+            self.schedule(0, Event::LockIssue { locker: c });
         }
         self.schedule(50_000, Event::LivenessCheck);
     }
@@ -167,6 +174,9 @@ impl Simulation {
         }
         if let Some(h) = self.holders.iter().position(|h| h.busy()) {
             return Some(format!("lease holder {h} still has an operation pending"));
+        }
+        if let Some(c) = self.lockers.iter().position(|l| !l.finished()) {
+            return Some(format!("lock client {c} has not finished"));
         }
         if let Some(lease) = self.leases.pending() {
             return Some(lease);

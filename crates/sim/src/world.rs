@@ -34,6 +34,9 @@ pub(crate) enum Event {
     HolderTimeout { holder: usize, attempt: u64 },
     WatchPoll { watcher: usize },
     LeaseSample,
+    LockIssue { locker: usize },
+    LockSend { locker: usize, attempt: u64 },
+    LockTimeout { locker: usize, attempt: u64 },
 }
 
 /// A healthy 5-node run under faults handles about 1,500 events per simulated second;
@@ -80,8 +83,26 @@ pub struct Stats {
     pub watch_events: u64,
     /// Watches refused as compacted (checked to be so).
     pub watches_compacted: u64,
-    /// Leases whose holder stopped and whose keys were then deleted by expiry.
+    /// Leases whose holder stopped and whose keys were then deleted by expiry (a lock
+    /// client's paused in its critical section included).
     pub leases_expired: u64,
+    /// Times a lock client learnt that it holds the lock.
+    pub lock_acquired: u64,
+    /// Fenced lock writes in the history (each by the owner then: checked).
+    pub lock_fenced: u64,
+    /// Fenced lock writes refused (the writer's key was gone: its pause outlasted it).
+    pub lock_fenced_refused: u64,
+    /// Unfenced lock writes in the history.
+    pub lock_unfenced: u64,
+    /// Unfenced lock writes in the history by a client that was not the owner then
+    /// (counted, not failed: a lease-based lock cannot prevent them).
+    pub lock_unfenced_non_owner: u64,
+    /// The longest lock handover (from the owner change in the history to the new
+    /// owner learning it), microseconds.
+    pub lock_max_handover_us: u64,
+    /// The longest lock handover less what its bound allows for stalls, elections and
+    /// the new owner's lost attempts (the bound's fixed part covers the rest).
+    pub lock_max_handover_net_us: u64,
 }
 
 /// A deterministic simulation of a Raft cluster under faults.
@@ -121,6 +142,10 @@ pub struct Simulation {
     pub(crate) leases: crate::lease_check::LeaseChecker,
     /// The committed history, revision by revision: the watch checkers' reference.
     pub(crate) watch_history: crate::watch_check::History,
+    /// The lock clients' own choices.
+    pub(crate) lock_rng: Rng,
+    pub(crate) lockers: Vec<crate::lock_client::Locker>,
+    pub(crate) locks: crate::lock_check::LockChecker,
 }
 
 /// Session id of commands that scenario tests start directly.
@@ -169,6 +194,9 @@ impl Simulation {
             watchers: Vec::new(),
             leases: crate::lease_check::LeaseChecker::new(crate::lease_client::bounds(&opts)),
             watch_history: Default::default(),
+            lock_rng: rng.fork(2),
+            lockers: Vec::new(),
+            locks: crate::lock_check::LockChecker::new(crate::lock_client::bounds(&opts)),
             seed,
             opts,
         };
@@ -279,6 +307,9 @@ impl Simulation {
             Event::HolderTimeout { holder, attempt } => self.holder_retry(holder, attempt, None, 0),
             Event::WatchPoll { watcher } => self.on_watch_poll(watcher),
             Event::LeaseSample => self.on_lease_sample(),
+            Event::LockIssue { locker } => self.on_lock_issue(locker),
+            Event::LockSend { locker, attempt } => self.on_lock_send(locker, attempt),
+            Event::LockTimeout { locker, attempt } => self.lock_retry(locker, attempt, None, 0),
         }
     }
 
@@ -455,6 +486,11 @@ impl Simulation {
         let holder = r.client.wrapping_sub(crate::lease_client::HOLDER_BASE) as usize;
         if holder < self.holders.len() {
             self.on_holder_reply(holder, r.attempt, r.outcome);
+            return;
+        }
+        let locker = r.client.wrapping_sub(crate::lock_client::LOCKER_BASE) as usize;
+        if locker < self.lockers.len() {
+            self.on_lock_reply(locker, r.attempt, r.outcome);
             return;
         }
         let c = r.client as usize;

@@ -211,6 +211,11 @@ fn replay_is_deterministic() {
             a.stats.messages_sent > 0 && a.ops > 0,
             "seed {seed}: nothing happened"
         );
+        assert!(
+            a.stats.lock_acquired > 0 && a.stats.lock_fenced > 0,
+            "seed {seed}: the lock clients did nothing: {:?}",
+            a.stats
+        );
         assert_eq!(
             a.stats, b.stats,
             "seed {seed}: stats differ between replays"

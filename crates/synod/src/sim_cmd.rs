@@ -40,7 +40,8 @@ pub struct RaftArgs {
     threads: Option<usize>,
     /// Plant a deliberate bug: figure8-commit, unpersisted-vote, no-conflict-truncate
     /// (Raft), reply-before-commit (the replica), follower-lease-expiry,
-    /// watch-skip-compacted, lease-no-checkpoint (leases and watches).
+    /// watch-skip-compacted, lease-no-checkpoint (leases and watches), lock-unfenced
+    /// (the lock clients).
     #[cfg(feature = "planted-bugs")]
     #[arg(long, value_parser = parse_bug)]
     planted_bug: Option<Planted>,
@@ -71,6 +72,7 @@ enum Planted {
     Raft(raft::PlantedBug),
     Replica(replica::ReplicaBug),
     Kv(kv::KvBug),
+    Workload(sim::WorkloadBug),
 }
 
 #[cfg(feature = "planted-bugs")]
@@ -81,13 +83,17 @@ fn parse_bug(s: &str) -> Result<Planted, String> {
     if let Some(bug) = kv::KvBug::from_name(s) {
         return Ok(Planted::Kv(bug));
     }
+    if let Some(bug) = sim::WorkloadBug::from_name(s) {
+        return Ok(Planted::Workload(bug));
+    }
     raft::PlantedBug::from_name(s)
         .map(Planted::Raft)
         .ok_or_else(|| {
             format!(
-                "unknown planted bug '{s}' (expected one of {}, reply-before-commit, {})",
+                "unknown planted bug '{s}' (expected one of {}, reply-before-commit, {}, {})",
                 raft::PlantedBug::NAMES.join(", "),
-                kv::KvBug::NAMES.join(", ")
+                kv::KvBug::NAMES.join(", "),
+                sim::WorkloadBug::NAMES.join(", ")
             )
         })
 }
@@ -113,6 +119,11 @@ pub fn run(cmd: SimCommand) -> ExitCode {
             Some(Planted::Kv(b)) => Some(b),
             _ => None,
         },
+        #[cfg(feature = "planted-bugs")]
+        workload_bug: match args.planted_bug {
+            Some(Planted::Workload(b)) => Some(b),
+            _ => None,
+        },
         ..SimOptions::default()
     };
     if let Some(seed) = args.replay {
@@ -136,7 +147,7 @@ fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
     }
     let s = outcome.stats;
     println!(
-        "seed={seed} nodes={} faults={} sim_seconds={:.3} events={} messages={} crashes={} ops={} watch_events={} watches_compacted={} leases_expired={}",
+        "seed={seed} nodes={} faults={} sim_seconds={:.3} events={} messages={} crashes={} ops={} watch_events={} watches_compacted={} leases_expired={} {}",
         opts.nodes,
         opts.faults,
         outcome.sim_us as f64 / 1e6,
@@ -146,7 +157,8 @@ fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
         outcome.ops,
         s.watch_events,
         s.watches_compacted,
-        s.leases_expired
+        s.leases_expired,
+        lock_figures(&s)
     );
     match &outcome.violation {
         Some(v) => {
@@ -160,10 +172,28 @@ fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
     }
 }
 
+/// A run's lock figures, `key=value` separated by spaces.
+fn lock_figures(s: &sim::Stats) -> String {
+    format!(
+        "lock_acquired={} lock_fenced={} lock_fenced_refused={} lock_unfenced={} lock_unfenced_non_owner={} lock_max_handover_ms={:.1} lock_max_handover_net_ms={:.1}",
+        s.lock_acquired,
+        s.lock_fenced,
+        s.lock_fenced_refused,
+        s.lock_unfenced,
+        s.lock_unfenced_non_owner,
+        s.lock_max_handover_us as f64 / 1e3,
+        s.lock_max_handover_net_us as f64 / 1e3
+    )
+}
+
 struct Summary {
     violations: Vec<(u64, String)>,
     sim_us: u64,
     unknown: u64,
+    /// The lock figures summed over the seeds (the handover: the longest).
+    locks: sim::Stats,
+    /// Seeds with an unfenced lock write by a non-owner.
+    seeds_unfenced_non_owner: u64,
 }
 
 fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCode {
@@ -183,6 +213,8 @@ fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCo
         violations: Vec::new(),
         sim_us: 0,
         unknown: 0,
+        locks: sim::Stats::default(),
+        seeds_unfenced_non_owner: 0,
     });
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -202,6 +234,11 @@ fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCo
     let mut s = summary.into_inner().unwrap_or_else(|e| e.into_inner());
     s.violations.sort();
     let sim_s = s.sim_us as f64 / 1e6;
+    println!(
+        "locks: {} (unfenced writes by a non-owner in {} seed(s): expected under pauses; fenced ones are checked never to be)",
+        lock_figures(&s.locks),
+        s.seeds_unfenced_non_owner
+    );
     println!(
         "seeds={total} violations={} sim_seconds={sim_s:.0} wall_seconds={wall:.1} speedup={:.0}",
         s.violations.len(),
@@ -233,6 +270,15 @@ fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCo
 fn record(summary: &Mutex<Summary>, outcome: &SeedOutcome, bar: &ProgressBar) {
     let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
     s.sim_us += outcome.sim_us;
+    let (l, o) = (&mut s.locks, &outcome.stats);
+    l.lock_acquired += o.lock_acquired;
+    l.lock_fenced += o.lock_fenced;
+    l.lock_fenced_refused += o.lock_fenced_refused;
+    l.lock_unfenced += o.lock_unfenced;
+    l.lock_unfenced_non_owner += o.lock_unfenced_non_owner;
+    l.lock_max_handover_us = l.lock_max_handover_us.max(o.lock_max_handover_us);
+    l.lock_max_handover_net_us = l.lock_max_handover_net_us.max(o.lock_max_handover_net_us);
+    s.seeds_unfenced_non_owner += u64::from(o.lock_unfenced_non_owner > 0);
     if outcome.linearizability_unknown {
         s.unknown += 1;
     }
