@@ -345,7 +345,7 @@ pub async fn keys_left(endpoint: &str) -> Result<i64, String> {
     let mut kv = connect(endpoint);
     let req = pb::RangeRequest {
         key: PREFIX.as_bytes().to_vec(),
-        range_end: prefix_end(PREFIX.as_bytes()),
+        range_end: server::recipe::prefix_end(PREFIX.as_bytes()),
         count_only: true,
         ..Default::default()
     };
@@ -354,18 +354,6 @@ pub async fn keys_left(endpoint: &str) -> Result<i64, String> {
         Ok(Err(s)) => Err(s.message().to_string()),
         Err(_) => Err("timeout".into()),
     }
-}
-
-/// etcd's range end for every key starting with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 /// `leases.txt`: one line per lease, then its acks and reads.

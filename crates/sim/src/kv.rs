@@ -642,7 +642,9 @@ impl StateMachine for SimStore {
 mod tests {
     use super::*;
 
-    fn apply(s: &mut SimStore, index: u64, seq: u64, op: KvOp) -> KvResult {
+    /// Applies `op` as client 1's `seq`-th command at `index` (also for `kv::lock`'s
+    /// tests).
+    pub(super) fn apply(s: &mut SimStore, index: u64, seq: u64, op: KvOp) -> KvResult {
         let cmd = Command { client: 1, seq, op };
         let bytes = cmd.encode(s.revision());
         StateMachine::apply(s, Index(index), &bytes)

@@ -118,17 +118,10 @@ impl SimStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{lease_id, Command};
+    use super::super::lease_id;
+    use super::super::tests::apply;
     use super::*;
-    use engine::{Index, StateMachine};
-
-    fn apply(s: &mut SimStore, index: u64, seq: u64, op: KvOp) -> KvResult {
-        let cmd = Command { client: 1, seq, op };
-        let bytes = cmd.encode(s.revision());
-        StateMachine::apply(s, Index(index), &bytes)
-            .unwrap()
-            .unwrap()
-    }
+    use engine::StateMachine;
 
     #[test]
     fn the_lock_recipe_runs_on_the_real_store_and_its_answers_survive_a_snapshot() {
