@@ -35,6 +35,20 @@ pub struct ReplicaOptions {
     pub bug: Option<ReplicaBug>,
 }
 
+impl ReplicaOptions {
+    /// Settings without a planted bug, whichever features the build has (a crate that
+    /// does not plant bugs need not know whether another enabled the feature).
+    pub fn new(id_seed: u64, snapshot: SnapshotPolicy, record_applied: bool) -> ReplicaOptions {
+        ReplicaOptions {
+            id_seed,
+            snapshot,
+            record_applied,
+            #[cfg(feature = "planted-bugs")]
+            bug: None,
+        }
+    }
+}
+
 /// I/O the driver carries out, in order.
 pub enum Action<E: Engine> {
     /// Send a message to a peer.

@@ -130,13 +130,11 @@ impl Driver {
         peers: Box<dyn PeerSink>,
     ) -> Result<Driver, String> {
         let engine = raft_engine::boot(opts.engine, recovered)?;
-        let replica_opts = ReplicaOptions {
-            id_seed: opts.id_seed,
-            snapshot: SnapshotPolicy::spread(opts.snapshot_count),
-            record_applied: false,
-            #[cfg(feature = "planted-bugs")]
-            bug: None,
-        };
+        let replica_opts = ReplicaOptions::new(
+            opts.id_seed,
+            SnapshotPolicy::spread(opts.snapshot_count),
+            false,
+        );
         let machine = ServerMachine::new(shared.clone());
         let round_trips = shared
             .members
