@@ -186,18 +186,11 @@ pub async fn revoke(client: &mut LeaseClient, lease: i64) -> bool {
 /// A linearizable read of `key`: whether it exists, or None when the read failed.
 async fn read(rec: &Recording, kv: &mut super::workload::Kv, key: &str) -> Option<Read> {
     let call_us = rec.now_us();
-    let req = pb::RangeRequest {
-        key: key.as_bytes().to_vec(),
-        ..Default::default()
-    };
-    let r = tokio::time::timeout(OP_TIMEOUT, kv.range(req))
-        .await
-        .ok()?
-        .ok()?;
+    let kvs = super::workload::get_key(kv, key).await?;
     Some(Read {
         call_us,
         ret_us: rec.now_us(),
-        present: !r.into_inner().kvs.is_empty(),
+        present: !kvs.is_empty(),
     })
 }
 

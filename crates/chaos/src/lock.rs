@@ -97,15 +97,7 @@ async fn unless_stopped<T>(f: impl Future<Output = T>, stop: &AtomicBool) -> Opt
 
 /// A counter's value (0 when absent); None when the read failed.
 async fn read_counter(kv: &mut Kv, key: &str) -> Option<u64> {
-    let req = pb::RangeRequest {
-        key: key.as_bytes().to_vec(),
-        ..Default::default()
-    };
-    let r = tokio::time::timeout(OP_TIMEOUT, kv.range(req))
-        .await
-        .ok()?
-        .ok()?;
-    match r.into_inner().kvs.first() {
+    match super::workload::get_key(kv, key).await?.first() {
         None => Some(0),
         Some(kv) => String::from_utf8_lossy(&kv.value).parse().ok(),
     }
@@ -231,15 +223,8 @@ impl Client {
                 return None;
             }
         };
-        let range = pb::RangeRequest {
-            key: key.as_bytes().to_vec(),
-            ..Default::default()
-        };
-        let found = tokio::time::timeout(OP_TIMEOUT, self.kv.range(range)).await;
-        let rk = match found {
-            Ok(Ok(r)) => r.into_inner().kvs.first().map(|kv| kv.create_revision),
-            _ => None,
-        };
+        let found = super::workload::get_key(&mut self.kv, &key).await;
+        let rk = found.and_then(|kvs| kvs.first().map(|kv| kv.create_revision));
         held.key = key;
         let Some(rk) = rk else {
             self.release(&mut held).await;

@@ -99,6 +99,23 @@ pub fn connect(endpoint: &str) -> Kv {
     KvClient::new(ch)
 }
 
+/// A linearizable read of one key within [`OP_TIMEOUT`]: its key-values (none or one),
+/// or None when the read failed or timed out.
+pub async fn get_key(
+    kv: &mut KvClient<Channel>,
+    key: &str,
+) -> Option<Vec<etcdpb::mvccpb::KeyValue>> {
+    let req = pb::RangeRequest {
+        key: key.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let r = tokio::time::timeout(OP_TIMEOUT, kv.range(req))
+        .await
+        .ok()?
+        .ok()?;
+    Some(r.into_inner().kvs)
+}
+
 fn value_of(kvs: &[etcdpb::mvccpb::KeyValue]) -> Result<Option<u64>, String> {
     match kvs.first() {
         None => Ok(None),
