@@ -5,6 +5,31 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 
+/// Installs Debian `package` with apt-get (refreshing the package lists once if the
+/// first attempt fails); panics if it cannot.
+pub fn apt_install(package: &str) {
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").arg("update").status();
+        assert!(install(), "could not install {package} with apt-get");
+    }
+}
+
+/// `etcdctl` (API v3) against `endpoints` with `args`, ready to spawn.
+pub fn etcdctl_command(endpoints: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("etcdctl");
+    c.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(args);
+    c
+}
+
 /// Installs Debian's etcd-client with apt-get when `etcdctl` is missing.
 pub fn ensure_etcdctl() {
     static ONCE: Once = Once::new();
@@ -13,27 +38,14 @@ pub fn ensure_etcdctl() {
             return;
         }
         eprintln!("etcdctl missing: installing Debian's etcd-client");
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "etcd-client"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !install() {
-            let _ = Command::new("apt-get").arg("update").status();
-            assert!(install(), "could not install etcd-client with apt-get");
-        }
+        apt_install("etcd-client");
     });
 }
 
 impl Cluster {
     /// Runs etcdctl (API v3) against `endpoints`, with `stdin` as its input.
     pub fn etcdctl_at(&self, endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoints}"))
-            .args(args)
+        let mut child = etcdctl_command(endpoints, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -26,4 +26,4 @@ pub mod ports;
 pub mod signals;
 
 pub use cluster::{Cluster, Member, MemberPorts, Output, Spec};
-pub use etcdctl::ensure_etcdctl;
+pub use etcdctl::{apt_install, ensure_etcdctl, etcdctl_command};

@@ -31,10 +31,7 @@ struct Running {
 
 impl Running {
     fn start(endpoints: &str, args: &[&str]) -> Running {
-        let mut child = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoints}"))
-            .args(args)
+        let mut child = harness::etcdctl_command(endpoints, args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

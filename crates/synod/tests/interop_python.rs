@@ -83,17 +83,7 @@ fn make_venv(dir: &Path) {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     let _ = std::fs::remove_dir_all(dir);
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "python3-venv"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !install() {
-        let _ = Command::new("apt-get").arg("update").status();
-        assert!(install(), "could not install python3-venv with apt-get");
-    }
+    harness::apt_install("python3-venv");
     let out = venv();
     assert!(
         out.status.success(),
