@@ -58,6 +58,24 @@ impl ElectionService {
         ElectionService { api }
     }
 
+    /// Runs `op` in a Txn that succeeds only while `l` is still that leadership (its key
+    /// exists with the create revision it had).
+    async fn while_leading(
+        &self,
+        l: &pb::LeaderKey,
+        op: RequestOp,
+    ) -> Result<kv::TxnResponse, Status> {
+        recipe::txn(
+            &self.api,
+            TxnRequest {
+                compare: vec![created_at(&l.key, l.rev)],
+                success: vec![op],
+                failure: Vec::new(),
+            },
+        )
+        .await
+    }
+
     /// Writes `value` to the leader's key if it is still that leadership.
     async fn proclaim_as(&self, l: &pb::LeaderKey, value: Vec<u8>) -> Result<i64, Status> {
         let put = kv::PutRequest {
@@ -66,15 +84,7 @@ impl ElectionService {
             lease: l.lease,
             ..Default::default()
         };
-        let r = recipe::txn(
-            &self.api,
-            TxnRequest {
-                compare: vec![created_at(&l.key, l.rev)],
-                success: vec![RequestOp::Put(put)],
-                failure: Vec::new(),
-            },
-        )
-        .await?;
+        let r = self.while_leading(l, RequestOp::Put(put)).await?;
         if !r.succeeded {
             return Err(not_leader());
         }
@@ -190,15 +200,9 @@ impl pb::election_server::Election for ElectionService {
             ..Default::default()
         };
         // Only while it is still that leadership; otherwise nothing happens, as in etcd.
-        let r = recipe::txn(
-            &self.api,
-            TxnRequest {
-                compare: vec![created_at(&leader.key, leader.rev)],
-                success: vec![RequestOp::DeleteRange(delete)],
-                failure: Vec::new(),
-            },
-        )
-        .await?;
+        let r = self
+            .while_leading(&leader, RequestOp::DeleteRange(delete))
+            .await?;
         Ok(Response::new(pb::ResignResponse {
             header: self.api.header(r.revision),
         }))
