@@ -183,16 +183,22 @@ impl Simulation {
         let Some(cur) = ho.current.filter(|c| c.attempt == attempt) else {
             return;
         };
-        let mut i = ho.target;
+        let target = ho.target;
+        self.send_write(target, HOLDER_BASE + h as u64, attempt, cur.cmd);
+    }
+
+    /// Sends attempt `attempt` of a workload client's write `cmd` to member `target`,
+    /// or, one time in two, to a member picked at random (nothing if it is down).
+    pub(crate) fn send_write(&mut self, target: usize, client: u64, attempt: u64, cmd: Command) {
+        let mut i = target;
         if self.rng.chance(1, 2) {
             i = self.rng.range(0, self.hosts.len() as u64) as usize;
         }
         if self.hosts[i].state != HostState::Up {
             return;
         }
-        let client = HOLDER_BASE + h as u64;
         self.with_host(i, |host, _, _| {
-            host.on_client(client, attempt, ClientRequest::Write(cur.cmd));
+            host.on_client(client, attempt, ClientRequest::Write(cmd));
             Ok(())
         });
     }

@@ -18,7 +18,7 @@
 //! keep-alives: the key must then expire within the lease liveness bound); the lock
 //! checkers (`lock_check`) see the writes, acknowledgements and acquisitions.
 
-use crate::host::{ClientOutcome, ClientRequest, HostState};
+use crate::host::{ClientOutcome, HostState};
 use crate::kv::{lease_id, Command, KvOp, KvResult};
 use crate::lock_check::{LockBounds, Now};
 use crate::world::{Event, Simulation};
@@ -277,18 +277,8 @@ impl Simulation {
         let Some(cur) = l.current.filter(|o| o.attempt == attempt) else {
             return;
         };
-        let mut i = l.target;
-        if self.rng.chance(1, 2) {
-            i = self.rng.range(0, self.hosts.len() as u64) as usize;
-        }
-        if self.hosts[i].state != HostState::Up {
-            return;
-        }
-        let client = LOCKER_BASE + c as u64;
-        self.with_host(i, |host, _, _| {
-            host.on_client(client, attempt, ClientRequest::Write(cur.cmd));
-            Ok(())
-        });
+        let target = l.target;
+        self.send_write(target, LOCKER_BASE + c as u64, attempt, cur.cmd);
     }
 
     /// Retries the current attempt, if it is still `attempt`, at the next member (or
