@@ -14,12 +14,12 @@
 use crate::api::{errors, Api};
 use crate::convert;
 use crate::watch_hub::{Feed, Revision};
-use crate::watch_wire::{EventsOut, OutStream, WatchOut};
+use crate::watch_wire::{frame_event, EventsOut, OutStream, WatchOut};
 use etcdpb::etcdserverpb as pb;
 use etcdpb::mvccpb;
-use prost::bytes::Bytes;
+use prost::bytes::{Bytes, BytesMut};
 use prost::Message as _;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
@@ -88,6 +88,9 @@ impl WatchService {
     }
 }
 
+/// A watcher's range, `prev_kv`, and filters (no puts, no deletes).
+type Selection<'a> = (&'a [u8], &'a [u8], bool, bool, bool);
+
 /// One watcher of a stream.
 struct Watcher {
     key: Vec<u8>,
@@ -128,6 +131,41 @@ impl Watcher {
             }
         }
         bytes
+    }
+
+    /// What decides which events of a revision this watcher receives, and how.
+    fn selection(&self) -> Selection<'_> {
+        (
+            &self.key,
+            &self.end,
+            self.prev_kv,
+            self.no_put,
+            self.no_delete,
+        )
+    }
+
+    /// The events of `run` (consecutive revisions) this watcher wants, framed as a
+    /// response's events, in parts cut at a revision once a part reaches
+    /// [`BATCH_BYTES`]: each the revision it runs through and its framed events. The
+    /// last part runs through the run's last revision; there is none when nothing in
+    /// the run concerns the watcher.
+    fn frame_run(&self, run: &[Arc<Revision>]) -> Vec<(i64, Bytes)> {
+        let mut parts = Vec::new();
+        let mut buf = BytesMut::new();
+        for r in run {
+            for (i, e) in r.events.iter().enumerate() {
+                if self.wants(e) {
+                    frame_event(&r.encoded(i, self.prev_kv), &mut buf);
+                }
+            }
+            if buf.len() >= BATCH_BYTES {
+                parts.push((r.revision, buf.split().freeze()));
+            }
+        }
+        if !buf.is_empty() {
+            parts.push((run[run.len() - 1].revision, buf.freeze()));
+        }
+        parts
     }
 
     /// The events of a history read this watcher wants, encoded for it alone.
@@ -365,43 +403,75 @@ impl WatchStream {
     }
 
     /// Serves each watcher the revisions of `run` (consecutive in the feed's order) it
-    /// is owed, in as few responses as [`BATCH_BYTES`] allows.
+    /// is owed, in as few responses as [`BATCH_BYTES`] allows. Watchers owed exactly
+    /// this run (the usual case: caught-up watchers) share the framing of their events
+    /// with every other watcher of the same selection on the stream, so a run costs a
+    /// stream one pass over its events per distinct selection rather than per watcher.
     async fn on_revisions(&mut self, run: &[Arc<Revision>]) -> Result<(), Gone> {
-        let ids: Vec<i64> = self.watchers.keys().copied().collect();
-        for id in ids {
-            let mut events = Vec::new();
-            let mut bytes = 0;
-            let mut through = 0;
-            for r in run {
-                let Some(w) = self.watchers.get_mut(&id) else {
-                    break;
-                };
-                if w.next_rev > r.revision {
-                    continue;
-                }
-                if w.next_rev < r.revision {
-                    // It missed revisions (or subscribed before they were recorded):
-                    // what it has so far goes first, then the store's history.
-                    let fragment = w.fragment;
-                    self.deliver(id, through, std::mem::take(&mut events), fragment)
-                        .await?;
-                    self.catch_up(id).await?;
-                    break;
-                }
-                w.next_rev = r.revision + 1;
-                bytes += w.select_into(r, &mut events);
-                through = r.revision;
-                if bytes >= BATCH_BYTES {
-                    let fragment = w.fragment;
-                    self.deliver(id, through, std::mem::take(&mut events), fragment)
-                        .await?;
-                    bytes = 0;
-                }
+        let first = run[0].revision;
+        let last = run[run.len() - 1].revision;
+        let contiguous = last - first + 1 == run.len() as i64;
+        let mut shared = Vec::new();
+        let mut own = Vec::new();
+        let mut by_selection = HashMap::new();
+        for (&id, w) in &self.watchers {
+            if contiguous && w.next_rev == first && !w.fragment {
+                let parts = by_selection
+                    .entry(w.selection())
+                    .or_insert_with(|| w.frame_run(run));
+                shared.push((id, parts.clone()));
+            } else {
+                own.push(id);
             }
-            let fragment = self.watchers.get(&id).is_some_and(|w| w.fragment);
-            self.deliver(id, through, events, fragment).await?;
+        }
+        drop(by_selection);
+        for (id, parts) in shared {
+            if let Some(w) = self.watchers.get_mut(&id) {
+                w.next_rev = last + 1;
+            }
+            for (through, framed) in parts {
+                self.deliver_framed(id, through, framed).await?;
+            }
+        }
+        for id in own {
+            self.serve_one(id, run).await?;
         }
         Ok(())
+    }
+
+    /// Serves watcher `id` what it is owed of `run` on its own, reading the store's
+    /// history first when it is owed revisions from before the run.
+    async fn serve_one(&mut self, id: i64, run: &[Arc<Revision>]) -> Result<(), Gone> {
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        let mut through = 0;
+        for r in run {
+            let Some(w) = self.watchers.get_mut(&id) else {
+                break;
+            };
+            if w.next_rev > r.revision {
+                continue;
+            }
+            if w.next_rev < r.revision {
+                // It missed revisions (or subscribed before they were recorded):
+                // what it has so far goes first, then the store's history.
+                let fragment = w.fragment;
+                self.deliver(id, through, std::mem::take(&mut events), fragment)
+                    .await?;
+                return self.catch_up(id).await;
+            }
+            w.next_rev = r.revision + 1;
+            bytes += w.select_into(r, &mut events);
+            through = r.revision;
+            if bytes >= BATCH_BYTES {
+                let fragment = w.fragment;
+                self.deliver(id, through, std::mem::take(&mut events), fragment)
+                    .await?;
+                bytes = 0;
+            }
+        }
+        let fragment = self.watchers.get(&id).is_some_and(|w| w.fragment);
+        self.deliver(id, through, events, fragment).await
     }
 
     async fn catch_up_all(&mut self) -> Result<(), Gone> {
@@ -484,10 +554,23 @@ impl WatchStream {
                 watch_id: id,
                 fragment: i < last,
                 events,
+                framed: Bytes::new(),
             });
             self.out.send(Ok(out)).await.map_err(|_| Gone)?;
         }
         Ok(())
+    }
+
+    /// Sends watcher `id` events framed already (see [`Watcher::frame_run`]).
+    async fn deliver_framed(&self, id: i64, revision: i64, framed: Bytes) -> Result<(), Gone> {
+        let out = WatchOut::Events(EventsOut {
+            header: self.header(revision),
+            watch_id: id,
+            fragment: false,
+            events: Vec::new(),
+            framed,
+        });
+        self.out.send(Ok(out)).await.map_err(|_| Gone)
     }
 
     /// An event-less response to every `progress_notify` watcher that is caught up.
@@ -583,5 +666,79 @@ mod tests {
         assert!(w.wants(&e(b"bz", kv::EventKind::Put)));
         assert!(!w.wants(&e(b"c", kv::EventKind::Put)));
         assert!(!w.wants(&e(b"b", kv::EventKind::Delete)));
+    }
+
+    #[test]
+    fn a_framed_run_is_what_the_watcher_would_get_alone_cut_at_revisions() {
+        let w = Watcher {
+            key: b"k".to_vec(),
+            end: b"l".to_vec(),
+            next_rev: 10,
+            prev_kv: true,
+            no_put: false,
+            no_delete: false,
+            fragment: false,
+            progress_notify: false,
+        };
+        let put = |key: &[u8], rev: i64, len: usize| kv::Event {
+            kind: kv::EventKind::Put,
+            kv: kv::KeyValue {
+                key: key.to_vec(),
+                value: vec![1; len],
+                mod_revision: rev,
+                ..Default::default()
+            },
+            prev_kv: Some(kv::KeyValue {
+                key: key.to_vec(),
+                ..Default::default()
+            }),
+        };
+        // Revision 11 concerns the watcher not at all; 12 is over a part's size.
+        let run: Vec<Arc<Revision>> = vec![
+            Arc::new(Revision::new(
+                10,
+                vec![put(b"k1", 10, 10), put(b"x", 10, 10)],
+            )),
+            Arc::new(Revision::new(11, vec![put(b"x", 11, 10)])),
+            Arc::new(Revision::new(12, vec![put(b"k2", 12, BATCH_BYTES)])),
+            Arc::new(Revision::new(
+                13,
+                vec![put(b"k3", 13, 5), put(b"k4", 13, 5)],
+            )),
+            Arc::new(Revision::new(14, vec![put(b"z", 14, 5)])),
+        ];
+        let parts = w.frame_run(&run);
+        let through: Vec<i64> = parts.iter().map(|p| p.0).collect();
+        assert_eq!(through, vec![12, 14]);
+        let mut alone = Vec::new();
+        for r in &run {
+            w.select_into(r, &mut alone);
+        }
+        let sent = |framed: Vec<u8>| {
+            pb::WatchResponse::decode(
+                WatchOut::Events(EventsOut {
+                    header: None,
+                    watch_id: 1,
+                    fragment: false,
+                    events: Vec::new(),
+                    framed: Bytes::from(framed),
+                })
+                .encode_to_vec()
+                .as_slice(),
+            )
+            .unwrap()
+            .events
+        };
+        let framed: Vec<u8> = parts.iter().flat_map(|p| p.1.to_vec()).collect();
+        let mut one_by_one = Vec::new();
+        for e in &alone {
+            frame_event(e, &mut one_by_one);
+        }
+        assert_eq!(sent(framed), sent(one_by_one));
+        let keys: Vec<Vec<u8>> = sent(parts[1].1.to_vec())
+            .into_iter()
+            .map(|e| e.kv.unwrap().key)
+            .collect();
+        assert_eq!(keys, vec![b"k3".to_vec(), b"k4".to_vec()]);
     }
 }

@@ -25,6 +25,11 @@ const WATCH_ID: u32 = 2;
 const FRAGMENT: u32 = 7;
 const EVENTS: u32 = 11;
 
+/// Room tonic's encoder allocates for a stream's responses at a time, and how much it
+/// gathers before it hands them to HTTP/2 (its default).
+const FRAME_BUFFER: usize = 128 << 10;
+const YIELD_AT: usize = 32 << 10;
+
 /// The stream of answers one Watch call returns.
 pub type OutStream = ReceiverStream<Result<WatchOut, Status>>;
 
@@ -48,6 +53,18 @@ pub struct EventsOut {
     pub fragment: bool,
     /// Each an encoded `mvccpb.Event` (its fields, without tag or length).
     pub events: Vec<Bytes>,
+    /// More events, after `events`, framed already as `WatchResponse.events` fields
+    /// (tag, length, event): one buffer that every watcher of the same selection on a
+    /// stream shares.
+    pub framed: Bytes,
+}
+
+/// Appends `event` (an encoded `mvccpb.Event`) to `buf` as a `WatchResponse.events`
+/// field, as [`EventsOut::framed`] holds them.
+pub fn frame_event(event: &[u8], buf: &mut impl BufMut) {
+    encoding::encode_key(EVENTS, WireType::LengthDelimited, buf);
+    encoding::encode_varint(event.len() as u64, buf);
+    buf.put_slice(event);
 }
 
 impl EventsOut {
@@ -62,10 +79,9 @@ impl EventsOut {
             encoding::bool::encode(FRAGMENT, &self.fragment, buf);
         }
         for e in &self.events {
-            encoding::encode_key(EVENTS, WireType::LengthDelimited, buf);
-            encoding::encode_varint(e.len() as u64, buf);
-            buf.put_slice(e);
+            frame_event(e, buf);
         }
+        buf.put_slice(&self.framed);
     }
 
     fn fields_len(&self) -> usize {
@@ -90,7 +106,7 @@ impl EventsOut {
                 encoding::key_len(EVENTS) + encoding::encoded_len_varint(e.len() as u64) + e.len()
             })
             .sum();
-        header + id + fragment + events
+        header + id + fragment + events + self.framed.len()
     }
 }
 
@@ -122,6 +138,50 @@ impl prost::Message for WatchOut {
 
     fn clear(&mut self) {
         *self = WatchOut::Plain(pb::WatchResponse::default());
+    }
+}
+
+/// Decodes `WatchRequest`s as prost does; encodes [`WatchOut`]s into room reserved
+/// for the whole response first, in a frame buffer of [`FRAME_BUFFER`]. tonic's
+/// default buffer starts at 8 KiB and grows by reallocation (a copy of everything
+/// encoded so far, each time) while it gathers responses up to its 32 KiB yield point.
+struct WatchCodec;
+
+/// The encoding half of [`WatchCodec`].
+struct WatchEncoder;
+
+impl tonic::codec::Encoder for WatchEncoder {
+    type Item = WatchOut;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: WatchOut,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        let len = prost::Message::encoded_len(&item);
+        buf.reserve(len);
+        prost::Message::encode_raw(&item, buf);
+        Ok(())
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        tonic::codec::BufferSettings::new(FRAME_BUFFER, YIELD_AT)
+    }
+}
+
+impl tonic::codec::Codec for WatchCodec {
+    type Encode = WatchOut;
+    type Decode = pb::WatchRequest;
+    type Encoder = WatchEncoder;
+    type Decoder = tonic_prost::ProstDecoder<pb::WatchRequest>;
+
+    fn encoder(&mut self) -> WatchEncoder {
+        WatchEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
     }
 }
 
@@ -178,8 +238,7 @@ where
             if req.uri().path() != "/etcdserverpb.Watch/Watch" {
                 return Ok(Status::unimplemented("").into_http());
             }
-            let codec = tonic_prost::ProstCodec::<WatchOut, pb::WatchRequest>::default();
-            let mut grpc = tonic::server::Grpc::new(codec);
+            let mut grpc = tonic::server::Grpc::new(WatchCodec);
             Ok(grpc.streaming(Call(svc), req).await)
         })
     }
@@ -222,10 +281,17 @@ mod tests {
             header,
             watch_id: 5,
             fragment: true,
-            events: events
+            events: events[..1]
                 .iter()
                 .map(|e| Bytes::from(e.encode_to_vec()))
                 .collect(),
+            framed: {
+                let mut framed = Vec::new();
+                for e in &events[1..] {
+                    frame_event(&e.encode_to_vec(), &mut framed);
+                }
+                Bytes::from(framed)
+            },
         });
         assert_eq!(out.encoded_len(), plain.encoded_len());
         assert_eq!(out.encode_to_vec(), plain.encode_to_vec());
