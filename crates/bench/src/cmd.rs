@@ -268,9 +268,8 @@ fn load(args: &LoadArgs) -> Result<(), String> {
             let term_changes = load::term_now(&args.endpoints, ct)
                 .await
                 .saturating_sub(probe.term);
-            // These workloads use tonic's clients, whatever --grpc-client says.
             let spec = load::Spec {
-                client: GrpcClient::Tonic,
+                client: crate::coord::client_used(&spec),
                 ..spec
             };
             return Ok(Summary::new(

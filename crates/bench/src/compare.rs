@@ -379,9 +379,8 @@ async fn measure(
         bar.finish();
         let outcome = outcome.map_err(|e| format!("{} {}: {e}", case.name, sys.name))?;
         let term_changes = load::term_now(eps, ct).await.saturating_sub(probe.term);
-        // These workloads use tonic's clients, whatever --grpc-client says.
         let spec = Spec {
-            client: crate::h2::GrpcClient::Tonic,
+            client: coord::client_used(&spec),
             ..spec
         };
         return Ok(Summary::new(&spec, eps, &probe, term_changes, &outcome));

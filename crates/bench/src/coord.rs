@@ -6,11 +6,9 @@
 //!   connections; an operation is one keep-alive answered.
 //! - `lease-CxN`: C clients over N connections; an operation is a cycle of grant (60 s),
 //!   put of a key under the lease, and revoke.
-//! - `watch-WxN`: W watchers on one prefix, spread over N watch streams on every
-//!   member, while 64 clients put under the prefix on the leader; an operation is one
-//!   event delivered to one watcher, and its latency is from the put's send to the
-//!   event's arrival (the put's value carries its send time).
+//! - `watch-WxN`: watch fan-out, in [`crate::fanout`].
 
+use crate::h2::GrpcClient;
 use crate::load::{dial, Live, Outcome, Spec, Workload, STOP};
 use etcdpb::etcdserverpb as pb;
 use hdrhistogram::Histogram;
@@ -22,22 +20,22 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-/// Putters of a watch fan-out case.
-const WATCH_PUTTERS: usize = 64;
-/// The prefix the fan-out case writes and watches, and its range end.
-const WATCH_PREFIX: &[u8] = b"/wf/";
-const WATCH_END: &[u8] = b"/wf0";
-
 /// What one task measured: latencies (µs), operations, errors and their kinds.
-struct Tally {
+pub struct Tally {
     hist: Histogram<u64>,
     ops: u64,
     errors: u64,
     kinds: BTreeMap<String, u64>,
 }
 
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally::new()
+    }
+}
+
 impl Tally {
-    fn new() -> Tally {
+    pub fn new() -> Tally {
         Tally {
             hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
             ops: 0,
@@ -52,13 +50,13 @@ impl Tally {
     }
 
     /// One operation of latency `took`, not yet counted in the live figures.
-    fn record(&mut self, took: Duration) {
+    pub fn record(&mut self, took: Duration) {
         let us = took.as_micros().clamp(1, 60_000_000) as u64;
         let _ = self.hist.record(us);
         self.ops += 1;
     }
 
-    fn failed(&mut self, live: &Live, why: String) {
+    pub fn failed(&mut self, live: &Live, why: String) {
         self.errors += 1;
         live.errors.fetch_add(1, Ordering::Relaxed);
         *self.kinds.entry(why).or_default() += 1;
@@ -93,6 +91,15 @@ pub fn is_coordination(w: Workload) -> bool {
     )
 }
 
+/// The gRPC client `spec` runs with: the watch fan-out uses the one `--grpc-client`
+/// names; the lease workloads use tonic's clients whatever it says.
+pub fn client_used(spec: &Spec) -> GrpcClient {
+    match spec.workload {
+        Workload::WatchFanout => spec.client,
+        _ => GrpcClient::Tonic,
+    }
+}
+
 /// Runs `spec` (a coordination workload) against `endpoints` (the leader's first).
 pub async fn run(
     spec: &Spec,
@@ -111,15 +118,14 @@ pub async fn run(
         Workload::KeepAlive => keep_alives(spec, &chans, deadline, &live).await?,
         Workload::LeaseCycle => lease_cycles(spec, &chans, deadline, &live).await,
         Workload::WatchFanout => {
-            let leader = dial(&endpoints[0], connect, request).await?;
-            watch_fanout(spec, &chans, leader, deadline, &live).await?
+            crate::fanout::run(spec, endpoints, connect, request, deadline, &live).await?
         }
         other => return Err(format!("{} is not a coordination workload", other.name())),
     };
     Ok(merge(tallies, start.elapsed()))
 }
 
-async fn join(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Vec<Tally> {
+pub async fn join(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Vec<Tally> {
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         out.push(t.await.expect("client task"));
@@ -216,158 +222,4 @@ async fn lease_cycles(
         })
         .collect();
     join(tasks).await
-}
-
-/// A watch response as the fan-out client reads it: only what it counts (prost skips
-/// the other fields without allocating), the value shared with the receive buffer.
-/// Both systems get this client, so their figures measure the servers more and the
-/// load generator's own decoding less.
-#[derive(Clone, PartialEq, prost::Message)]
-struct LiteResponse {
-    #[prost(bool, tag = "3")]
-    created: bool,
-    #[prost(bool, tag = "4")]
-    canceled: bool,
-    #[prost(message, repeated, tag = "11")]
-    events: Vec<LiteEvent>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct LiteEvent {
-    #[prost(message, optional, tag = "2")]
-    kv: Option<LiteKv>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct LiteKv {
-    #[prost(bytes = "bytes", tag = "5")]
-    value: bytes::Bytes,
-}
-
-/// Opens one watch stream carrying `watchers` watchers of the prefix from `from`; the
-/// task counts each event's latency from the send time its value carries.
-async fn watch_stream(
-    ch: Channel,
-    watchers: usize,
-    from: i64,
-    origin: Instant,
-    deadline: Instant,
-    live: Arc<Live>,
-) -> Result<tokio::task::JoinHandle<Tally>, String> {
-    if watchers == 0 {
-        return Ok(tokio::spawn(async { Tally::new() }));
-    }
-    let mut client = tonic::client::Grpc::new(ch);
-    client.ready().await.map_err(|e| e.to_string())?;
-    let (tx, rx) = mpsc::channel(watchers);
-    let create = || pb::WatchRequest {
-        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
-            pb::WatchCreateRequest {
-                key: WATCH_PREFIX.to_vec(),
-                range_end: WATCH_END.to_vec(),
-                start_revision: from,
-                ..Default::default()
-            },
-        )),
-    };
-    // The first create goes before the call: a server may send the stream's headers
-    // only with its first answer (etcd's does).
-    tx.send(create()).await.map_err(|e| e.to_string())?;
-    let path = http::uri::PathAndQuery::from_static("/etcdserverpb.Watch/Watch");
-    let codec = tonic_prost::ProstCodec::<pb::WatchRequest, LiteResponse>::default();
-    let mut events = client
-        .streaming(tonic::Request::new(ReceiverStream::new(rx)), path, codec)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_inner();
-    for i in 0..watchers {
-        if i > 0 {
-            tx.send(create()).await.map_err(|e| e.to_string())?;
-        }
-        // clientv3 waits for each create's answer before the next.
-        match events.message().await {
-            Ok(Some(r)) if r.created && !r.canceled => {}
-            other => return Err(format!("a watch was not created: {other:?}")),
-        }
-    }
-    Ok(tokio::spawn(async move {
-        let _keep_open = tx;
-        let mut t = Tally::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(next) = tokio::time::timeout(left, events.message()).await else {
-                return t;
-            };
-            match next {
-                Ok(Some(r)) => {
-                    let now = Instant::now();
-                    for e in &r.events {
-                        let sent = e.kv.as_ref().and_then(|kv| kv.value.get(..8));
-                        let sent = sent.map(|b| u64::from_le_bytes(b.try_into().unwrap()));
-                        match sent {
-                            Some(ns) => t.record(now - (origin + Duration::from_nanos(ns))),
-                            None => t.failed(&live, "an event without a send time".into()),
-                        }
-                    }
-                    // One shared counter update per response, not per event.
-                    live.ops.fetch_add(r.events.len() as u64, Ordering::Relaxed);
-                }
-                Ok(None) => return t,
-                Err(e) => {
-                    t.failed(&live, e.message().to_string());
-                    return t;
-                }
-            }
-        }
-    }))
-}
-
-async fn watch_fanout(
-    spec: &Spec,
-    chans: &[Channel],
-    leader: Channel,
-    deadline: Instant,
-    live: &Arc<Live>,
-) -> Result<Vec<Tally>, String> {
-    let mut kv = pb::kv_client::KvClient::new(leader.clone());
-    let probe = pb::RangeRequest {
-        key: b"/wf-probe".to_vec(),
-        ..Default::default()
-    };
-    let rev = kv.range(probe).await.map_err(|e| e.to_string())?;
-    let from = rev.into_inner().header.map_or(0, |h| h.revision) + 1;
-    let origin = Instant::now();
-    let mut tasks = Vec::new();
-    for (s, ch) in chans.iter().enumerate() {
-        let n = spec.clients / chans.len() + usize::from(s < spec.clients % chans.len());
-        let stream = watch_stream(ch.clone(), n, from, origin, deadline, live.clone());
-        tasks.push(stream.await?);
-    }
-    // Putters count nothing: the watchers count what arrives.
-    let putters: Vec<_> = (0..WATCH_PUTTERS)
-        .map(|i| {
-            let mut kv = pb::kv_client::KvClient::new(leader.clone());
-            let size = spec.value_size.max(8);
-            tokio::spawn(async move {
-                let key = [WATCH_PREFIX, format!("{i}").as_bytes()].concat();
-                while Instant::now() < deadline && !STOP.load(Ordering::Relaxed) {
-                    let mut value = vec![b'w'; size];
-                    let ns = origin.elapsed().as_nanos() as u64;
-                    value[..8].copy_from_slice(&ns.to_le_bytes());
-                    let put = pb::PutRequest {
-                        key: key.clone(),
-                        value,
-                        ..Default::default()
-                    };
-                    if kv.put(put).await.is_err() {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            })
-        })
-        .collect();
-    for p in putters {
-        let _ = p.await;
-    }
-    Ok(join(tasks).await)
 }

@@ -55,10 +55,16 @@ const REDIAL_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct H2Conn {
     link: Arc<Link>,
+    paths: Arc<Paths>,
+    timeout: Duration,
+}
+
+/// The calls the load generator makes, as request URIs on one endpoint.
+struct Paths {
     put: Uri,
     range: Uri,
     txn: Uri,
-    timeout: Duration,
+    watch: Uri,
 }
 
 struct Link {
@@ -153,21 +159,21 @@ impl Kv {
     pub async fn put(&mut self, r: pb::PutRequest) -> Result<pb::PutResponse, Status> {
         match self {
             Kv::Tonic(c) => c.put(r).await.map(|x| x.into_inner()),
-            Kv::H2(c) => c.unary(&c.put, &r).await,
+            Kv::H2(c) => c.unary(&c.paths.put, &r).await,
         }
     }
 
     pub async fn range(&mut self, r: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
         match self {
             Kv::Tonic(c) => c.range(r).await.map(|x| x.into_inner()),
-            Kv::H2(c) => c.unary(&c.range, &r).await,
+            Kv::H2(c) => c.unary(&c.paths.range, &r).await,
         }
     }
 
     pub async fn txn(&mut self, r: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
         match self {
             Kv::Tonic(c) => c.txn(r).await.map(|x| x.into_inner()),
-            Kv::H2(c) => c.unary(&c.txn, &r).await,
+            Kv::H2(c) => c.unary(&c.paths.txn, &r).await,
         }
     }
 }
@@ -191,6 +197,9 @@ pub async fn dial_h2(ep: &str, connect: Duration, request: Duration) -> Result<H
             .map_err(|e| format!("endpoint {ep}: {e}"))
     };
     let (put, range, txn) = (uri("Put")?, uri("Range")?, uri("Txn")?);
+    let watch = format!("http://{auth}/etcdserverpb.Watch/Watch")
+        .parse::<Uri>()
+        .map_err(|e| format!("endpoint {ep}: {e}"))?;
     let (send, conn) = handshake(auth, connect)
         .await
         .map_err(|e| format!("endpoint {ep}: {e}"))?;
@@ -203,9 +212,12 @@ pub async fn dial_h2(ep: &str, connect: Duration, request: Duration) -> Result<H
     link.drive(0, conn);
     Ok(H2Conn {
         link,
-        put,
-        range,
-        txn,
+        paths: Arc::new(Paths {
+            put,
+            range,
+            txn,
+            watch,
+        }),
         timeout: request,
     })
 }
@@ -224,6 +236,37 @@ impl H2Conn {
                 self.timeout
             ))),
         }
+    }
+
+    /// Opens a Watch call and sends `first` on it: the request body, open for more
+    /// framed `WatchRequest`s, and the answer's body once its headers came (a server
+    /// may send them only with its first answer, as etcd's does).
+    pub async fn open_watch(
+        &self,
+        first: &pb::WatchRequest,
+    ) -> Result<(h2::SendStream<Bytes>, h2::RecvStream), Status> {
+        let (generation, send) = self.link.sender().await?;
+        let failed = |e: h2::Error| {
+            if e.is_io() || e.is_go_away() {
+                self.link.broken(generation);
+            }
+            h2_status(e)
+        };
+        let mut send = send.ready().await.map_err(failed)?;
+        let mut req = Request::new(());
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.paths.watch.clone();
+        let h = req.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        let (answer, mut body) = send.send_request(req, false).map_err(failed)?;
+        body.send_data(frame(first), false).map_err(failed)?;
+        let (head, recv) = answer.await.map_err(failed)?.into_parts();
+        grpc_status(&head.headers)?;
+        if head.status != http::StatusCode::OK {
+            return Err(Status::unknown(format!("HTTP status {}", head.status)));
+        }
+        Ok((body, recv))
     }
 
     async fn call<Q: Message, R: Message + Default>(&self, path: &Uri, q: &Q) -> Result<R, Status> {
@@ -267,7 +310,7 @@ impl H2Conn {
 }
 
 /// `q` as one gRPC message: no compression, 4-byte big-endian length, the message.
-fn frame<Q: Message>(q: &Q) -> Bytes {
+pub fn frame<Q: Message>(q: &Q) -> Bytes {
     let len = q.encoded_len();
     let mut b = BytesMut::with_capacity(5 + len);
     b.put_u8(0);
@@ -291,14 +334,14 @@ fn unframe<R: Message + Default>(b: &[u8]) -> Result<R, Status> {
 }
 
 /// `Err` for a gRPC status other than OK in `h`; `Ok` when OK or absent.
-fn grpc_status(h: &HeaderMap) -> Result<(), Status> {
+pub fn grpc_status(h: &HeaderMap) -> Result<(), Status> {
     match Status::from_header_map(h) {
         Some(s) if s.code() != Code::Ok => Err(s),
         _ => Ok(()),
     }
 }
 
-fn h2_status(e: h2::Error) -> Status {
+pub fn h2_status(e: h2::Error) -> Status {
     let code = if e.is_io() || e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM) {
         Code::Unavailable
     } else {

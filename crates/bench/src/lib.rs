@@ -14,11 +14,13 @@ pub mod cluster;
 pub mod cmd;
 pub mod compare;
 pub mod coord;
+pub mod fanout;
 pub mod h2;
 pub mod load;
 pub mod mem;
 pub mod null;
 pub mod report;
 pub mod wal;
+pub mod watch_scan;
 
 pub use cmd::{run, BenchArgs};
