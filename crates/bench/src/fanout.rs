@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::Channel;
 use tonic::Status;
 
@@ -67,6 +68,9 @@ pub async fn run(
     let mut tasks = Vec::new();
     for (s, conn) in conns.into_iter().enumerate() {
         let n = spec.clients / spec.conns + usize::from(s < spec.clients % spec.conns);
+        if n == 0 {
+            continue; // more streams than watchers
+        }
         let at = Counting {
             origin,
             deadline,
@@ -127,10 +131,32 @@ struct Counting {
 }
 
 impl Counting {
+    /// Counts what `answers` brings until the deadline or its end, in a task of its
+    /// own; `keep_open` (the request side) stays open until then.
+    fn count(
+        self,
+        mut answers: impl Stream<Item = Result<Seen, Status>> + Unpin + Send + 'static,
+        keep_open: impl Send + 'static,
+    ) -> JoinHandle<Tally> {
+        tokio::spawn(async move {
+            let _keep_open = keep_open;
+            let mut t = Tally::new();
+            loop {
+                let left = self.deadline.saturating_duration_since(Instant::now());
+                let Ok(next) = tokio::time::timeout(left, answers.next()).await else {
+                    return t;
+                };
+                if !self.answer(&mut t, next) {
+                    return t;
+                }
+            }
+        })
+    }
+
     /// Counts one answer's events into `t`; `false` once the stream is over.
-    fn answer(&self, t: &mut Tally, next: Result<Option<Seen>, Status>) -> bool {
+    fn answer(&self, t: &mut Tally, next: Option<Result<Seen, Status>>) -> bool {
         match next {
-            Ok(Some(r)) => {
+            Some(Ok(r)) => {
                 let now = Instant::now();
                 for &sent in &r.sent {
                     match sent {
@@ -144,8 +170,8 @@ impl Counting {
                     .fetch_add(r.sent.len() as u64, Ordering::Relaxed);
                 true
             }
-            Ok(None) => false,
-            Err(e) => {
+            None => false,
+            Some(Err(e)) => {
                 t.failed(&self.live, e.message().to_string());
                 false
             }
@@ -153,12 +179,24 @@ impl Counting {
     }
 }
 
-/// `Ok` for a create's answer.
-fn created(answer: Result<Option<Seen>, Status>) -> Result<(), String> {
-    match answer {
-        Ok(Some(r)) if r.created && !r.canceled => Ok(()),
-        other => Err(format!("a watch was not created: {other:?}")),
+/// Creates the watchers of a stream whose first create went with the call, one at a
+/// time as clientv3 does (each create waits for the previous one's answer); `send`
+/// sends one more create.
+async fn create_all(
+    watchers: usize,
+    answers: &mut (impl Stream<Item = Result<Seen, Status>> + Unpin),
+    mut send: impl FnMut() -> Result<(), String>,
+) -> Result<(), String> {
+    for i in 0..watchers {
+        if i > 0 {
+            send()?;
+        }
+        match answers.next().await {
+            Some(Ok(r)) if r.created && !r.canceled => {}
+            other => return Err(format!("a watch was not created: {other:?}")),
+        }
     }
+    Ok(())
 }
 
 /// Opens one tonic watch stream carrying `watchers` watchers of the prefix from
@@ -169,9 +207,6 @@ async fn watch_tonic(
     from: i64,
     at: Counting,
 ) -> Result<JoinHandle<Tally>, String> {
-    if watchers == 0 {
-        return Ok(tokio::spawn(async { Tally::new() }));
-    }
     let mut client = tonic::client::Grpc::new(ch);
     client.ready().await.map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel(watchers);
@@ -188,26 +223,12 @@ async fn watch_tonic(
         .await
         .map_err(|e| e.to_string())?
         .into_inner();
-    for i in 0..watchers {
-        if i > 0 {
-            tx.send(create(from)).await.map_err(|e| e.to_string())?;
-        }
-        // clientv3 waits for each create's answer before the next.
-        created(answers.message().await)?;
-    }
-    Ok(tokio::spawn(async move {
-        let _keep_open = tx;
-        let mut t = Tally::new();
-        loop {
-            let left = at.deadline.saturating_duration_since(Instant::now());
-            let Ok(next) = tokio::time::timeout(left, answers.message()).await else {
-                return t;
-            };
-            if !at.answer(&mut t, next) {
-                return t;
-            }
-        }
-    }))
+    // The channel holds every create: sending never waits.
+    create_all(watchers, &mut answers, || {
+        tx.try_send(create(from)).map_err(|e| e.to_string())
+    })
+    .await?;
+    Ok(at.count(answers, tx))
 }
 
 /// As [`watch_tonic`], on a raw HTTP/2 stream.
@@ -217,32 +238,15 @@ async fn watch_h2(
     from: i64,
     at: Counting,
 ) -> Result<JoinHandle<Tally>, String> {
-    if watchers == 0 {
-        return Ok(tokio::spawn(async { Tally::new() }));
-    }
     let (mut body, recv) = conn
         .open_watch(&create(from))
         .await
         .map_err(|e| e.to_string())?;
     let mut answers = SeenStream::new(recv);
-    for i in 0..watchers {
-        if i > 0 {
-            body.send_data(frame(&create(from)), false)
-                .map_err(|e| e.to_string())?;
-        }
-        created(answers.next().await)?;
-    }
-    Ok(tokio::spawn(async move {
-        let _keep_open = body;
-        let mut t = Tally::new();
-        loop {
-            let left = at.deadline.saturating_duration_since(Instant::now());
-            let Ok(next) = tokio::time::timeout(left, answers.next()).await else {
-                return t;
-            };
-            if !at.answer(&mut t, next) {
-                return t;
-            }
-        }
-    }))
+    create_all(watchers, &mut answers, || {
+        body.send_data(frame(&create(from)), false)
+            .map_err(|e| e.to_string())
+    })
+    .await?;
+    Ok(at.count(answers, body))
 }

@@ -245,38 +245,21 @@ impl H2Conn {
         &self,
         first: &pb::WatchRequest,
     ) -> Result<(h2::SendStream<Bytes>, h2::RecvStream), Status> {
-        let (generation, send) = self.link.sender().await?;
-        let failed = |e: h2::Error| {
-            if e.is_io() || e.is_go_away() {
-                self.link.broken(generation);
-            }
-            h2_status(e)
-        };
-        let mut send = send.ready().await.map_err(failed)?;
-        let mut req = Request::new(());
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.paths.watch.clone();
-        let h = req.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        h.insert(TE, HeaderValue::from_static("trailers"));
-        let (answer, mut body) = send.send_request(req, false).map_err(failed)?;
-        body.send_data(frame(first), false).map_err(failed)?;
-        let (head, recv) = answer.await.map_err(failed)?.into_parts();
-        grpc_status(&head.headers)?;
-        if head.status != http::StatusCode::OK {
-            return Err(Status::unknown(format!("HTTP status {}", head.status)));
-        }
+        let (_, body, recv) = self.open(&self.paths.watch, frame(first), false).await?;
         Ok((body, recv))
     }
 
-    async fn call<Q: Message, R: Message + Default>(&self, path: &Uri, q: &Q) -> Result<R, Status> {
+    /// Starts a call of `path` with the message `first` (the request's end when
+    /// `last`) and waits for the answer's headers: the connection's generation, the
+    /// request body and the answer's body.
+    async fn open(
+        &self,
+        path: &Uri,
+        first: Bytes,
+        last: bool,
+    ) -> Result<(u64, h2::SendStream<Bytes>, h2::RecvStream), Status> {
         let (generation, send) = self.link.sender().await?;
-        let failed = |e: h2::Error| {
-            if e.is_io() || e.is_go_away() {
-                self.link.broken(generation);
-            }
-            h2_status(e)
-        };
+        let failed = |e: h2::Error| self.failed(generation, e);
         let mut send = send.ready().await.map_err(|e| {
             self.link.broken(generation); // only a dead connection is never ready
             h2_status(e)
@@ -288,13 +271,27 @@ impl H2Conn {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         h.insert(TE, HeaderValue::from_static("trailers"));
         let (answer, mut body) = send.send_request(req, false).map_err(failed)?;
-        body.send_data(frame(q), true).map_err(failed)?;
-        let (head, mut recv) = answer.await.map_err(failed)?.into_parts();
+        body.send_data(first, last).map_err(failed)?;
+        let (head, recv) = answer.await.map_err(failed)?.into_parts();
         // A trailers-only answer (an error) carries its status in the headers.
         grpc_status(&head.headers)?;
         if head.status != http::StatusCode::OK {
             return Err(Status::unknown(format!("HTTP status {}", head.status)));
         }
+        Ok((generation, body, recv))
+    }
+
+    /// `e` as a status, marking connection `generation` broken when `e` says so.
+    fn failed(&self, generation: u64, e: h2::Error) -> Status {
+        if e.is_io() || e.is_go_away() {
+            self.link.broken(generation);
+        }
+        h2_status(e)
+    }
+
+    async fn call<Q: Message, R: Message + Default>(&self, path: &Uri, q: &Q) -> Result<R, Status> {
+        let (generation, _body, mut recv) = self.open(path, frame(q), true).await?;
+        let failed = |e: h2::Error| self.failed(generation, e);
         let mut msg = BytesMut::new();
         while let Some(chunk) = recv.data().await {
             let chunk = chunk.map_err(failed)?;

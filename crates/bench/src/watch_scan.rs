@@ -12,6 +12,9 @@
 use bytes::{Buf, BytesMut};
 use etcdpb::etcdserverpb as pb;
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio_stream::Stream;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::Status;
 
@@ -214,6 +217,8 @@ pub struct SeenStream {
     recv: h2::RecvStream,
     messages: Messages,
     ready: VecDeque<Seen>,
+    /// The call ended (or failed): nothing more comes.
+    ended: bool,
 }
 
 impl SeenStream {
@@ -222,29 +227,57 @@ impl SeenStream {
             recv,
             messages: Messages::default(),
             ready: VecDeque::new(),
+            ended: false,
         }
     }
 
-    /// The next answer; `None` when the call ended with status OK.
-    pub async fn next(&mut self) -> Result<Option<Seen>, Status> {
+    /// Reads a DATA chunk's messages into `ready`.
+    fn take(&mut self, chunk: &[u8]) -> Result<(), Status> {
+        let _ = self.recv.flow_control().release_capacity(chunk.len());
+        let ready = &mut self.ready;
+        self.messages.feed(chunk, |m| {
+            let seen = scan(m).ok_or_else(|| Status::internal("a malformed WatchResponse"))?;
+            ready.push_back(seen);
+            Ok(())
+        })
+    }
+
+    /// The call's end: `None` for status OK, else its error.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Seen, Status>>> {
+        let trailers = ready!(self.recv.poll_trailers(cx));
+        self.ended = true;
+        match trailers {
+            Ok(Some(t)) => Poll::Ready(crate::h2::grpc_status(&t).err().map(Err)),
+            Ok(None) => Poll::Ready(Some(Err(Status::internal(
+                "a Watch call ended without a status",
+            )))),
+            Err(e) => Poll::Ready(Some(Err(crate::h2::h2_status(e)))),
+        }
+    }
+}
+
+/// Answers in order, as tonic's `Streaming` yields them; an error ends the stream.
+impl Stream for SeenStream {
+    type Item = Result<Seen, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            if let Some(seen) = self.ready.pop_front() {
-                return Ok(Some(seen));
+            if let Some(seen) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(seen)));
             }
-            let Some(chunk) = self.recv.data().await else {
-                return match self.recv.trailers().await.map_err(crate::h2::h2_status)? {
-                    Some(t) => crate::h2::grpc_status(&t).map(|()| None),
-                    None => Err(Status::internal("a Watch call ended without a status")),
-                };
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            let chunk = match ready!(this.recv.poll_data(cx)) {
+                None => return this.poll_end(cx),
+                Some(Err(e)) => Err(crate::h2::h2_status(e)),
+                Some(Ok(chunk)) => this.take(&chunk),
             };
-            let chunk = chunk.map_err(crate::h2::h2_status)?;
-            let _ = self.recv.flow_control().release_capacity(chunk.len());
-            let ready = &mut self.ready;
-            self.messages.feed(&chunk, |m| {
-                let seen = scan(m).ok_or_else(|| Status::internal("a malformed WatchResponse"))?;
-                ready.push_back(seen);
-                Ok(())
-            })?;
+            if let Err(e) = chunk {
+                this.ended = true;
+                return Poll::Ready(Some(Err(e)));
+            }
         }
     }
 }
