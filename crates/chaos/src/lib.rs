@@ -470,7 +470,17 @@ async fn converge(r: &Run, leader: Option<usize>) -> (Vec<String>, bool) {
             .connect_lazy();
         let mut m = etcdpb::etcdserverpb::maintenance_client::MaintenanceClient::new(ch);
         let req = etcdpb::etcdserverpb::HashKvRequest { revision: rev };
-        match m.hash_kv(req).await {
+        let mut answer = m.hash_kv(req).await;
+        // The revision may have moved after the wait (leases left to expire are
+        // revoked by the leader): a member not there yet says it is in the future.
+        while answer
+            .as_ref()
+            .is_err_and(|e| e.code() == tonic::Code::OutOfRange && Instant::now() < deadline)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer = m.hash_kv(req).await;
+        }
+        match answer {
             Ok(resp) => {
                 let resp = resp.into_inner();
                 if rev == 0 {
