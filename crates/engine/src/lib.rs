@@ -113,6 +113,24 @@ impl fmt::Display for Redirect {
     }
 }
 
+/// A leadership hand-over that could not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferRefused {
+    /// Only the leader hands leadership over.
+    NotLeader(Redirect),
+    /// The target is not a voting member of the group.
+    NotAVoter(NodeId),
+}
+
+impl fmt::Display for TransferRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferRefused::NotLeader(r) => r.fmt(f),
+            TransferRefused::NotAVoter(n) => write!(f, "{n} is not a voting member"),
+        }
+    }
+}
+
 /// A write reported durable that the engine never asked for (a driver bug).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnknownIo(pub IoId);
@@ -179,6 +197,10 @@ pub trait Engine: Sized {
     /// Asks for a linearizable read point: [`Effect::ReadReady`] with `ctx` follows once
     /// it is safe, or [`Effect::ReadAborted`].
     fn read(&mut self, ctx: u64) -> Result<(), Redirect>;
+    /// Starts handing leadership to `to` (a voter), without waiting for a timeout: the
+    /// leader changes once `to` wins ([`Engine::status`]); a hand-over that does not
+    /// finish within about an election timeout is dropped. To itself: nothing to do.
+    fn transfer_leadership(&mut self, to: NodeId) -> Result<(), TransferRefused>;
     /// Storage made `io` (and every earlier io) durable.
     fn on_persisted(&mut self, io: IoId) -> Result<(), UnknownIo>;
     /// Everything the driver must do now, in order.

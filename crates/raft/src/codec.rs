@@ -24,7 +24,7 @@ mod pb {
     /// One Raft message.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Envelope {
-        #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+        #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
         pub body: Option<Body>,
     }
 
@@ -49,6 +49,14 @@ mod pb {
         ReadIndexResponse(ReadIndexResponse),
         #[prost(message, tag = "9")]
         Propose(Propose),
+        #[prost(message, tag = "10")]
+        TimeoutNow(TimeoutNow),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TimeoutNow {
+        #[prost(uint64, tag = "1")]
+        pub term: u64,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -61,6 +69,8 @@ mod pb {
         pub last_term: u64,
         #[prost(bool, tag = "4")]
         pub pre_vote: bool,
+        #[prost(bool, tag = "5")]
+        pub transfer: bool,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -254,12 +264,15 @@ fn to_pb(msg: &Message) -> pb::Body {
             last_index,
             last_term,
             pre_vote,
+            transfer,
         } => B::VoteRequest(pb::VoteRequest {
             term: term.0,
             last_index: last_index.0,
             last_term: last_term.0,
             pre_vote: *pre_vote,
+            transfer: *transfer,
         }),
+        Message::TimeoutNow { term } => B::TimeoutNow(pb::TimeoutNow { term: term.0 }),
         Message::VoteResponse {
             term,
             granted,
@@ -393,7 +406,9 @@ fn from_pb(body: pb::Body) -> Result<Message, DecodeError> {
             last_index: LogIndex(m.last_index),
             last_term: Term(m.last_term),
             pre_vote: m.pre_vote,
+            transfer: m.transfer,
         },
+        B::TimeoutNow(m) => Message::TimeoutNow { term: Term(m.term) },
         B::VoteResponse(m) => Message::VoteResponse {
             term: Term(m.term),
             granted: m.granted,
@@ -492,7 +507,16 @@ mod tests {
                 last_index: LogIndex(9),
                 last_term: Term(3),
                 pre_vote: true,
+                transfer: false,
             },
+            Message::VoteRequest {
+                term: Term(5),
+                last_index: LogIndex(9),
+                last_term: Term(4),
+                pre_vote: false,
+                transfer: true,
+            },
+            Message::TimeoutNow { term: Term(6) },
             Message::VoteResponse {
                 term: Term(4),
                 granted: false,
@@ -675,7 +699,7 @@ mod tests {
             &[0x0a],                         // a key without its length
             &[0x0a, 0xff, 0xff, 0xff, 0xff], // a length cut short
             &[0x08, 0x00],                   // a varint where the envelope has none
-            &[0x52, 0x00],                   // field 10: no such message
+            &[0x5a, 0x00],                   // field 11: no such message
             &[0x22, 0x02, 0x08, 0x01],       // an append response with no outcome
             &[0x0a, 0x02, 0x08, 0xff],       // a term cut inside its varint
             &[0x0a, 0x02, 0x0f, 0x00],       // wire type 7 does not exist

@@ -82,6 +82,15 @@ impl engine::Engine for RaftNode {
         self.read_index(ctx).map_err(redirect)
     }
 
+    fn transfer_leadership(&mut self, to: NodeId) -> Result<(), engine::TransferRefused> {
+        RaftNode::transfer_leadership(self, to).map_err(|e| match e {
+            crate::TransferError::NotLeader { leader } => {
+                engine::TransferRefused::NotLeader(Redirect { leader })
+            }
+            crate::TransferError::NotAVoter(n) => engine::TransferRefused::NotAVoter(n),
+        })
+    }
+
     fn on_persisted(&mut self, io: IoId) -> Result<(), UnknownIo> {
         RaftNode::on_persisted(self, io).map_err(|e| UnknownIo(e.0))
     }

@@ -17,6 +17,7 @@ impl RaftNode {
             self.term = term;
             self.vote = None;
         }
+        self.transfer = None;
         if self.role == Role::Leader {
             for origin in self.reads.abort_all() {
                 self.answer_read(origin, None);
@@ -30,6 +31,11 @@ impl RaftNode {
     }
 
     pub(crate) fn campaign(&mut self, pre_vote: bool) {
+        self.start_campaign(pre_vote, false);
+    }
+
+    /// Starts a pre-vote or an election; `transfer` when the leader asked for it.
+    pub(crate) fn start_campaign(&mut self, pre_vote: bool, transfer: bool) {
         self.abort_remote_reads();
         self.leader = None;
         self.votes.clear();
@@ -44,6 +50,7 @@ impl RaftNode {
                     last_index,
                     last_term,
                     pre_vote: true,
+                    transfer: false,
                 };
                 self.send(to, m);
             }
@@ -70,6 +77,7 @@ impl RaftNode {
                 last_index,
                 last_term,
                 pre_vote: false,
+                transfer,
             };
             self.io.gate(to, m);
         }
@@ -151,6 +159,7 @@ impl RaftNode {
 
     fn become_leader(&mut self) {
         self.role = Role::Leader;
+        self.transfer = None;
         self.leader = Some(self.cfg.id);
         self.votes.clear();
         self.heartbeat_elapsed = 0;

@@ -11,6 +11,7 @@ use crate::types::{LogIndex, NodeId, Role};
 
 impl RaftNode {
     pub(crate) fn tick_leader(&mut self) {
+        self.tick_transfer();
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.cfg.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
@@ -181,6 +182,7 @@ impl RaftNode {
                             p.progressed_since_heartbeat = true;
                             self.maybe_commit();
                         }
+                        self.maybe_send_timeout_now(from);
                     }
                     AppendOutcome::Rejected {
                         rejected_index,

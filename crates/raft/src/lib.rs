@@ -13,6 +13,8 @@
 //! - **ReadIndex**: a linearizable read served at the commit index once a quorum has
 //!   confirmed, after the read arrived, that this node is still leader.
 //! - **snapshot**: the state machine's state at an index; the log before it is dropped.
+//! - **leadership transfer**: the leader catches a chosen follower up and tells it to
+//!   campaign at once (`TimeoutNow`), so leadership moves without an election timeout.
 //!
 //! # Driving a node
 //! The node never does I/O, never reads a clock and draws randomness only from
@@ -83,6 +85,7 @@ mod node;
 mod progress;
 mod quorum;
 mod read;
+mod transfer;
 mod types;
 
 pub mod tutorial;
@@ -94,6 +97,7 @@ pub use effects::{Apply, ChunkRequest, Effect, EntryWrite, PersistRequest, Snaps
 pub use error::{ProposeError, RecoverError, SnapshotError, StepError, UnknownIo};
 pub use message::{AppendOutcome, MalformedReason, Message};
 pub use node::{Proposal, RaftNode, Recovered, Status};
+pub use transfer::TransferError;
 pub use types::{
     Entry, EntryKind, HardState, IoId, LogIndex, NodeId, Payload, Role, Snapshot, SnapshotMeta,
     Term,

@@ -15,6 +15,9 @@ pub enum Message {
         last_term: Term,
         /// True for a pre-vote probe.
         pre_vote: bool,
+        /// The leader asked for this election ([`Message::TimeoutNow`]): a voter that
+        /// still hears from that leader votes all the same.
+        transfer: bool,
     },
     /// Answer to a [`Message::VoteRequest`].
     VoteResponse {
@@ -106,6 +109,12 @@ pub enum Message {
         /// The index to read at; `None` when the leader cannot serve it (it stepped down).
         index: Option<LogIndex>,
     },
+    /// The leader hands its leadership over: the receiver, caught up with the leader's
+    /// log, starts an election at once (no pre-vote, no waiting for a timeout).
+    TimeoutNow {
+        /// The leader's term.
+        term: Term,
+    },
 }
 
 /// The result of an AppendEntries consistency check.
@@ -139,7 +148,8 @@ impl Message {
             | Message::SnapshotResponse { term, .. }
             | Message::ReadIndex { term, .. }
             | Message::Propose { term, .. }
-            | Message::ReadIndexResponse { term, .. } => *term,
+            | Message::ReadIndexResponse { term, .. }
+            | Message::TimeoutNow { term } => *term,
         }
     }
 
@@ -158,6 +168,7 @@ impl Message {
             Message::ReadIndex { .. } => "ReadIndex",
             Message::Propose { .. } => "Propose",
             Message::ReadIndexResponse { .. } => "ReadIndexResp",
+            Message::TimeoutNow { .. } => "TimeoutNow",
         }
     }
 }

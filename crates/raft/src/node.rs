@@ -114,6 +114,8 @@ pub struct RaftNode {
     pub(crate) broadcast_pending: bool,
     /// Messages released to this node itself (its own vote), processed at the next flush.
     pub(crate) self_inbox: Vec<Message>,
+    /// A leadership transfer under way (leader only).
+    pub(crate) transfer: Option<crate::transfer::Transfer>,
 }
 
 impl RaftNode {
@@ -198,6 +200,7 @@ impl RaftNode {
             incoming: None,
             broadcast_pending: false,
             self_inbox: Vec::new(),
+            transfer: None,
             cfg,
         };
         node.reset_election_timer();
@@ -230,7 +233,9 @@ impl RaftNode {
         let term = msg.term();
         if term > self.term {
             match &msg {
-                Message::VoteRequest { .. } if self.in_lease() => return Ok(()),
+                Message::VoteRequest {
+                    transfer: false, ..
+                } if self.in_lease() => return Ok(()),
                 Message::VoteRequest { pre_vote: true, .. } => {}
                 Message::VoteResponse {
                     pre_vote: true,
@@ -256,8 +261,13 @@ impl RaftNode {
                 last_index,
                 last_term,
                 pre_vote,
+                transfer: _,
             } => {
                 self.on_vote_request(from, term, last_index, last_term, pre_vote);
+                Ok(())
+            }
+            Message::TimeoutNow { .. } => {
+                self.on_timeout_now();
                 Ok(())
             }
             Message::VoteResponse {

@@ -40,6 +40,7 @@ fn vote_request(term: u64, last_index: u64, last_term: u64) -> Message {
         last_index: LogIndex(last_index),
         last_term: Term(last_term),
         pre_vote: false,
+        transfer: false,
     }
 }
 
@@ -363,7 +364,8 @@ fn small_or_huge(rng: &mut seedrng::Rng) -> u64 {
 fn arbitrary_message(rng: &mut seedrng::Rng) -> Message {
     let term = Term(small_or_huge(rng));
     let idx = |rng: &mut seedrng::Rng| LogIndex(small_or_huge(rng));
-    match rng.range(0, 9) {
+    match rng.range(0, 10) {
+        9 => Message::TimeoutNow { term },
         8 => Message::Propose {
             term,
             command: vec![1u8; rng.range(0, 40) as usize].into(),
@@ -382,6 +384,7 @@ fn arbitrary_message(rng: &mut seedrng::Rng) -> Message {
             last_index: idx(rng),
             last_term: Term(small_or_huge(rng)),
             pre_vote: rng.chance(1, 2),
+            transfer: rng.chance(1, 4),
         },
         1 => Message::VoteResponse {
             term,

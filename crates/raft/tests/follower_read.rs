@@ -115,6 +115,7 @@ fn a_leader_that_steps_down_refuses_the_reads_it_holds() {
                 last_index: LogIndex(0),
                 last_term: raft::Term(0),
                 pre_vote: false,
+                transfer: false,
             },
         )
         .unwrap();

@@ -333,6 +333,11 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
         }
     }
 
+    /// Starts handing leadership to `to` (see [`Engine::transfer_leadership`]).
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), engine::TransferRefused> {
+        self.engine.transfer_leadership(to)
+    }
+
     /// Storage made `io` (and every earlier io) durable.
     pub fn on_persisted(&mut self, io: IoId) -> Result<(), UnknownIo> {
         self.engine.on_persisted(io)

@@ -108,10 +108,12 @@ pub(crate) fn describe(m: &Message) -> String {
             last_index,
             last_term,
             pre_vote,
+            transfer,
         } => {
             format!(
-                "{} t{term} last={last_index}/t{last_term}",
-                if *pre_vote { "PreVote" } else { "Vote" }
+                "{} t{term} last={last_index}/t{last_term}{}",
+                if *pre_vote { "PreVote" } else { "Vote" },
+                if *transfer { " transfer" } else { "" }
             )
         }
         Message::VoteResponse {
@@ -163,5 +165,6 @@ pub(crate) fn describe(m: &Message) -> String {
         Message::ReadIndexResponse { term, ctx, index } => {
             format!("ReadIndexResp t{term} ctx={ctx} index={index:?}")
         }
+        Message::TimeoutNow { term } => format!("TimeoutNow t{term}"),
     }
 }
