@@ -50,6 +50,24 @@ pub mod errors {
     pub fn stopped() -> Status {
         Status::new(Code::Unavailable, "etcdserver: server stopped")
     }
+    /// `etcdserver: not leader` (a request only the leader serves).
+    pub fn not_leader() -> Status {
+        Status::new(Code::FailedPrecondition, "etcdserver: not leader")
+    }
+    /// `etcdserver: bad leader transferee`.
+    pub fn bad_transferee() -> Status {
+        Status::new(
+            Code::FailedPrecondition,
+            "etcdserver: bad leader transferee",
+        )
+    }
+    /// `etcdserver: request timed out, leader transfer took too long`.
+    pub fn transfer_timeout() -> Status {
+        Status::new(
+            Code::Unavailable,
+            "etcdserver: request timed out, leader transfer took too long",
+        )
+    }
 }
 
 /// A proposal counted in `etcd_server_proposals_pending` for as long as it lives: until
@@ -156,6 +174,28 @@ impl Api {
         // The store is the truth; status changes (the driver publishes `compacting`
         // flipping, and the round that applied the Compact) are the wake-ups.
         let _ = rx.wait_for(|_| !store.read().compaction_pending()).await;
+    }
+
+    /// Hands this leader's leadership to member `to` and waits (up to `within`) until
+    /// this member sees `to` lead.
+    pub async fn move_leader(&self, to: NodeId, within: Duration) -> Result<(), Status> {
+        let (tx, rx) = oneshot::channel();
+        self.driver
+            .send(Input::TransferLeader(to, tx))
+            .map_err(|_| errors::stopped())?;
+        match rx.await {
+            Err(_) => return Err(errors::stopped()),
+            Ok(Err(engine::TransferRefused::NotLeader(_))) => return Err(errors::not_leader()),
+            Ok(Err(engine::TransferRefused::NotAVoter(_))) => return Err(errors::bad_transferee()),
+            Ok(Ok(())) => {}
+        }
+        let mut status = self.shared.status.subscribe();
+        let moved = async { status.wait_for(|s| s.leader == Some(to)).await.is_ok() };
+        match tokio::time::timeout(within, moved).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(errors::stopped()),
+            Err(_) => Err(errors::transfer_timeout()),
+        }
     }
 
     /// Replicates a write on this (leader) member and returns the store's response.

@@ -59,6 +59,12 @@ pub enum Input {
     /// A linearizable read barrier: replies once the store has applied through the
     /// leader's commit index as of the request.
     ReadIndex(ReadReply),
+    /// Hand leadership to a member (MoveLeader, or a leader stopping): the answer says
+    /// whether the hand-over started.
+    TransferLeader(
+        NodeId,
+        tokio::sync::oneshot::Sender<Result<(), engine::TransferRefused>>,
+    ),
     /// The snapshot thread wrote its file (or failed to).
     Snapshot(SnapOutcome),
     /// The next WAL segment was prepared in the background (true) or could not be.
@@ -278,6 +284,9 @@ impl Driver {
                 self.replica.submit(Client::Write(reply), command);
             }
             Input::ReadIndex(reply) => self.replica.read(Client::Read(reply)),
+            Input::TransferLeader(to, reply) => {
+                let _ = reply.send(self.replica.transfer_leadership(to));
+            }
             Input::Snapshot(outcome) => self.on_snapshot_written(outcome)?,
             Input::SegmentPrepared(ok) => self.storage.segment_prepared(ok),
             Input::Shutdown | Input::PeerStream { .. } => {}

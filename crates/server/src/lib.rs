@@ -361,16 +361,16 @@ pub async fn run(
         })
         .map_err(|e| ConfigError(format!("cannot start the driver thread: {e}")))?;
     let fatal = Arc::new(std::sync::Mutex::new(None));
+    let api = Api::new(shared.clone(), driver_tx.clone());
     let stop = {
-        let fatal = fatal.clone();
+        let (fatal, api) = (fatal.clone(), api.clone());
         async move {
             tokio::select! {
-                () = shutdown => {}
+                () = shutdown => hand_over(&api).await,
                 Ok(e) = fatal_rx => *fatal.lock().unwrap() = Some(e),
             }
         }
     };
-    let api = Api::new(shared.clone(), driver_tx.clone());
     tracing::info!(
         event = "serving",
         clients = %cfg.listen_client,
@@ -386,6 +386,50 @@ pub async fn run(
         return Err(RunError::Fatal(e));
     }
     served.map_err(|e| ConfigError(format!("client server failed: {e}")).into())
+}
+
+/// Asked to stop, a leader first hands leadership to a follower (still serving
+/// clients meanwhile), so that its departure costs the cluster no election timeout; it
+/// stops anyway if that does not happen within two.
+async fn hand_over(api: &Api) {
+    let Some(to) = successor(&api.shared) else {
+        return;
+    };
+    match api.move_leader(to, api.shared.election * 2).await {
+        Ok(()) => {
+            tracing::info!(event = "handed_over", to = %to, "handed leadership over before stopping")
+        }
+        Err(e) => tracing::warn!(
+            event = "hand_over_failed",
+            to = %to,
+            error = %e.message(),
+            "could not hand leadership over before stopping"
+        ),
+    }
+}
+
+/// The follower a stopping leader hands over to: the most caught-up of those its
+/// failure detector holds alive (a stopped peer may have caught up before it died).
+fn successor(shared: &state::Shared) -> Option<engine::NodeId> {
+    let alive: Vec<engine::NodeId> = shared
+        .health
+        .lock()
+        .unwrap()
+        .suspicions()
+        .into_iter()
+        .filter(|s| s.verdict == detector::Verdict::Alive)
+        .map(|s| s.id)
+        .collect();
+    let s = shared.status.borrow();
+    if s.leader != Some(shared.member_id) {
+        return None;
+    }
+    s.peer_match
+        .iter()
+        .map(|(p, m)| (engine::NodeId(*p), *m))
+        .filter(|(p, _)| alive.contains(p))
+        .max_by_key(|(_, m)| *m)
+        .map(|(p, _)| p)
 }
 
 /// How often the leader checkpoints the remaining TTLs. A new leader resumes each

@@ -1,9 +1,11 @@
 //! `etcdserverpb.Cluster` (MemberList) and `etcdserverpb.Maintenance` (Status, Alarm,
 //! Defragment, Hash, HashKV, MoveLeader).
 
-use crate::api::Api;
+use crate::api::{errors, Api};
+use engine::NodeId;
 use etcdpb::etcdserverpb as pb;
-use tonic::{Code, Request, Response, Status};
+use std::time::Duration;
+use tonic::{Request, Response, Status};
 
 /// The etcd API version Synod speaks (what `endpoint status` prints as VERSION).
 pub const API_VERSION: &str = "3.4.0";
@@ -164,13 +166,30 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         }))
     }
 
+    /// etcd's MoveLeader: only the leader hands over, only to a member; the answer
+    /// comes once the target leads (as this member sees it), or etcd's timeout error.
     async fn move_leader(
         &self,
-        _request: Request<pb::MoveLeaderRequest>,
+        request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        Err(Status::new(
-            Code::Unimplemented,
-            "synod: leadership transfer is not supported yet",
-        ))
+        let shared = &self.api.shared;
+        let me = shared.member_id;
+        if shared.status.borrow().leader != Some(me) {
+            return Err(errors::not_leader());
+        }
+        let target = NodeId(request.get_ref().target_id);
+        if !shared.members.iter().any(|m| m.id == target) {
+            return Err(errors::bad_transferee());
+        }
+        if target != me {
+            // etcdctl's default command timeout is 5 s; the transfer itself is dropped
+            // after an election timeout, so waiting much longer gains nothing.
+            let within = (shared.election * 3).max(Duration::from_secs(2));
+            self.api.move_leader(target, within).await?;
+        }
+        let revision = shared.store.read().revision();
+        Ok(Response::new(pb::MoveLeaderResponse {
+            header: self.api.header(revision),
+        }))
     }
 }
