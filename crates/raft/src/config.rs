@@ -13,23 +13,32 @@ pub enum PlantedBug {
     UnpersistedVote,
     /// On an AppendEntries conflict keep the follower's entries instead of truncating.
     NoConflictTruncate,
+    /// Leadership transfer trusts the target: TimeoutNow goes before it caught up, and a
+    /// transfer vote is granted without the log check.
+    TransferUnchecked,
 }
 
 #[cfg(feature = "planted-bugs")]
 impl PlantedBug {
-    /// Parses the command-line name (`figure8-commit`, `unpersisted-vote`, `no-conflict-truncate`).
+    /// Parses the command-line name (`figure8-commit`, `unpersisted-vote`,
+    /// `no-conflict-truncate`, `transfer-unchecked`).
     pub fn from_name(name: &str) -> Option<PlantedBug> {
         match name {
             "figure8-commit" => Some(PlantedBug::Figure8Commit),
             "unpersisted-vote" => Some(PlantedBug::UnpersistedVote),
             "no-conflict-truncate" => Some(PlantedBug::NoConflictTruncate),
+            "transfer-unchecked" => Some(PlantedBug::TransferUnchecked),
             _ => None,
         }
     }
 
     /// Every planted bug's command-line name.
-    pub const NAMES: [&'static str; 3] =
-        ["figure8-commit", "unpersisted-vote", "no-conflict-truncate"];
+    pub const NAMES: [&'static str; 4] = [
+        "figure8-commit",
+        "unpersisted-vote",
+        "no-conflict-truncate",
+        "transfer-unchecked",
+    ];
 }
 
 /// Everything a node needs to know at start.

@@ -89,12 +89,16 @@ impl RaftNode {
         term: Term,
         last_index: LogIndex,
         last_term: Term,
-        pre_vote: bool,
+        (pre_vote, _transfer): (bool, bool),
     ) {
         let can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && term > self.term);
-        let grant = can_vote && self.log.is_up_to_date(last_index, last_term);
+        let up_to_date = self.log.is_up_to_date(last_index, last_term);
+        #[cfg(feature = "planted-bugs")]
+        let up_to_date =
+            up_to_date || (_transfer && self.bug(crate::config::PlantedBug::TransferUnchecked));
+        let grant = can_vote && up_to_date;
         if pre_vote {
             let term = if grant { term } else { self.term };
             self.send(

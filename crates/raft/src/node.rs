@@ -261,9 +261,10 @@ impl RaftNode {
                 last_index,
                 last_term,
                 pre_vote,
-                transfer: _,
+                transfer,
             } => {
-                self.on_vote_request(from, term, last_index, last_term, pre_vote);
+                let kind = (pre_vote, transfer);
+                self.on_vote_request(from, term, last_index, last_term, kind);
                 Ok(())
             }
             Message::TimeoutNow { .. } => {

@@ -235,6 +235,12 @@ impl LeaseChecker {
         ))
     }
 
+    /// The latest deadline of a stopped lease still waiting to expire: until then its
+    /// key may stay (each leader change since its last keep-alive lets it stay longer).
+    pub(crate) fn latest_deadline(&self) -> Option<u64> {
+        self.waiting().map(|(_, t)| self.deadline(t)).max()
+    }
+
     fn waiting(&self) -> impl Iterator<Item = (&i64, &Track)> {
         self.leases
             .iter()

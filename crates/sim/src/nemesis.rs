@@ -50,6 +50,11 @@ pub(crate) struct NemesisState {
     pub(crate) stopped_for_good: usize,
     /// A node armed to crash right after it sends a matching message.
     pub(crate) crash_point: Option<(usize, CrashPoint)>,
+    /// The target of the latest leadership transfer, until another node than the
+    /// leader that started it leads.
+    pub(crate) transfer_to: Option<NodeId>,
+    /// The leader that started it.
+    pub(crate) transfer_from: Option<NodeId>,
 }
 
 impl Simulation {
@@ -127,6 +132,66 @@ impl Simulation {
             FaultKind::Crash => self.inject_crash(false),
             FaultKind::Pause => self.inject_pause(),
             FaultKind::Disk => self.inject_disk(),
+            FaultKind::Transfer => self.inject_transfer(),
+        }
+    }
+
+    /// The leader hands leadership to another node, picked at random: up, down, paused
+    /// or cut off (then the transfer is dropped after an election timeout).
+    fn inject_transfer(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let Some(l) = self.ids.iter().position(|id| *id == leader) else {
+            return;
+        };
+        let others: Vec<NodeId> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| *id != leader)
+            .collect();
+        // Half the time the follower furthest behind: catching the target up before it
+        // campaigns is what a transfer must get right.
+        let behind = self.hosts[l].node.as_ref().and_then(|r| {
+            let progress = |id: &NodeId| engine::Engine::peer_progress(r.engine(), *id);
+            others.iter().copied().min_by_key(progress)
+        });
+        let to = match behind {
+            Some(b) if self.rng.chance(1, 2) => b,
+            _ => match self.rng.pick(&others).copied() {
+                Some(t) => t,
+                None => return,
+            },
+        };
+        let mut refused = None;
+        self.with_host(l, |h, _, _| {
+            if let Some(r) = h.node.as_mut() {
+                refused = r.transfer_leadership(to).err();
+            }
+            Ok(())
+        });
+        if refused.is_none() {
+            self.stats.transfers_started += 1;
+            self.nemesis.transfer_to = Some(to);
+            self.nemesis.transfer_from = Some(leader);
+        }
+        self.log(|| format!("nemesis: n{leader} hands leadership to n{to} ({refused:?})"));
+    }
+
+    /// After host `i` ran: a transfer under way ends when a node other than the old
+    /// leader leads, and counts as done if that node is its target.
+    pub(crate) fn note_transfer(&mut self, i: usize) {
+        let Some(to) = self.nemesis.transfer_to else {
+            return;
+        };
+        let leads = self.hosts[i]
+            .engine_status()
+            .is_some_and(|s| s.role == engine::Role::Leader && s.leader == Some(self.ids[i]));
+        let was_leader = self.nemesis.transfer_from == Some(self.ids[i]);
+        if leads && !was_leader {
+            self.stats.transfers_done += u64::from(self.ids[i] == to);
+            self.nemesis.transfer_to = None;
         }
     }
 

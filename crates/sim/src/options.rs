@@ -19,11 +19,13 @@ pub enum FaultKind {
     Pause,
     /// Slow disk, and power loss that tears unsynced writes.
     Disk,
+    /// The leader hands leadership to another node (which may be down or cut off).
+    Transfer,
 }
 
 impl FaultKind {
     /// Every fault class, in command-line order.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Drop,
         FaultKind::Delay,
         FaultKind::Duplicate,
@@ -31,6 +33,7 @@ impl FaultKind {
         FaultKind::Crash,
         FaultKind::Pause,
         FaultKind::Disk,
+        FaultKind::Transfer,
     ];
 
     /// The command-line name.
@@ -43,6 +46,7 @@ impl FaultKind {
             FaultKind::Crash => "crash",
             FaultKind::Pause => "pause",
             FaultKind::Disk => "disk",
+            FaultKind::Transfer => "transfer",
         }
     }
 }

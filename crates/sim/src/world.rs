@@ -103,6 +103,10 @@ pub struct Stats {
     /// The longest lock handover less what its bound allows for stalls, elections and
     /// the new owner's lost attempts (the bound's fixed part covers the rest).
     pub lock_max_handover_net_us: u64,
+    /// Leadership transfers the nemesis started.
+    pub transfers_started: u64,
+    /// Of those, the ones whose target was the next node to lead.
+    pub transfers_done: u64,
 }
 
 /// A deterministic simulation of a Raft cluster under faults.
@@ -347,6 +351,7 @@ impl Simulation {
             Err(v) => self.fail(v),
             Ok(()) => {}
         }
+        self.note_transfer(i);
         if let Some(note) = self.hosts[i].restart_note.take() {
             let id = self.ids[i];
             self.log(|| format!("n{id} {note}"));

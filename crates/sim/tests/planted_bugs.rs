@@ -50,6 +50,28 @@ fn no_conflict_truncate_is_caught() {
     );
 }
 
+/// A leadership transfer that trusts its target (TimeoutNow before the target caught
+/// up, a transfer vote granted without the log check) elects a leader missing committed
+/// entries. Under a stream of transfers (and delays, so targets lag) the
+/// leader-completeness or state-machine checkers see it; under `--faults all` it shows
+/// in about one seed in 200.
+#[test]
+fn transfer_unchecked_is_caught() {
+    let opts = SimOptions {
+        planted_bug: Some(PlantedBug::TransferUnchecked),
+        faults: sim::FaultSet::parse("transfer,delay").unwrap(),
+        ..SimOptions::default()
+    };
+    let found = first_violation_with(opts, 0..40);
+    assert!(
+        matches!(
+            found.map(|f| f.1),
+            Some("leader-completeness" | "state-machine-safety")
+        ),
+        "electing a transfer target that lacks committed entries went unnoticed: {found:?}"
+    );
+}
+
 /// Granting a vote that is not durable lets a restarted node vote twice in a term. Its
 /// consequences (two leaders, lost writes) may show first in another checker; the vote
 /// checkers must also catch it directly, within the scan. The direct catches are rare

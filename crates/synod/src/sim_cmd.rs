@@ -29,7 +29,7 @@ pub struct RaftArgs {
     /// Cluster size.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=15))]
     nodes: u64,
-    /// Fault classes: `all`, `none`, or a list from drop,delay,duplicate,partition,crash,pause,disk.
+    /// Fault classes: `all`, `none`, or a list from drop,delay,duplicate,partition,crash,pause,disk,transfer.
     #[arg(long, default_value = "all", value_parser = FaultSet::parse)]
     faults: FaultSet,
     /// Simulated seconds of faults per seed.
@@ -38,8 +38,8 @@ pub struct RaftArgs {
     /// Worker threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Plant a deliberate bug: figure8-commit, unpersisted-vote, no-conflict-truncate
-    /// (Raft), reply-before-commit (the replica), follower-lease-expiry,
+    /// Plant a deliberate bug: figure8-commit, unpersisted-vote, no-conflict-truncate,
+    /// transfer-unchecked (Raft), reply-before-commit (the replica), follower-lease-expiry,
     /// watch-skip-compacted, lease-no-checkpoint (leases and watches), lock-unfenced
     /// (the lock clients).
     #[cfg(feature = "planted-bugs")]
@@ -147,7 +147,7 @@ fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
     }
     let s = outcome.stats;
     println!(
-        "seed={seed} nodes={} faults={} sim_seconds={:.3} events={} messages={} crashes={} ops={} watch_events={} watches_compacted={} leases_expired={} {}",
+        "seed={seed} nodes={} faults={} sim_seconds={:.3} events={} messages={} crashes={} ops={} watch_events={} watches_compacted={} leases_expired={} transfers_started={} transfers_done={} {}",
         opts.nodes,
         opts.faults,
         outcome.sim_us as f64 / 1e6,
@@ -158,6 +158,8 @@ fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
         s.watch_events,
         s.watches_compacted,
         s.leases_expired,
+        s.transfers_started,
+        s.transfers_done,
         lock_figures(&s)
     );
     match &outcome.violation {
@@ -240,6 +242,10 @@ fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCo
         s.seeds_unfenced_non_owner
     );
     println!(
+        "transfers: {} started, {} moved leadership to their target (the others met a target down, paused or cut off, or a leader change first)",
+        s.locks.transfers_started, s.locks.transfers_done
+    );
+    println!(
         "seeds={total} violations={} sim_seconds={sim_s:.0} wall_seconds={wall:.1} speedup={:.0}",
         s.violations.len(),
         sim_s / wall.max(1e-9)
@@ -278,6 +284,8 @@ fn record(summary: &Mutex<Summary>, outcome: &SeedOutcome, bar: &ProgressBar) {
     l.lock_unfenced_non_owner += o.lock_unfenced_non_owner;
     l.lock_max_handover_us = l.lock_max_handover_us.max(o.lock_max_handover_us);
     l.lock_max_handover_net_us = l.lock_max_handover_net_us.max(o.lock_max_handover_net_us);
+    l.transfers_started += o.transfers_started;
+    l.transfers_done += o.transfers_done;
     s.seeds_unfenced_non_owner += u64::from(o.lock_unfenced_non_owner > 0);
     if outcome.linearizability_unknown {
         s.unknown += 1;
