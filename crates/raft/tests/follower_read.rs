@@ -4,22 +4,10 @@
 
 mod common;
 
-use raft::{Config, LogIndex, Message, NodeId, RaftNode, Role};
+use raft::{LogIndex, Message, NodeId, RaftNode, Role};
 
 /// What a pump round saw besides messages: (node, ctx, Some(index) | None = aborted).
 type ReadOutcome = (NodeId, u64, Option<LogIndex>);
-
-fn cluster() -> Vec<RaftNode> {
-    (1..=3)
-        .map(|i| {
-            let mut c = Config::new(NodeId(i), (1..=3).map(NodeId).collect());
-            c.pre_vote = false;
-            c.check_quorum = false;
-            c.election_timeout_ticks = if i == 1 { 3 } else { 50 };
-            RaftNode::new(c).unwrap()
-        })
-        .collect()
-}
 
 /// Delivers messages while `deliver` allows them; returns the read outcomes.
 fn pump(
@@ -29,20 +17,11 @@ fn pump(
     common::pump(nodes, deliver).reads
 }
 
-fn all(_: NodeId, _: NodeId, _: &Message) -> bool {
-    true
-}
+use common::all;
 
 /// Node 1 leads with a committed entry of its term.
 fn elected() -> Vec<RaftNode> {
-    let mut nodes = cluster();
-    while nodes[0].status().role != Role::Leader {
-        nodes[0].tick();
-        pump(&mut nodes, all);
-    }
-    nodes[0].propose(b"x".to_vec().into()).unwrap();
-    pump(&mut nodes, all);
-    nodes
+    common::elected(common::three(false))
 }
 
 #[test]

@@ -6,36 +6,15 @@
 
 mod common;
 
-use raft::{Config, LogIndex, Message, NodeId, RaftNode, Role, TransferError};
+use raft::{LogIndex, Message, NodeId, RaftNode, Role, TransferError};
 
-fn cluster() -> Vec<RaftNode> {
-    (1..=3)
-        .map(|i| {
-            let mut c = Config::new(NodeId(i), (1..=3).map(NodeId).collect());
-            // Pre-vote and check-quorum on, as the server runs: only the transfer
-            // flag gets a vote from a node that hears from its leader.
-            c.pre_vote = true;
-            c.check_quorum = true;
-            c.election_timeout_ticks = if i == 1 { 3 } else { 50 };
-            RaftNode::new(c).unwrap()
-        })
-        .collect()
-}
+use common::all;
 
-fn all(_: NodeId, _: NodeId, _: &Message) -> bool {
-    true
-}
-
-/// Node 1 leads with a committed command of its term.
+/// Node 1 leads with a committed command of its term; pre-vote and check-quorum on, as
+/// the server runs: only the transfer flag gets a vote from a node that hears from its
+/// leader.
 fn elected() -> Vec<RaftNode> {
-    let mut nodes = cluster();
-    while nodes[0].status().role != Role::Leader {
-        nodes[0].tick();
-        common::pump(&mut nodes, all);
-    }
-    nodes[0].propose(b"x".to_vec().into()).unwrap();
-    common::pump(&mut nodes, all);
-    nodes
+    common::elected(common::three(true))
 }
 
 fn leader_of(nodes: &[RaftNode]) -> Vec<Option<NodeId>> {

@@ -1,7 +1,10 @@
 //! A hand-driven cluster shared by the integration tests: messages are delivered
 //! between nodes with instantly durable disks, through a filter.
+#![allow(dead_code)] // each test file uses part of it
 
-use raft::{Effect, LogIndex, Message, NodeId, Payload, RaftNode, SnapshotMeta, SnapshotWrite};
+use raft::{
+    Config, Effect, LogIndex, Message, NodeId, Payload, RaftNode, Role, SnapshotMeta, SnapshotWrite,
+};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -94,4 +97,34 @@ pub fn pump(
         }
     }
     out
+}
+
+/// Delivers everything.
+pub fn all(_: NodeId, _: NodeId, _: &Message) -> bool {
+    true
+}
+
+/// Three nodes; node 1 times out first (3 ticks, the others 50). `guarded` turns on
+/// pre-vote and check-quorum, as the server runs.
+pub fn three(guarded: bool) -> Vec<RaftNode> {
+    (1..=3)
+        .map(|i| {
+            let mut c = Config::new(NodeId(i), (1..=3).map(NodeId).collect());
+            c.pre_vote = guarded;
+            c.check_quorum = guarded;
+            c.election_timeout_ticks = if i == 1 { 3 } else { 50 };
+            RaftNode::new(c).unwrap()
+        })
+        .collect()
+}
+
+/// `nodes` with node 1 leading and a command of its term committed.
+pub fn elected(mut nodes: Vec<RaftNode>) -> Vec<RaftNode> {
+    while nodes[0].status().role != Role::Leader {
+        nodes[0].tick();
+        pump(&mut nodes, all);
+    }
+    nodes[0].propose(b"x".to_vec().into()).unwrap();
+    pump(&mut nodes, all);
+    nodes
 }
