@@ -108,9 +108,12 @@ pub async fn run(
     request: Duration,
     live: Arc<Live>,
 ) -> Result<Outcome, String> {
+    // The fan-out dials its own connections, of the `--grpc-client` kind.
     let mut chans = Vec::with_capacity(spec.conns);
-    for i in 0..spec.conns {
-        chans.push(dial(&endpoints[i % endpoints.len()], connect, request).await?);
+    if spec.workload != Workload::WatchFanout {
+        for i in 0..spec.conns {
+            chans.push(dial(&endpoints[i % endpoints.len()], connect, request).await?);
+        }
     }
     let start = Instant::now();
     let deadline = start + spec.duration;
