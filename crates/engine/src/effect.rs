@@ -1,7 +1,7 @@
 //! The output half of the engine contract.
 
 use crate::ids::{Index, IoId, NodeId, Payload};
-use crate::Engine;
+use crate::{ConfChange, Engine, Membership};
 use std::fmt;
 
 /// Something committed, to be applied to the state machine in order.
@@ -19,6 +19,15 @@ pub enum Committed {
         /// Its position.
         index: Index,
     },
+    /// A membership change took effect in the order here.
+    Membership {
+        /// Its position.
+        index: Index,
+        /// The change.
+        change: ConfChange,
+        /// The membership after it.
+        membership: Membership,
+    },
     /// Replace the state by this snapshot, taken after applying through `index`.
     Snapshot {
         /// The last index it covers.
@@ -34,6 +43,7 @@ impl Committed {
         match self {
             Committed::Command { index, .. }
             | Committed::Noop { index }
+            | Committed::Membership { index, .. }
             | Committed::Snapshot { index, .. } => *index,
         }
     }

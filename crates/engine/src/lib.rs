@@ -26,11 +26,13 @@
 mod effect;
 mod ids;
 mod machine;
+mod membership;
 mod storage;
 
 pub use effect::{Committed, Effect};
 pub use ids::{Index, IoId, NodeId, Payload};
 pub use machine::{Applied, StateMachine};
+pub use membership::{ConfChange, ConfChangeError, Member, Membership};
 pub use storage::{Chunk, Fatal, Storage};
 
 use std::fmt;
@@ -131,6 +133,30 @@ impl fmt::Display for TransferRefused {
     }
 }
 
+/// A membership change the engine would not start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeRefused {
+    /// Only the leader orders changes.
+    NotLeader(Redirect),
+    /// An earlier change is not committed yet (or this leader has not yet committed an
+    /// entry of its own epoch): one change at a time.
+    InProgress,
+    /// The change does not apply to the membership in force.
+    Invalid(ConfChangeError),
+}
+
+impl fmt::Display for ChangeRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeRefused::NotLeader(r) => r.fmt(f),
+            ChangeRefused::InProgress => f.write_str("a membership change is in progress"),
+            ChangeRefused::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ChangeRefused {}
+
 /// A write reported durable that the engine never asked for (a driver bug).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnknownIo(pub IoId);
@@ -201,6 +227,12 @@ pub trait Engine: Sized {
     /// leader changes once `to` wins ([`Engine::status`]); a hand-over that does not
     /// finish within about an election timeout is dropped. To itself: nothing to do.
     fn transfer_leadership(&mut self, to: NodeId) -> Result<(), TransferRefused>;
+    /// Orders a membership change (leader only); it takes effect as the engine
+    /// defines, and is applied as [`Committed::Membership`] at the index returned.
+    fn change_membership(&mut self, change: ConfChange) -> Result<Index, ChangeRefused>;
+    /// The membership this node works with now (it may include a change not yet
+    /// committed).
+    fn membership(&self) -> &Membership;
     /// Storage made `io` (and every earlier io) durable.
     fn on_persisted(&mut self, io: IoId) -> Result<(), UnknownIo>;
     /// Everything the driver must do now, in order.
@@ -221,8 +253,12 @@ pub trait Engine: Sized {
     /// The state machine, having applied through `index`, serialized itself as `data`:
     /// the engine may forget what `index` covers and persist the snapshot.
     fn snapshot_taken(&mut self, index: Index, data: Payload) -> Result<(), SnapshotRefused>;
-    /// As `snapshot_taken`, for a snapshot of `len` bytes the driver already made
-    /// durable in storage itself.
+    /// Bytes the engine needs after the state machine's own in a snapshot of `index`
+    /// that the driver writes itself (then hands over with `snapshot_saved`); `None`
+    /// once the engine can no longer name `index`.
+    fn snapshot_trailer(&self, index: Index) -> Option<Vec<u8>>;
+    /// As `snapshot_taken`, for a snapshot of `len` bytes (the state machine's, then
+    /// [`Engine::snapshot_trailer`]) the driver already made durable in storage itself.
     fn snapshot_saved(&mut self, index: Index, len: u64) -> Result<(), SnapshotRefused>;
     /// The chunk a [`Effect::ReadSnapshotChunk`] asked for, read from storage (`None`:
     /// storage no longer holds that snapshot).

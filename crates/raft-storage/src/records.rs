@@ -1,6 +1,7 @@
 //! Raft's WAL records: the payloads it hands the engine-neutral log, and the replay that
 //! folds them back into Raft's recovered state. Little endian throughout:
-//! entry = `index u64 | term u64 | kind u8 (0 no-op, 1 command) | command bytes`;
+//! entry = `index u64 | term u64 | kind u8 (0 no-op, 1 command, 2 membership change) |
+//! command bytes, or the change entry's binary form (`raft::ConfigEntry`)`;
 //! hard state = `term u64 | vote u64 (0 = none) | commit u64`; truncate = `from u64`.
 
 use raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
@@ -21,6 +22,10 @@ pub(crate) fn entry_payload(e: &Entry, out: &mut Vec<u8>) {
         EntryKind::Command(p) => {
             out.push(1);
             out.extend_from_slice(p);
+        }
+        EntryKind::Config(c) => {
+            out.push(2);
+            c.encode(out);
         }
     }
 }
@@ -46,6 +51,7 @@ fn decode_entry(p: &[u8]) -> Option<Entry> {
     let kind = match *p.get(16)? {
         0 if p.len() == 17 => EntryKind::Noop,
         1 => EntryKind::Command(p[17..].into()),
+        2 => EntryKind::Config(raft::ConfigEntry::decode(&p[17..]).ok()?),
         _ => return None,
     };
     Some(Entry {

@@ -108,6 +108,9 @@ mod pb {
         pub index: u64,
         #[prost(bytes = "bytes", optional, tag = "3")]
         pub command: Option<Bytes>,
+        /// A membership change (`engine::ConfChange`'s binary form).
+        #[prost(bytes = "vec", optional, tag = "4")]
+        pub config: Option<Vec<u8>>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -348,8 +351,16 @@ fn append_to_pb(msg: &Message) -> pb::Append {
                 term: e.term.0,
                 index: e.index.0,
                 command: match &e.kind {
-                    EntryKind::Noop => None,
                     EntryKind::Command(p) => Some(shared(p)),
+                    _ => None,
+                },
+                config: match &e.kind {
+                    EntryKind::Config(c) => {
+                        let mut b = Vec::new();
+                        c.encode(&mut b);
+                        Some(b)
+                    }
+                    _ => None,
                 },
             })
             .collect(),
@@ -414,7 +425,7 @@ fn from_pb(body: pb::Body) -> Result<Message, DecodeError> {
             granted: m.granted,
             pre_vote: m.pre_vote,
         },
-        B::Append(m) => append_from_pb(m),
+        B::Append(m) => append_from_pb(m)?,
         B::AppendResponse(m) => Message::AppendResponse {
             term: Term(m.term),
             outcome: outcome_from_pb(m.outcome.ok_or(DecodeError("bad append outcome"))?),
@@ -455,26 +466,30 @@ fn from_pb(body: pb::Body) -> Result<Message, DecodeError> {
     })
 }
 
-fn append_from_pb(m: pb::Append) -> Message {
-    Message::Append {
+fn append_from_pb(m: pb::Append) -> Result<Message, DecodeError> {
+    let entries = m.entries.into_iter().map(entry_from_pb);
+    Ok(Message::Append {
         term: Term(m.term),
         prev_index: LogIndex(m.prev_index),
         prev_term: Term(m.prev_term),
-        entries: m
-            .entries
-            .into_iter()
-            .map(|e| Entry {
-                term: Term(e.term),
-                index: LogIndex(e.index),
-                kind: match e.command {
-                    None => EntryKind::Noop,
-                    Some(c) => EntryKind::Command(Payload::from(&c[..])),
-                },
-            })
-            .collect(),
+        entries: entries.collect::<Result<_, _>>()?,
         leader_commit: LogIndex(m.leader_commit),
         read_seq: m.read_seq,
-    }
+    })
+}
+
+fn entry_from_pb(e: pb::Entry) -> Result<Entry, DecodeError> {
+    let kind = match (e.command, e.config) {
+        (None, None) => EntryKind::Noop,
+        (Some(c), None) => EntryKind::Command(Payload::from(&c[..])),
+        (None, Some(c)) => EntryKind::Config(crate::types::ConfigEntry::decode(&c)?),
+        (Some(_), Some(_)) => return Err(DecodeError("entry is both a command and a change")),
+    };
+    Ok(Entry {
+        term: Term(e.term),
+        index: LogIndex(e.index),
+        kind,
+    })
 }
 
 fn outcome_from_pb(o: pb::Outcome) -> AppendOutcome {

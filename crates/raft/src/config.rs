@@ -16,28 +16,33 @@ pub enum PlantedBug {
     /// Leadership transfer trusts the target: TimeoutNow goes before it caught up, and a
     /// transfer vote is granted without the log check.
     TransferUnchecked,
+    /// A leader starts a membership change before the previous one is committed (and
+    /// before it committed an entry of its term): the single-server-change hazard.
+    OverlappingConfigChange,
 }
 
 #[cfg(feature = "planted-bugs")]
 impl PlantedBug {
     /// Parses the command-line name (`figure8-commit`, `unpersisted-vote`,
-    /// `no-conflict-truncate`, `transfer-unchecked`).
+    /// `no-conflict-truncate`, `transfer-unchecked`, `overlapping-config-change`).
     pub fn from_name(name: &str) -> Option<PlantedBug> {
         match name {
             "figure8-commit" => Some(PlantedBug::Figure8Commit),
             "unpersisted-vote" => Some(PlantedBug::UnpersistedVote),
             "no-conflict-truncate" => Some(PlantedBug::NoConflictTruncate),
             "transfer-unchecked" => Some(PlantedBug::TransferUnchecked),
+            "overlapping-config-change" => Some(PlantedBug::OverlappingConfigChange),
             _ => None,
         }
     }
 
     /// Every planted bug's command-line name.
-    pub const NAMES: [&'static str; 4] = [
+    pub const NAMES: [&'static str; 5] = [
         "figure8-commit",
         "unpersisted-vote",
         "no-conflict-truncate",
         "transfer-unchecked",
+        "overlapping-config-change",
     ];
 }
 
@@ -46,7 +51,10 @@ impl PlantedBug {
 pub struct Config {
     /// This node.
     pub id: NodeId,
-    /// Every voting member, including `id`.
+    /// The voting members a brand-new cluster starts with, including `id`; the log and
+    /// the snapshot override it once they hold a membership change. Empty for a
+    /// member that joins a running cluster: it learns its group from the leader, and
+    /// never campaigns before.
     pub voters: Vec<NodeId>,
     /// Minimum election timeout; the actual one is drawn from `[t, 2t)` at each reset.
     pub election_timeout_ticks: u64,
@@ -97,9 +105,6 @@ impl Config {
         if self.id == NodeId(0) {
             return Err(ConfigError::ZeroNodeId);
         }
-        if self.voters.is_empty() {
-            return Err(ConfigError::NoVoters);
-        }
         let mut sorted = self.voters.clone();
         sorted.sort();
         if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
@@ -108,7 +113,7 @@ impl Config {
         if sorted.first() == Some(&NodeId(0)) {
             return Err(ConfigError::ZeroNodeId);
         }
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(ConfigError::SelfNotVoter(self.id));
         }
         if self.heartbeat_interval_ticks == 0 {
@@ -135,8 +140,6 @@ impl Config {
 pub enum ConfigError {
     /// Node id 0 is reserved for "none".
     ZeroNodeId,
-    /// The voter list is empty.
-    NoVoters,
     /// A voter appears twice.
     DuplicateVoter(NodeId),
     /// The node is not among the voters.
@@ -158,7 +161,6 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::ZeroNodeId => write!(f, "node id 0 is reserved"),
-            ConfigError::NoVoters => write!(f, "the cluster has no voters"),
             ConfigError::DuplicateVoter(id) => write!(f, "voter {id} is listed twice"),
             ConfigError::SelfNotVoter(id) => write!(f, "node {id} is not among the voters"),
             ConfigError::ZeroHeartbeat => write!(f, "heartbeat interval must be at least 1 tick"),

@@ -34,8 +34,18 @@ fn translate(e: Effect) -> engine::Effect<RaftNode> {
         Effect::SendSnapshotChunk { to, chunk } => {
             engine::Effect::ReadSnapshotChunk { to, request: chunk }
         }
+        Effect::Apply(Apply::Config {
+            index,
+            change,
+            membership,
+        }) => engine::Effect::Apply(Committed::Membership {
+            index,
+            change,
+            membership,
+        }),
         Effect::Apply(Apply::Entry(entry)) => engine::Effect::Apply(match entry.kind {
-            EntryKind::Noop => Committed::Noop { index: entry.index },
+            // Config entries are applied as `Apply::Config`.
+            EntryKind::Noop | EntryKind::Config(_) => Committed::Noop { index: entry.index },
             EntryKind::Command(command) => Committed::Command {
                 index: entry.index,
                 command,
@@ -89,6 +99,21 @@ impl engine::Engine for RaftNode {
             }
             crate::TransferError::NotAVoter(n) => engine::TransferRefused::NotAVoter(n),
         })
+    }
+
+    fn change_membership(
+        &mut self,
+        change: engine::ConfChange,
+    ) -> Result<LogIndex, engine::ChangeRefused> {
+        self.propose_change(change)
+    }
+
+    fn membership(&self) -> &engine::Membership {
+        RaftNode::membership(self)
+    }
+
+    fn snapshot_trailer(&self, index: LogIndex) -> Option<Vec<u8>> {
+        RaftNode::snapshot_trailer(self, index)
     }
 
     fn on_persisted(&mut self, io: IoId) -> Result<(), UnknownIo> {

@@ -63,6 +63,15 @@ pub enum Apply {
     Entry(Entry),
     /// Replace the state machine's state by this snapshot.
     Snapshot(Snapshot),
+    /// A committed membership change.
+    Config {
+        /// Its index.
+        index: LogIndex,
+        /// The change.
+        change: engine::ConfChange,
+        /// The membership after it.
+        membership: engine::Membership,
+    },
 }
 
 /// One thing the driver must do.

@@ -36,6 +36,11 @@ impl RaftNode {
 
     /// Starts a pre-vote or an election; `transfer` when the leader asked for it.
     pub(crate) fn start_campaign(&mut self, pre_vote: bool, transfer: bool) {
+        if !self.is_voter() {
+            // A learner, a member being added or one removed: it never leads.
+            self.reset_election_timer();
+            return;
+        }
         self.abort_remote_reads();
         self.leader = None;
         self.votes.clear();
@@ -44,7 +49,7 @@ impl RaftNode {
         if pre_vote {
             self.role = Role::PreCandidate;
             let term = self.term.next();
-            for to in self.peers() {
+            for to in self.voter_peers() {
                 let m = Message::VoteRequest {
                     term,
                     last_index,
@@ -71,7 +76,7 @@ impl RaftNode {
             pre_vote: false,
         };
         self.io.gate(self.cfg.id, own);
-        for to in self.peers() {
+        for to in self.voter_peers() {
             let m = Message::VoteRequest {
                 term,
                 last_index,
@@ -150,10 +155,15 @@ impl RaftNode {
         if granted && term != expected {
             return;
         }
+        let members = self.membership();
+        if !members.is_voter(from) {
+            return;
+        }
+        let voters = members.voter_count();
         self.votes.entry(from).or_insert(granted);
         let yes = self.votes.values().filter(|g| **g).count();
         let no = self.votes.len() - yes;
-        match tally(self.cfg.voters.len(), yes, no) {
+        match tally(voters, yes, no) {
             VoteTally::Won if pre_vote => self.campaign(false),
             VoteTally::Won => self.become_leader(),
             VoteTally::Lost => self.become_follower(self.term, None),
@@ -170,7 +180,7 @@ impl RaftNode {
         self.election_elapsed = 0;
         let next = self.log.last_index().next();
         self.progress = self
-            .peers()
+            .member_peers()
             .into_iter()
             .map(|p| (p, Progress::new(next)))
             .collect::<BTreeMap<_, _>>();

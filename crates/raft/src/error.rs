@@ -8,7 +8,8 @@ use std::fmt;
 /// A message was refused; the node's state is unchanged by it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepError {
-    /// The sender is not a member of the cluster.
+    /// The sender's id is 0, which names no node. (A message from a node outside this
+    /// node's membership is no error: a leader is heeded, anything else dropped.)
     UnknownPeer(NodeId),
     /// A message that claims to come from this node.
     FromSelf,
@@ -81,8 +82,8 @@ pub enum RecoverError {
         /// Offending index.
         index: LogIndex,
     },
-    /// The hard state names a vote for a non-member.
-    UnknownVote(NodeId),
+    /// The stored snapshot does not end with the membership trailer Raft writes.
+    BadSnapshot(&'static str),
 }
 
 /// `on_persisted` named an io the node never issued.

@@ -6,6 +6,7 @@ use crate::error::StepError;
 use crate::message::{AppendOutcome, Message};
 use crate::node::{IncomingSnapshot, RaftNode};
 use crate::types::{Entry, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term};
+use engine::Membership;
 
 impl RaftNode {
     pub(crate) fn on_leader_message(
@@ -192,10 +193,13 @@ impl RaftNode {
             self.snapshot_reply(from, meta.index, 0, false, read_seq);
             return;
         }
-        self.install_snapshot(Snapshot {
-            meta,
-            data: done.buf.into(),
-        });
+        let stored = Payload::from(done.buf);
+        let Ok((data, membership)) = crate::membership::split(&stored) else {
+            // Not a snapshot Raft wrote: never install it.
+            self.snapshot_reply(from, meta.index, 0, false, read_seq);
+            return;
+        };
+        self.install_snapshot(Snapshot { meta, data: stored }, data, membership);
         let m = Message::SnapshotResponse {
             term: self.term,
             index: meta.index,
@@ -228,23 +232,26 @@ impl RaftNode {
         }
     }
 
-    fn install_snapshot(&mut self, snap: Snapshot) {
-        let meta = snap.meta;
+    /// `stored`: the snapshot as storage keeps it; `data` the state machine's part;
+    /// `membership` the one in force at its index.
+    fn install_snapshot(&mut self, stored: Snapshot, data: Payload, membership: Membership) {
+        let meta = stored.meta;
         if self.log.term_at(meta.index) == Some(meta.term) {
             self.log.compact_to(meta);
         } else {
             // Our durable entries past the commit index may conflict with the snapshot.
             self.io.distrust_above(self.commit);
-            self.log.reset_to(meta);
+            self.log.reset_to(meta, membership);
             self.io.mark_entries_from(meta.index.next());
         }
         self.commit = self.commit.max(meta.index);
         self.applied = meta.index;
         self.pending_restore = None;
+        let restore = Snapshot { meta, data };
         self.effects
-            .push(Effect::Apply(crate::effects::Apply::Snapshot(snap.clone())));
-        let len = snap.data.len() as u64;
-        self.unsaved_snapshot = Some((crate::effects::SnapshotWrite::Store(snap), len));
+            .push(Effect::Apply(crate::effects::Apply::Snapshot(restore)));
+        let len = stored.data.len() as u64;
+        self.unsaved_snapshot = Some((crate::effects::SnapshotWrite::Store(stored), len));
     }
 }
 

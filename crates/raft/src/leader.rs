@@ -20,11 +20,17 @@ impl RaftNode {
         self.election_elapsed += 1;
         if self.cfg.check_quorum && self.election_elapsed >= self.cfg.election_timeout_ticks {
             self.election_elapsed = 0;
-            let active = 1 + self.progress.values().filter(|p| p.recently_active).count();
+            let m = self.membership();
+            let others = self.progress.iter();
+            let active = others
+                .filter(|(id, p)| p.recently_active && m.is_voter(**id))
+                .count()
+                + usize::from(m.is_voter(self.cfg.id));
+            let voters = m.voter_count();
             for p in self.progress.values_mut() {
                 p.recently_active = false;
             }
-            if active < majority(self.cfg.voters.len()) {
+            if active < majority(voters) {
                 self.become_follower(self.term, None);
             }
         }
@@ -54,7 +60,7 @@ impl RaftNode {
     /// heartbeat when a broadcast is due.
     pub(crate) fn flush_replication(&mut self) {
         let broadcast = std::mem::take(&mut self.broadcast_pending);
-        for peer in self.peers() {
+        for peer in self.member_peers() {
             let mut sent = false;
             while self.maybe_send_append(peer) {
                 sent = true;
@@ -260,9 +266,15 @@ impl RaftNode {
     /// majority holds durably (Raft §5.4.2: never by counting replicas of older terms).
     pub(crate) fn maybe_commit(&mut self) {
         let own = self.io.persisted_last().min(self.log.last_index());
-        let mut matches: Vec<LogIndex> = self.progress.values().map(|p| p.match_index).collect();
-        matches.push(own);
-        let candidate = committed_index(&mut matches);
+        let m = self.membership();
+        let mut matches: Vec<LogIndex> = (self.progress.iter())
+            .filter(|(id, _)| m.is_voter(**id))
+            .map(|(_, p)| p.match_index)
+            .collect();
+        if m.is_voter(self.cfg.id) {
+            matches.push(own);
+        }
+        let candidate = committed_index(&mut matches, m.voter_count());
         if candidate <= self.commit {
             return;
         }
@@ -274,6 +286,7 @@ impl RaftNode {
         }
         self.commit = candidate;
         self.broadcast_pending = true;
+        self.step_down_if_removed();
     }
 
     pub(crate) fn flush_reads(&mut self) {
@@ -284,8 +297,13 @@ impl RaftNode {
         if self.log.term_at(self.commit) != Some(self.term) {
             return;
         }
-        let acks = self.progress.values().map(|p| p.read_seq_acked).collect();
-        for origin in self.reads.confirmed(acks, self.cfg.voters.len()) {
+        let m = self.membership();
+        let acks = (self.progress.iter())
+            .filter(|(id, _)| m.is_voter(**id))
+            .map(|(_, p)| p.read_seq_acked)
+            .collect();
+        let (voters, counts_self) = (m.voter_count(), m.is_voter(self.cfg.id));
+        for origin in self.reads.confirmed(acks, voters, counts_self) {
             self.answer_read(origin, Some(self.commit));
         }
         if !self.reads.round_in_flight() && self.reads.needs_round() {

@@ -69,6 +69,7 @@
 #![deny(missing_docs)]
 
 pub use engine;
+pub use engine::{ChangeRefused, ConfChange, Membership};
 
 mod codec;
 mod config;
@@ -80,6 +81,7 @@ mod error;
 mod follower;
 mod leader;
 mod log;
+mod membership;
 mod message;
 mod node;
 mod progress;
@@ -95,10 +97,11 @@ pub use config::PlantedBug;
 pub use config::{Config, ConfigError};
 pub use effects::{Apply, ChunkRequest, Effect, EntryWrite, PersistRequest, SnapshotWrite};
 pub use error::{ProposeError, RecoverError, SnapshotError, StepError, UnknownIo};
+pub use membership::{split_stored_snapshot, stored_snapshot};
 pub use message::{AppendOutcome, MalformedReason, Message};
 pub use node::{Proposal, RaftNode, Recovered, Status};
 pub use transfer::TransferError;
 pub use types::{
-    Entry, EntryKind, HardState, IoId, LogIndex, NodeId, Payload, Role, Snapshot, SnapshotMeta,
-    Term,
+    ConfigEntry, Entry, EntryKind, HardState, IoId, LogIndex, NodeId, Payload, Role, Snapshot,
+    SnapshotMeta, Term,
 };

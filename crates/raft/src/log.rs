@@ -1,20 +1,36 @@
 //! The in-memory view of the replicated log: a snapshot point followed by entries.
 
-use crate::types::{Entry, LogIndex, SnapshotMeta, Term};
+use crate::membership::Configs;
+use crate::types::{Entry, EntryKind, LogIndex, SnapshotMeta, Term};
+use engine::Membership;
 
-/// Entries after a compaction point.
+/// Entries after a compaction point, and the memberships they put in force.
 // Invariant: entries[i].index == snapshot.index + 1 + i, and terms never decrease.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RaftLog {
     snapshot: SnapshotMeta,
     entries: Vec<Entry>,
+    confs: Configs,
 }
 
 impl RaftLog {
-    pub(crate) fn new(snapshot: SnapshotMeta, entries: Vec<Entry>) -> RaftLog {
-        let log = RaftLog { snapshot, entries };
+    /// A log after `snapshot`, where `base` was in force.
+    pub(crate) fn new(snapshot: SnapshotMeta, base: Membership, entries: Vec<Entry>) -> RaftLog {
+        let mut log = RaftLog {
+            snapshot,
+            entries: Vec::with_capacity(entries.len()),
+            confs: Configs::new(base),
+        };
+        for e in entries {
+            log.push(e);
+        }
         log.assert_invariants();
         log
+    }
+
+    /// The memberships the log holds.
+    pub(crate) fn confs(&self) -> &Configs {
+        &self.confs
     }
 
     fn assert_invariants(&self) {
@@ -86,11 +102,15 @@ impl RaftLog {
         debug_assert_eq!(entry.index, self.last_index().next());
         #[cfg(not(feature = "planted-bugs"))]
         debug_assert!(entry.term >= self.last_term());
+        if let EntryKind::Config(c) = &entry.kind {
+            self.confs.push(entry.index, &c.membership);
+        }
         self.entries.push(entry);
     }
 
     /// Removes every entry at or after `from`.
     pub(crate) fn truncate_from(&mut self, from: LogIndex) {
+        self.confs.truncate_from(from);
         if from <= self.snapshot.index {
             self.entries.clear();
             return;
@@ -104,13 +124,15 @@ impl RaftLog {
         debug_assert_eq!(self.term_at(meta.index), Some(meta.term));
         let drop = (meta.index.0 - self.snapshot.index.0) as usize;
         self.entries.drain(..drop.min(self.entries.len()));
+        self.confs.compact_to(meta.index);
         self.snapshot = meta;
         self.assert_invariants();
     }
 
-    /// Replaces the whole log by a snapshot point.
-    pub(crate) fn reset_to(&mut self, meta: SnapshotMeta) {
+    /// Replaces the whole log by a snapshot point, where `base` was in force.
+    pub(crate) fn reset_to(&mut self, meta: SnapshotMeta, base: Membership) {
         self.entries.clear();
+        self.confs.reset(base);
         self.snapshot = meta;
     }
 
@@ -144,7 +166,6 @@ impl RaftLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::EntryKind;
 
     fn log_with_terms(snapshot: (u64, u64), terms: &[u64]) -> RaftLog {
         let meta = SnapshotMeta {
@@ -160,7 +181,7 @@ mod tests {
                 kind: EntryKind::Noop,
             })
             .collect();
-        RaftLog::new(meta, entries)
+        RaftLog::new(meta, Membership::default(), entries)
     }
 
     #[test]

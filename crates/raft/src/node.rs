@@ -122,28 +122,30 @@ impl RaftNode {
     /// A brand-new node with an empty log.
     pub fn new(cfg: Config) -> Result<RaftNode, crate::config::ConfigError> {
         cfg.validate()?;
-        Ok(Self::build(
-            cfg,
-            HardState::default(),
-            None,
-            RaftLog::default(),
-        ))
+        let base = engine::Membership::of_voters(cfg.voters.iter().copied());
+        let log = RaftLog::new(SnapshotMeta::default(), base, Vec::new());
+        Ok(Self::build(cfg, HardState::default(), None, log))
     }
 
     /// A node restarting from durable state.
     pub fn restart(cfg: Config, recovered: Recovered) -> Result<RaftNode, RecoverError> {
         cfg.validate().map_err(RecoverError::Config)?;
         let hs = recovered.hard_state;
-        if let Some(v) = hs.vote {
-            if !cfg.voters.contains(&v) {
-                return Err(RecoverError::UnknownVote(v));
+        // The stored snapshot ends with the membership in force at its index; the
+        // state machine gets the bytes before it.
+        let (snapshot, base) = match recovered.snapshot {
+            Some(s) => {
+                let (data, m) =
+                    crate::membership::split(&s.data).map_err(RecoverError::BadSnapshot)?;
+                let restore = Snapshot { meta: s.meta, data };
+                (Some((restore, s.data.len() as u64)), m)
             }
-        }
-        let meta = recovered
-            .snapshot
-            .as_ref()
-            .map(|s| s.meta)
-            .unwrap_or_default();
+            None => {
+                let m = engine::Membership::of_voters(cfg.voters.iter().copied());
+                (None, m)
+            }
+        };
+        let meta = snapshot.as_ref().map(|(s, _)| s.meta).unwrap_or_default();
         let mut expected = meta.index.next();
         let mut prev_term = meta.term;
         let mut entries = Vec::with_capacity(recovered.entries.len());
@@ -164,11 +166,17 @@ impl RaftNode {
             expected = expected.next();
             entries.push(e);
         }
-        let log = RaftLog::new(meta, entries);
-        Ok(Self::build(cfg, hs, recovered.snapshot, log))
+        let log = RaftLog::new(meta, base, entries);
+        Ok(Self::build(cfg, hs, snapshot, log))
     }
 
-    fn build(cfg: Config, hs: HardState, snapshot: Option<Snapshot>, log: RaftLog) -> RaftNode {
+    /// `snapshot`: the state machine's part of the stored snapshot, and the stored size.
+    fn build(
+        cfg: Config,
+        hs: HardState,
+        snapshot: Option<(Snapshot, u64)>,
+        log: RaftLog,
+    ) -> RaftNode {
         let rng = Rng::new(cfg.seed);
         let snap_index = log.snapshot_meta().index;
         let commit = hs.commit.max(snap_index).min(log.last_index());
@@ -178,12 +186,12 @@ impl RaftNode {
             vote: hs.vote,
             io: Durability::recovered(hs, log.last_index()),
             log,
-            stored_snapshot: snapshot.as_ref().map(|s| StoredSnapshot {
+            stored_snapshot: snapshot.as_ref().map(|(s, len)| StoredSnapshot {
                 meta: s.meta,
-                len: s.data.len() as u64,
+                len: *len,
                 io: IoId(0),
             }),
-            pending_restore: snapshot,
+            pending_restore: snapshot.map(|(s, _)| s),
             unsaved_snapshot: None,
             role: Role::Follower,
             leader: None,
@@ -214,7 +222,7 @@ impl RaftNode {
             _ => {
                 self.tick_remote_reads();
                 self.election_elapsed += 1;
-                if self.election_elapsed >= self.randomized_timeout {
+                if self.election_elapsed >= self.randomized_timeout && self.is_voter() {
                     self.campaign(self.cfg.pre_vote);
                 }
             }
@@ -226,8 +234,13 @@ impl RaftNode {
         if from == self.cfg.id {
             return Err(StepError::FromSelf);
         }
-        if !self.cfg.voters.contains(&from) {
+        if from == NodeId(0) {
             return Err(StepError::UnknownPeer(from));
+        }
+        if !self.accepts_from(from, &msg) {
+            // A node removed (or not yet added, as far as this node knows) that does
+            // not know it: honest, and ignored.
+            return Ok(());
         }
         message::validate(&msg).map_err(|reason| StepError::Malformed { from, reason })?;
         let term = msg.term();
@@ -252,6 +265,18 @@ impl RaftNode {
             return Ok(());
         }
         self.dispatch(from, msg)
+    }
+
+    /// Members may send anything. A node outside this one's membership may still be
+    /// a leader (one whose log holds a change this node has not seen, or the leader of
+    /// a group this node is joining) or a candidate that such a leader's group
+    /// elects; its other messages are dropped.
+    fn accepts_from(&self, from: NodeId, msg: &Message) -> bool {
+        self.membership().contains(from)
+            || matches!(
+                msg,
+                Message::Append { .. } | Message::Snapshot { .. } | Message::VoteRequest { .. }
+            )
     }
 
     fn dispatch(&mut self, from: NodeId, msg: Message) -> Result<(), StepError> {
@@ -479,8 +504,15 @@ impl RaftNode {
             let Some(entry) = self.log.entry(next) else {
                 break;
             };
-            self.effects
-                .push(Effect::Apply(Apply::Entry(entry.clone())));
+            let apply = match &entry.kind {
+                EntryKind::Config(c) => Apply::Config {
+                    index: next,
+                    change: c.change.clone(),
+                    membership: c.membership.clone(),
+                },
+                _ => Apply::Entry(entry.clone()),
+            };
+            self.effects.push(Effect::Apply(apply));
             self.applied = next;
         }
     }
@@ -489,13 +521,30 @@ impl RaftNode {
     /// the log is compacted through `index` and the snapshot is persisted and used for
     /// lagging followers.
     pub fn compact(&mut self, index: LogIndex, data: Payload) -> Result<(), SnapshotError> {
+        let tail = self.snapshot_trailer(index);
         let meta = self.compact_log(index)?;
-        let len = data.len() as u64;
+        let mut stored = Vec::with_capacity(data.len() + 64);
+        stored.extend_from_slice(&data);
+        stored.extend(tail.unwrap_or_default());
+        let len = stored.len() as u64;
+        let data = Payload::from(stored);
         self.unsaved_snapshot = Some((SnapshotWrite::Store(Snapshot { meta, data }), len));
         Ok(())
     }
 
-    /// As [`RaftNode::compact`] for a snapshot of `len` bytes that the driver already
+    /// The bytes Raft keeps at the end of a snapshot of `index` (the membership in
+    /// force there): a driver that writes snapshots itself appends them after the
+    /// state machine's bytes, then calls [`RaftNode::compact_saved`]. `None` once
+    /// `index` is compacted away.
+    pub fn snapshot_trailer(&self, index: LogIndex) -> Option<Vec<u8>> {
+        if index < self.log.snapshot_meta().index || index > self.log.last_index() {
+            return None;
+        }
+        Some(crate::membership::trailer(self.log.confs().at(index)))
+    }
+
+    /// As [`RaftNode::compact`] for a snapshot of `len` bytes (the state machine's,
+    /// then [`RaftNode::snapshot_trailer`]) that the driver already
     /// made durable in storage itself (written off the Raft thread): the core keeps
     /// none of its bytes at any point, and the persist request only names it
     /// ([`SnapshotWrite::Saved`]).
@@ -567,13 +616,17 @@ impl RaftNode {
             && self.election_elapsed < self.cfg.election_timeout_ticks
     }
 
-    pub(crate) fn peers(&self) -> Vec<NodeId> {
-        self.cfg
-            .voters
-            .iter()
-            .copied()
-            .filter(|v| *v != self.cfg.id)
-            .collect()
+    /// The other voters: who a candidate asks.
+    pub(crate) fn voter_peers(&self) -> Vec<NodeId> {
+        let me = self.cfg.id;
+        self.membership().voters().filter(|v| *v != me).collect()
+    }
+
+    /// Every other member, learners too: who a leader replicates to.
+    pub(crate) fn member_peers(&self) -> Vec<NodeId> {
+        let me = self.cfg.id;
+        let members = self.membership().members();
+        members.map(|(id, _)| id).filter(|v| *v != me).collect()
     }
 
     pub(crate) fn send(&mut self, to: NodeId, message: Message) {

@@ -7,13 +7,15 @@ pub(crate) fn majority(n: usize) -> usize {
     n / 2 + 1
 }
 
-/// The highest index that a majority of `matches` has reached.
-pub(crate) fn committed_index(matches: &mut [LogIndex]) -> LogIndex {
-    if matches.is_empty() {
+/// The highest index that a majority of `voters` has reached, given the `matches` of
+/// the voters heard of (fewer than `voters` while one is not tracked: it counts as 0).
+pub(crate) fn committed_index(matches: &mut [LogIndex], voters: usize) -> LogIndex {
+    let need = majority(voters);
+    if voters == 0 || matches.len() < need {
         return LogIndex(0);
     }
     matches.sort_unstable_by(|a, b| b.cmp(a));
-    matches[majority(matches.len()) - 1]
+    matches[need - 1]
 }
 
 /// Outcome of counting votes.
@@ -55,7 +57,7 @@ mod tests {
             for b in 0..4 {
                 for c in 0..4 {
                     let mut m = [LogIndex(a), LogIndex(b), LogIndex(c)];
-                    let got = committed_index(&mut m);
+                    let got = committed_index(&mut m, 3);
                     let brute = (0..4u64)
                         .filter(|i| [a, b, c].iter().filter(|x| **x >= *i).count() >= 2)
                         .max()
@@ -64,7 +66,14 @@ mod tests {
                 }
             }
         }
-        assert_eq!(committed_index(&mut []), LogIndex(0));
+        assert_eq!(committed_index(&mut [], 0), LogIndex(0));
+        // A voter not tracked yet counts as holding nothing.
+        assert_eq!(
+            committed_index(&mut [LogIndex(5), LogIndex(4)], 4),
+            LogIndex(0)
+        );
+        let mut three = [LogIndex(5), LogIndex(4), LogIndex(2)];
+        assert_eq!(committed_index(&mut three, 4), LogIndex(2));
     }
 
     #[test]

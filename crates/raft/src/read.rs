@@ -134,11 +134,21 @@ impl ReadQueue {
         self.pending.is_empty()
     }
 
-    /// Releases the reads confirmed by `peer_acks` (the leader's own ack is implied).
-    pub(crate) fn confirmed(&mut self, mut peer_acks: Vec<u64>, voters: usize) -> Vec<ReadOrigin> {
-        peer_acks.push(self.seq);
+    /// Releases the reads confirmed by the voters' `peer_acks` (the leader's own ack
+    /// is implied when it votes, `counts_self`) among `voters`.
+    pub(crate) fn confirmed(
+        &mut self,
+        mut peer_acks: Vec<u64>,
+        voters: usize,
+        counts_self: bool,
+    ) -> Vec<ReadOrigin> {
+        if counts_self {
+            peer_acks.push(self.seq);
+        }
         peer_acks.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_seq = peer_acks[majority(voters) - 1];
+        let Some(&quorum_seq) = peer_acks.get(majority(voters).wrapping_sub(1)) else {
+            return Vec::new();
+        };
         let n = self
             .pending
             .iter()
@@ -159,16 +169,16 @@ mod tests {
         q.register((None, 1));
         q.register((Some(NodeId(7)), 2));
         // Acks of a round stamped before the reads prove nothing.
-        assert!(q.confirmed(vec![old, old], 3).is_empty());
+        assert!(q.confirmed(vec![old, old], 3, true).is_empty());
         let round = q.stamp();
         q.register((None, 3)); // needs a later round
         assert_eq!(
-            q.confirmed(vec![round, old], 3),
+            q.confirmed(vec![round, old], 3, true),
             vec![(None, 1), (Some(NodeId(7)), 2)]
         );
         let round2 = q.stamp();
-        assert!(q.confirmed(vec![round, round], 3).is_empty());
-        assert_eq!(q.confirmed(vec![round2, old], 3), vec![(None, 3)]);
+        assert!(q.confirmed(vec![round, round], 3, true).is_empty());
+        assert_eq!(q.confirmed(vec![round2, old], 3, true), vec![(None, 3)]);
     }
 
     #[test]
@@ -181,7 +191,7 @@ mod tests {
         assert!(q.round_in_flight() && !q.needs_round());
         q.register((None, 2));
         assert!(q.round_in_flight() && q.needs_round());
-        assert_eq!(q.confirmed(vec![round, 0], 3), vec![(None, 1)]);
+        assert_eq!(q.confirmed(vec![round, 0], 3, true), vec![(None, 1)]);
         assert!(!q.round_in_flight() && q.needs_round());
     }
 
@@ -221,6 +231,6 @@ mod tests {
     fn single_voter_confirms_itself() {
         let mut q = ReadQueue::default();
         q.register((None, 9));
-        assert_eq!(q.confirmed(vec![], 1), vec![(None, 9)]);
+        assert_eq!(q.confirmed(vec![], 1, true), vec![(None, 9)]);
     }
 }

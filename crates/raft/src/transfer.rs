@@ -59,7 +59,7 @@ impl RaftNode {
                 leader: self.leader,
             });
         }
-        if !self.cfg.voters.contains(&to) {
+        if !self.membership().is_voter(to) {
             return Err(TransferError::NotAVoter(to));
         }
         if to == self.cfg.id {

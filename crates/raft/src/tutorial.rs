@@ -240,9 +240,13 @@
 //!     c.tick();
 //! }
 //!
-//! // It arrived in chunks of 8 bytes (the config's `snapshot_chunk_bytes`).
+//! // It arrived in chunks of 8 bytes (the config's `snapshot_chunk_bytes`). Raft
+//! // stored the state machine's bytes followed by the membership in force at the
+//! // snapshot's index, and sends them together.
+//! let stored = c.disks[&leader].snapshot.as_ref().unwrap().data.len();
+//! assert!(stored > data.len());
 //! let chunks = c.delivered.iter().filter(|d| **d == (f, "Snapshot")).count();
-//! assert_eq!(chunks, data.len().div_ceil(8));
+//! assert_eq!(chunks, stored.div_ceil(8));
 //! let s = c.nodes[&f].status();
 //! assert_eq!((s.snapshot, s.applied), (snap, applied));
 //! assert_eq!(c.disks[&f].snapshot.as_ref().unwrap().meta, snap);

@@ -24,6 +24,46 @@ pub enum EntryKind {
     Noop,
     /// A client command, opaque to Raft.
     Command(Payload),
+    /// A membership change, in force from the moment it is in the log.
+    Config(ConfigEntry),
+}
+
+/// A membership change as the log holds it: the change, and the whole membership after
+/// it, so that a member that joins (and never saw the group's first membership) knows
+/// its group from the first change it receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// What changed.
+    pub change: engine::ConfChange,
+    /// The membership after the change.
+    pub membership: engine::Membership,
+}
+
+impl ConfigEntry {
+    /// Appends the binary form: `change_len u32 | change | membership`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut change = Vec::new();
+        self.change.encode(&mut change);
+        out.extend_from_slice(&(change.len() as u32).to_le_bytes());
+        out.extend_from_slice(&change);
+        self.membership.encode(out);
+    }
+
+    /// Reads the binary form; the whole of `bytes` must be one entry.
+    pub fn decode(bytes: &[u8]) -> Result<ConfigEntry, engine::DecodeError> {
+        const SHORT: &str = "membership change entry truncated";
+        let short = || engine::DecodeError(SHORT);
+        let len = bytes.get(..4).ok_or_else(short)?;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let rest = &bytes[4..];
+        if rest.len() < len {
+            return Err(short());
+        }
+        Ok(ConfigEntry {
+            change: engine::ConfChange::decode(&rest[..len])?,
+            membership: engine::Membership::decode(&rest[len..])?,
+        })
+    }
 }
 
 /// One slot of the replicated log.
@@ -43,6 +83,7 @@ impl Entry {
         24 + match &self.kind {
             EntryKind::Noop => 0,
             EntryKind::Command(p) => p.len(),
+            EntryKind::Config(c) => 64 + c.membership.members().count() * 16,
         }
     }
 }

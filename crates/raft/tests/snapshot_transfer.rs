@@ -143,7 +143,8 @@ fn repeated_snapshot_answers_send_one_chunk() {
 #[test]
 fn a_damaged_snapshot_is_never_installed() {
     let mut f = RaftNode::new(Config::new(NodeId(2), (1..=3).map(NodeId).collect())).unwrap();
-    let body = b"the state at ten";
+    let members = raft::Membership::of_voters((1..=3).map(NodeId));
+    let body = &raft::stored_snapshot(b"the state at ten", &members)[..];
     let good = crc32c::crc32c(body);
     let mut damaged = body.to_vec();
     damaged[12] ^= 1;

@@ -27,7 +27,9 @@ mod policy;
 mod replica;
 
 pub use policy::SnapshotPolicy;
-pub use replica::{Action, AppliedItem, Outcome, Refused, Replica, ReplicaOptions, Reply};
+pub use replica::{
+    Action, AppliedItem, ChangeApplied, Outcome, Refused, Replica, ReplicaOptions, Reply,
+};
 
 #[cfg(feature = "planted-bugs")]
 pub use replica::ReplicaBug;

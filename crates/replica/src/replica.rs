@@ -2,8 +2,8 @@
 
 use crate::policy::SnapshotPolicy;
 use engine::{
-    Applied, Chunk, Committed, Effect, Engine, Fatal, Index, IoId, NodeId, Payload, Role,
-    StateMachine, Submitted, UnknownIo,
+    Applied, ChangeRefused, Chunk, Committed, ConfChange, Effect, Engine, Fatal, Index, IoId,
+    Membership, NodeId, Payload, Role, StateMachine, Submitted, UnknownIo,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -146,6 +146,17 @@ pub struct AppliedItem {
     pub digest: u64,
 }
 
+/// A membership change the engine applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeApplied {
+    /// Where it was ordered.
+    pub index: Index,
+    /// The change.
+    pub change: ConfChange,
+    /// The membership after it.
+    pub membership: Membership,
+}
+
 /// The one owner of an engine, a state machine and the client requests in flight.
 pub struct Replica<E: Engine, M: StateMachine, C> {
     pub(crate) engine: E,
@@ -165,6 +176,8 @@ pub struct Replica<E: Engine, M: StateMachine, C> {
     pub(crate) ready_reads: BTreeMap<(Index, u64), C>,
     replies: Vec<Reply<C, M>>,
     applied_items: Vec<AppliedItem>,
+    /// Membership changes applied since the driver last took them.
+    changes_applied: Vec<ChangeApplied>,
     // Invariant: applied == the last index handed to the state machine.
     pub(crate) applied: Index,
     /// The last snapshot point (cut, begun or installed).
@@ -196,6 +209,7 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
             ready_reads: BTreeMap::new(),
             replies: Vec::new(),
             applied_items: Vec::new(),
+            changes_applied: Vec::new(),
             applied: Index(0),
             snapshot_index: status.snapshot,
             log_bytes: 0,
@@ -338,6 +352,18 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
         self.engine.transfer_leadership(to)
     }
 
+    /// Orders a membership change (leader only); it is applied at the index returned,
+    /// and reported by [`Replica::take_changes`] then. Another entry applied at that
+    /// index means the change was lost with this leader's term.
+    pub fn change_membership(&mut self, change: ConfChange) -> Result<Index, ChangeRefused> {
+        self.engine.change_membership(change)
+    }
+
+    /// Membership changes applied since the last call, in order.
+    pub fn take_changes(&mut self) -> Vec<ChangeApplied> {
+        std::mem::take(&mut self.changes_applied)
+    }
+
     /// Storage made `io` (and every earlier io) durable.
     pub fn on_persisted(&mut self, io: IoId) -> Result<(), UnknownIo> {
         self.engine.on_persisted(io)
@@ -410,6 +436,24 @@ impl<E: Engine, M: StateMachine, C> Replica<E, M, C> {
                 self.record(index, None, false);
             }
             Committed::Command { index, command } => self.apply_command(index, command),
+            Committed::Membership {
+                index,
+                change,
+                membership,
+            } => {
+                self.machine.apply_noop(index);
+                self.applied = index;
+                if let Some((_, c)) = self.proposed.remove(&index) {
+                    self.reply(c, Outcome::Unknown);
+                }
+                self.record(index, None, false);
+                let applied = ChangeApplied {
+                    index,
+                    change,
+                    membership,
+                };
+                self.changes_applied.push(applied);
+            }
             Committed::Snapshot { index, data } => self.install(index, &data)?,
         }
         Ok(())

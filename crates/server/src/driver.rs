@@ -482,8 +482,12 @@ impl Driver {
             // The applied entry is already compacted away (a snapshot was installed).
             return Ok(());
         };
+        let Some(trailer) = engine::Engine::snapshot_trailer(self.replica.engine(), index) else {
+            return Ok(());
+        };
         let dir = self.snapshot_dir.clone();
-        self.snap = snapshotter::begin(&self.shared, meta, dir, self.inputs.clone())
+        let target = snapshotter::Target { meta, dir, trailer };
+        self.snap = snapshotter::begin(&self.shared, target, self.inputs.clone())
             .map_err(|e| Fatal::new("snapshot", e))?;
         Ok(())
     }

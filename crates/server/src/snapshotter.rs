@@ -83,14 +83,20 @@ impl std::fmt::Debug for Part {
     }
 }
 
-/// Starts a snapshot named `meta` of the store as it is now, and its writing thread
-/// (whose outcome arrives as an input).
-pub fn begin(
-    shared: &Shared,
-    meta: SnapshotMeta,
-    dir: PathBuf,
-    report: InboxSender,
-) -> Result<SnapState, String> {
+/// Where a snapshot goes: its name, the directory, and the engine's bytes that end it.
+pub struct Target {
+    /// The snapshot's name.
+    pub meta: SnapshotMeta,
+    /// The member's snapshot directory.
+    pub dir: PathBuf,
+    /// What the engine keeps after the store's bytes (`Engine::snapshot_trailer`).
+    pub trailer: Vec<u8>,
+}
+
+/// Starts a snapshot of the store as it is now, and its writing thread (whose outcome
+/// arrives as an input).
+pub fn begin(shared: &Shared, target: Target, report: InboxSender) -> Result<SnapState, String> {
+    let meta = target.meta;
     let mut store = shared.store.write();
     let writer = SnapshotWriter::begin(&store);
     let (parts, parts_rx) = mpsc::channel();
@@ -102,7 +108,7 @@ pub fn begin(
         .spawn(move || {
             lower_priority();
             let started = Instant::now();
-            let written = write_parts(&dir, meta, head_len, &parts_rx, &spare_tx, &commit);
+            let written = write_parts(&target, head_len, &parts_rx, &spare_tx, &commit);
             let Some(outcome) = written else {
                 return;
             };
@@ -128,8 +134,7 @@ pub fn begin(
 /// The writing thread's work: `None` when the driver abandoned the snapshot. The commit
 /// (the tail and head written, the file synced) is timed into `commit`.
 fn write_parts(
-    dir: &std::path::Path,
-    meta: SnapshotMeta,
+    target: &Target,
     head_len: usize,
     parts: &mpsc::Receiver<Part>,
     spare: &mpsc::Sender<Vec<u8>>,
@@ -137,6 +142,7 @@ fn write_parts(
 ) -> Option<SnapOutcome> {
     // An error is kept until the end so that the driver's chunks are still taken.
     // (Opening the backend creates the directory if it is missing.)
+    let (dir, meta) = (&target.dir, target.meta);
     let mut stream = FileBackend::open(dir)
         .and_then(|_| SnapshotStream::create(dir, raft_storage::id_of(meta), head_len))
         .map_err(|e| e.to_string());
@@ -163,6 +169,7 @@ fn write_parts(
                 let committing = Instant::now();
                 let written = stream.and_then(|mut s| {
                     s.append(&end.tail).map_err(|e| e.to_string())?;
+                    s.append(&target.trailer).map_err(|e| e.to_string())?;
                     s.finish(&end.head).map_err(|e| e.to_string())
                 });
                 if written.is_ok() {

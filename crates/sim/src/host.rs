@@ -89,6 +89,8 @@ pub(crate) struct Outbox {
     pub(crate) values: Vec<(u64, u64)>,
     /// The events of the writes applied, in order.
     pub(crate) events: Vec<kv::Event>,
+    /// Membership changes applied by a leader.
+    pub(crate) changes_applied: u64,
 }
 
 /// How a host builds its replica.
@@ -425,6 +427,10 @@ impl Host {
             }
         }
         out.events.extend(node.machine_mut().take_events());
+        let leads = engine::Engine::status(node.engine()).role == engine::Role::Leader;
+        for _ in node.take_changes() {
+            out.changes_applied += u64::from(leads);
+        }
         Ok(())
     }
 

@@ -34,6 +34,7 @@ mod lease_check;
 mod lease_client;
 mod lock_check;
 mod lock_client;
+mod membership;
 mod nemesis;
 pub mod net;
 mod options;

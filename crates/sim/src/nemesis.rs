@@ -55,6 +55,9 @@ pub(crate) struct NemesisState {
     pub(crate) transfer_to: Option<NodeId>,
     /// The leader that started it.
     pub(crate) transfer_from: Option<NodeId>,
+    /// Nodes a leader accepted to remove: never added again (a removed member's
+    /// durable state is not wiped, so it may not rejoin under its old id).
+    pub(crate) retired: Vec<NodeId>,
 }
 
 impl Simulation {
@@ -88,7 +91,9 @@ impl Simulation {
             .iter()
             .filter(|h| matches!(h.state, HostState::Down | HostState::Stopped))
             .count();
-        down < (self.hosts.len() - 1) / 2
+        // Counted against the founding group's size: the membership changes keep at
+        // least that many voters, so a majority of voters stays up.
+        down < (self.opts.nodes - 1) / 2
     }
 
     /// A node to hit: the leader half of the time (leaders are where the bugs are).
@@ -133,6 +138,7 @@ impl Simulation {
             FaultKind::Pause => self.inject_pause(),
             FaultKind::Disk => self.inject_disk(),
             FaultKind::Transfer => self.inject_transfer(),
+            FaultKind::Membership => self.inject_membership(),
         }
     }
 
@@ -283,7 +289,7 @@ impl Simulation {
         self.heal_later(HealAction::Restart(i), 100_000, 2_000_000);
     }
 
-    fn heal_later(&mut self, action: HealAction, min_us: u64, max_us: u64) {
+    pub(crate) fn heal_later(&mut self, action: HealAction, min_us: u64, max_us: u64) {
         let d = self.rng.range(min_us, max_us);
         self.schedule(d, Event::Heal(action));
     }

@@ -21,11 +21,14 @@ pub enum FaultKind {
     Disk,
     /// The leader hands leadership to another node (which may be down or cut off).
     Transfer,
+    /// Membership changes: add a learner or a voter, promote, remove (the leader
+    /// too), replace; two spare nodes join the run to be added.
+    Membership,
 }
 
 impl FaultKind {
     /// Every fault class, in command-line order.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Drop,
         FaultKind::Delay,
         FaultKind::Duplicate,
@@ -34,6 +37,7 @@ impl FaultKind {
         FaultKind::Pause,
         FaultKind::Disk,
         FaultKind::Transfer,
+        FaultKind::Membership,
     ];
 
     /// The command-line name.
@@ -47,6 +51,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Disk => "disk",
             FaultKind::Transfer => "transfer",
+            FaultKind::Membership => "membership",
         }
     }
 }

@@ -205,7 +205,10 @@ impl Simulation {
             }
         }
         let digest = lh.digest();
-        for h in self.hosts.iter().filter(|h| h.state != HostState::Stopped) {
+        // Only members converge: spares never added, and removed nodes, are left out.
+        let members = self.leader_membership().unwrap_or_default();
+        let running = self.hosts.iter().filter(|h| h.state != HostState::Stopped);
+        for h in running.filter(|h| members.contains(h.id)) {
             if h.state != HostState::Up || h.applied() != target || h.digest() != digest {
                 return Some(format!(
                     "n{} applied {} (leader n{leader} commit {})",

@@ -103,6 +103,13 @@ pub struct Stats {
     /// The longest lock handover less what its bound allows for stalls, elections and
     /// the new owner's lost attempts (the bound's fixed part covers the rest).
     pub lock_max_handover_net_us: u64,
+    /// Membership changes the nemesis asked a leader for, and those it refused (one
+    /// was in progress, or no leader could be asked).
+    pub changes_asked: u64,
+    /// Of those, the ones a leader refused.
+    pub changes_refused: u64,
+    /// Membership changes applied (counted on the leader that ordered them).
+    pub changes_applied: u64,
     /// Leadership transfers the nemesis started.
     pub transfers_started: u64,
     /// Of those, the ones whose target was the next node to lead.
@@ -165,7 +172,12 @@ impl Simulation {
     /// Builds a cluster of `opts.nodes` fresh nodes; nothing runs until time advances.
     pub fn new(seed: u64, opts: SimOptions) -> Simulation {
         let mut rng = Rng::new(seed);
-        let ids: Vec<NodeId> = (1..=opts.nodes as u64).map(NodeId).collect();
+        let spares = if opts.faults.has(FaultKind::Membership) {
+            crate::membership::SPARES
+        } else {
+            0
+        };
+        let ids: Vec<NodeId> = (1..=(opts.nodes + spares) as u64).map(NodeId).collect();
         let mut sim = Simulation {
             hosts: Vec::new(),
             ids: ids.clone(),
@@ -233,8 +245,16 @@ impl Simulation {
         sim
     }
 
+    /// Node `id`'s configuration: the first `opts.nodes` ids found the cluster; the
+    /// spares start knowing no group, and join when a leader adds them.
     pub(crate) fn engine_config(&self, id: NodeId) -> EngineConfig {
-        raft_engine::config(&self.opts, self.seed, &self.ids, id)
+        let founders = &self.ids[..self.opts.nodes.min(self.ids.len())];
+        let voters = if founders.contains(&id) {
+            founders
+        } else {
+            &[]
+        };
+        raft_engine::config(&self.opts, self.seed, voters, id)
     }
 
     /// Turns on trace recording (a line per event).
@@ -414,6 +434,7 @@ impl Simulation {
             self.log(|| note);
         }
         self.acked.extend(out.acked);
+        self.stats.changes_applied += out.changes_applied;
         for (index, value) in out.values {
             self.values_at.entry(index).or_insert(value);
         }

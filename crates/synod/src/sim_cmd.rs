@@ -147,7 +147,7 @@ fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
     }
     let s = outcome.stats;
     println!(
-        "seed={seed} nodes={} faults={} sim_seconds={:.3} events={} messages={} crashes={} ops={} watch_events={} watches_compacted={} leases_expired={} transfers_started={} transfers_done={} {}",
+        "seed={seed} nodes={} faults={} sim_seconds={:.3} events={} messages={} crashes={} ops={} watch_events={} watches_compacted={} leases_expired={} transfers_started={} transfers_done={} changes_asked={} changes_refused={} changes_applied={} {}",
         opts.nodes,
         opts.faults,
         outcome.sim_us as f64 / 1e6,
@@ -160,6 +160,9 @@ fn replay(seed: u64, opts: &SimOptions, trace: bool) -> ExitCode {
         s.leases_expired,
         s.transfers_started,
         s.transfers_done,
+        s.changes_asked,
+        s.changes_refused,
+        s.changes_applied,
         lock_figures(&s)
     );
     match &outcome.violation {
@@ -246,6 +249,10 @@ fn sweep(seeds: Range<u64>, opts: &SimOptions, threads: Option<usize>) -> ExitCo
         s.locks.transfers_started, s.locks.transfers_done
     );
     println!(
+        "membership changes: {} asked, {} refused (one in progress, or invalid by then), {} applied",
+        s.locks.changes_asked, s.locks.changes_refused, s.locks.changes_applied
+    );
+    println!(
         "seeds={total} violations={} sim_seconds={sim_s:.0} wall_seconds={wall:.1} speedup={:.0}",
         s.violations.len(),
         sim_s / wall.max(1e-9)
@@ -286,6 +293,9 @@ fn record(summary: &Mutex<Summary>, outcome: &SeedOutcome, bar: &ProgressBar) {
     l.lock_max_handover_net_us = l.lock_max_handover_net_us.max(o.lock_max_handover_net_us);
     l.transfers_started += o.transfers_started;
     l.transfers_done += o.transfers_done;
+    l.changes_asked += o.changes_asked;
+    l.changes_refused += o.changes_refused;
+    l.changes_applied += o.changes_applied;
     s.seeds_unfenced_non_owner += u64::from(o.lock_unfenced_non_owner > 0);
     if outcome.linearizability_unknown {
         s.unknown += 1;

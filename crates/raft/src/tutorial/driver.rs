@@ -114,7 +114,9 @@ impl Cluster {
                     Effect::Apply(Apply::Entry(e)) => match e.kind {
                         EntryKind::Command(c) => run(kv, std::str::from_utf8(&c).unwrap()),
                         EntryKind::Noop => {} // each new leader appends one
+                        EntryKind::Config(_) => {} // applied as `Apply::Config`
                     },
+                    Effect::Apply(Apply::Config { .. }) => {} // no membership changes here
                     Effect::Apply(Apply::Snapshot(snap)) => {
                         kv.clear();
                         let text = std::str::from_utf8(&snap.data).unwrap();

@@ -20,6 +20,11 @@ pub fn entry_hash(e: &Entry) -> u64 {
     let payload = match &e.kind {
         EntryKind::Noop => 0,
         EntryKind::Command(p) => fnv(p),
+        EntryKind::Config(c) => {
+            let mut b = vec![0xc0];
+            c.encode(&mut b);
+            fnv(&b)
+        }
     };
     mix(mix(e.term.0, e.index.0), payload)
 }
