@@ -56,6 +56,10 @@ pub struct Config {
     /// member that joins a running cluster: it learns its group from the leader, and
     /// never campaigns before.
     pub voters: Vec<NodeId>,
+    /// The drivers' bytes about founding voters (names, URLs), put in the founding
+    /// membership so that every later membership, and every member that joins, has
+    /// them. Every founding member must give the same.
+    pub contexts: Vec<(NodeId, crate::types::Payload)>,
     /// Minimum election timeout; the actual one is drawn from `[t, 2t)` at each reset.
     pub election_timeout_ticks: u64,
     /// How often a leader sends heartbeats.
@@ -86,6 +90,7 @@ impl Config {
         Config {
             id,
             voters,
+            contexts: Vec::new(),
             election_timeout_ticks: 10,
             heartbeat_interval_ticks: 2,
             pre_vote: true,
@@ -98,6 +103,17 @@ impl Config {
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
+    }
+
+    /// The founding membership: the voters, with their contexts.
+    pub(crate) fn founding(&self) -> engine::Membership {
+        let mut m = engine::Membership::of_voters(self.voters.iter().copied());
+        for (id, context) in &self.contexts {
+            let context = context.clone();
+            let update = engine::ConfChange::Update { id: *id, context };
+            m = m.apply(&update).unwrap_or(m);
+        }
+        m
     }
 
     /// Checks the configuration; every node constructor calls this.

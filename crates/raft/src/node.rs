@@ -122,8 +122,7 @@ impl RaftNode {
     /// A brand-new node with an empty log.
     pub fn new(cfg: Config) -> Result<RaftNode, crate::config::ConfigError> {
         cfg.validate()?;
-        let base = engine::Membership::of_voters(cfg.voters.iter().copied());
-        let log = RaftLog::new(SnapshotMeta::default(), base, Vec::new());
+        let log = RaftLog::new(SnapshotMeta::default(), cfg.founding(), Vec::new());
         Ok(Self::build(cfg, HardState::default(), None, log))
     }
 
@@ -140,10 +139,7 @@ impl RaftNode {
                 let restore = Snapshot { meta: s.meta, data };
                 (Some((restore, s.data.len() as u64)), m)
             }
-            None => {
-                let m = engine::Membership::of_voters(cfg.voters.iter().copied());
-                (None, m)
-            }
+            None => (None, cfg.founding()),
         };
         let meta = snapshot.as_ref().map(|(s, _)| s.meta).unwrap_or_default();
         let mut expected = meta.index.next();

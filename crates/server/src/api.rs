@@ -198,6 +198,18 @@ impl Api {
         }
     }
 
+    /// Orders a membership change on this (leader) member; answers once it applied.
+    pub async fn change_membership(
+        &self,
+        ask: crate::members::MemberRequest,
+    ) -> Result<crate::change::ChangeDone, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.driver
+            .send(Input::ChangeMembership(ask, tx))
+            .map_err(|_| errors::stopped())?;
+        rx.await.map_err(|_| errors::stopped())?
+    }
+
     /// Replicates a write on this (leader) member and returns the store's response.
     pub async fn write(&self, w: kv::Request) -> Result<kv::Response, Status> {
         // Encoded here, on the client's task: the driver thread only checks it.

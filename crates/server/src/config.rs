@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub listen_peer: SocketAddr,
     /// Every member: (name, peer URL).
     pub initial_cluster: Vec<(String, String)>,
+    /// `--initial-cluster-state existing`: join a running cluster (the members of
+    /// `initial_cluster` tell this one its id) instead of founding one.
+    pub join_existing: bool,
     /// `--initial-cluster-token`: mixed into member and cluster ids.
     pub cluster_token: String,
     /// Admin HTTP (`/health`, `/metrics`, `/status`, `/version`), if any.
@@ -128,10 +131,14 @@ pub struct MemberInfo {
     pub id: NodeId,
     /// Name.
     pub name: String,
-    /// Peer URL.
+    /// Peer URL (the first of `peer_urls`; the one dialled).
     pub peer_url: String,
+    /// Every peer URL.
+    pub peer_urls: Vec<String>,
     /// Peer address to dial.
     pub peer_addr: String,
+    /// A non-voting member.
+    pub learner: bool,
 }
 
 /// FNV-1a, 64-bit: a stable hash for ids (the same on every member and every run).
@@ -193,6 +200,8 @@ impl ServerConfig {
                 id: NodeId(member_id(name, url, &self.cluster_token)),
                 name: name.clone(),
                 peer_url: url.clone(),
+                peer_urls: vec![url.clone()],
+                learner: false,
                 peer_addr: self
                     .peer_dial
                     .iter()
@@ -200,6 +209,12 @@ impl ServerConfig {
                     .map_or_else(|| url_addr(url).expect("validated"), |(_, a)| a.clone()),
             })
             .collect()
+    }
+
+    /// This member's peer URL, as `--initial-cluster` names it.
+    pub fn own_peer_url(&self) -> Option<&str> {
+        let mine = self.initial_cluster.iter().find(|(n, _)| *n == self.name);
+        mine.map(|(_, u)| u.as_str())
     }
 
     /// This member's id.

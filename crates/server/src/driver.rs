@@ -59,6 +59,9 @@ pub enum Input {
     /// A linearizable read barrier: replies once the store has applied through the
     /// leader's commit index as of the request.
     ReadIndex(ReadReply),
+    /// A membership change a client asked for (MemberAdd, MemberRemove, MemberUpdate,
+    /// MemberPromote): answered once applied, or refused.
+    ChangeMembership(crate::members::MemberRequest, crate::change::ChangeReply),
     /// Hand leadership to a member (MoveLeader, or a leader stopping): the answer says
     /// whether the hand-over started.
     TransferLeader(
@@ -69,6 +72,8 @@ pub enum Input {
     Snapshot(SnapOutcome),
     /// The next WAL segment was prepared in the background (true) or could not be.
     SegmentPrepared(bool),
+    /// A peer answered that this member was removed from the cluster: stop.
+    Removed,
     /// Stop the driver.
     Shutdown,
 }
@@ -77,6 +82,8 @@ pub enum Input {
 pub trait PeerSink: Send {
     /// Queues frames for `to` (dropped if the peer's queue is full).
     fn send(&mut self, to: NodeId, frames: Vec<u8>, count: u64);
+    /// The members to keep links to (this member among them or not).
+    fn set_peers(&mut self, members: &[crate::config::MemberInfo]);
 }
 
 /// Driver settings.
@@ -93,6 +100,8 @@ pub struct DriverOptions {
     pub inputs: InboxSender,
     /// Where request ids start (different on every start of every member).
     pub id_seed: u64,
+    /// Testing only: addresses to dial by member name (`--unsafe-peer-dial`).
+    pub peer_dial: Vec<(String, String)>,
     /// A deliberately planted bug.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<crate::config::ServerBug>,
@@ -100,10 +109,23 @@ pub struct DriverOptions {
 
 /// The driver's state.
 pub struct Driver {
-    replica: Replica<MemberEngine, ServerMachine, Client>,
+    pub(crate) replica: Replica<MemberEngine, ServerMachine, Client>,
     storage: MemberStorage,
-    shared: Arc<Shared>,
-    peers: Box<dyn PeerSink>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) peers: Box<dyn PeerSink>,
+    /// Membership changes clients asked for, in order (the first may be ordered).
+    pub(crate) changes: std::collections::VecDeque<crate::change::PendingChange>,
+    /// The membership the links and detectors follow.
+    pub(crate) membership: engine::Membership,
+    /// The membership of the last change applied, and the one the links include.
+    pub(crate) applied_membership: engine::Membership,
+    pub(crate) linked: engine::Membership,
+    /// Testing only: addresses to dial by member name.
+    pub(crate) peer_dial: Vec<(String, String)>,
+    /// A change removing this member applied: the driver stops.
+    pub(crate) removed: bool,
+    /// Removed members whose connections to this one must close.
+    pub(crate) dropped: Vec<NodeId>,
     tick: Duration,
     snapshot_dir: PathBuf,
     inputs: InboxSender,
@@ -117,7 +139,7 @@ pub struct Driver {
     /// The clock of ping tokens (microseconds since the driver started).
     clock: Instant,
     /// Each peer's ping round-trip histogram.
-    round_trips: BTreeMap<NodeId, prometheus::Histogram>,
+    pub(crate) round_trips: BTreeMap<NodeId, prometheus::Histogram>,
     last_leader: Option<NodeId>,
     last_role: Role,
     /// Where the current round's time went (a slow round is logged).
@@ -143,7 +165,7 @@ impl Driver {
         );
         let machine = ServerMachine::new(shared.clone());
         let round_trips = shared
-            .members
+            .members()
             .iter()
             .filter(|m| m.id != shared.member_id)
             .map(|m| {
@@ -160,6 +182,13 @@ impl Driver {
             storage,
             shared,
             peers,
+            changes: Default::default(),
+            membership: Default::default(),
+            applied_membership: Default::default(),
+            linked: Default::default(),
+            peer_dial: opts.peer_dial,
+            removed: false,
+            dropped: Vec::new(),
             tick: opts.tick,
             snapshot_dir: opts.snapshot_dir,
             inputs: opts.inputs,
@@ -234,6 +263,13 @@ impl Driver {
             self.forward_planted();
             self.ping_peers();
             self.process()?;
+            for id in self.dropped.drain(..) {
+                inbox.drop_peer(id);
+            }
+            if self.removed {
+                let why = "the member has been permanently removed from the cluster";
+                return Err(Fatal::new("membership", why));
+            }
             if let Some(slow) = self.times.slow(SLOW_ROUND) {
                 tracing::warn!(
                     event = "slow_round",
@@ -284,11 +320,13 @@ impl Driver {
                 self.replica.submit(Client::Write(reply), command);
             }
             Input::ReadIndex(reply) => self.replica.read(Client::Read(reply)),
+            Input::ChangeMembership(request, reply) => self.on_change_request(request, reply),
             Input::TransferLeader(to, reply) => {
                 let _ = reply.send(self.replica.transfer_leadership(to));
             }
             Input::Snapshot(outcome) => self.on_snapshot_written(outcome)?,
             Input::SegmentPrepared(ok) => self.storage.segment_prepared(ok),
+            Input::Removed => self.removed = true,
             Input::Shutdown | Input::PeerStream { .. } => {}
         }
         Ok(())
@@ -303,7 +341,7 @@ impl Driver {
         self.pinged_at = self.ticks;
         let me = self.shared.member_id;
         let token = self.clock_us();
-        for m in self.shared.members.iter().filter(|m| m.id != me) {
+        for m in self.shared.members().iter().filter(|m| m.id != me) {
             let mut frame = Vec::with_capacity(crate::wire::PING_FRAME);
             crate::wire::encode_ping(token, &mut frame);
             self.peers.send(m.id, frame, 0);
@@ -343,6 +381,9 @@ impl Driver {
         let applying = Instant::now();
         let actions = self.replica.take_effects()?;
         self.times.add(Phase::Apply, applying.elapsed());
+        // Before this batch's messages go out: a member just added gets a link.
+        self.follow_membership();
+        self.advance_changes();
         self.after_apply();
         // Answered at once: not behind this batch's fdatasync.
         self.answer();
@@ -602,7 +643,7 @@ impl Driver {
         let peer_match = if s.role == Role::Leader {
             let engine = self.replica.engine();
             self.shared
-                .members
+                .members()
                 .iter()
                 .filter(|m| m.id != s.id)
                 .map(|m| (m.id.0, engine.peer_progress(m.id).map_or(0, |i| i.0)))

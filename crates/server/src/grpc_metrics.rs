@@ -45,7 +45,16 @@ const METHODS: [(&str, &[(&str, &str)]); 7] = [
             ("LeaseLeases", UNARY),
         ],
     ),
-    ("etcdserverpb.Cluster", &[("MemberList", UNARY)]),
+    (
+        "etcdserverpb.Cluster",
+        &[
+            ("MemberAdd", UNARY),
+            ("MemberRemove", UNARY),
+            ("MemberUpdate", UNARY),
+            ("MemberList", UNARY),
+            ("MemberPromote", UNARY),
+        ],
+    ),
     (
         "etcdserverpb.Maintenance",
         &[

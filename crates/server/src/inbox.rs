@@ -263,6 +263,21 @@ impl Inbox {
         Ok(())
     }
 
+    /// Closes every connection from `peer` (a member removed from the cluster: when
+    /// it dials again, it is told so).
+    pub fn drop_peer(&mut self, peer: NodeId) {
+        let tokens: Vec<Token> = (self.peers.iter())
+            .filter(|(_, r)| r.from == peer)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in tokens {
+            if let Some(mut r) = self.peers.remove(&t) {
+                let _ = self.poll.registry().deregister(&mut r.stream);
+            }
+        }
+        self.ready.retain(|t| self.peers.contains_key(t));
+    }
+
     /// Starts reading a peer's connection; `buffered` was read past its handshake (and
     /// counted in `received` already).
     fn adopt(

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod change;
 pub mod client_port;
 pub mod config;
 pub mod convert;
@@ -15,12 +16,14 @@ pub mod driver;
 pub mod election_svc;
 pub mod grpc_metrics;
 pub mod inbox;
+pub mod join;
 pub mod kv_svc;
 pub mod lease_svc;
 pub mod listener;
 pub mod lock_svc;
 pub mod machine;
 pub mod maint_svc;
+pub mod members;
 pub mod peer;
 pub mod prom;
 pub mod raft_engine;
@@ -52,9 +55,9 @@ use tokio::net::TcpListener;
 const GRPC_OVERHEAD: usize = 512 << 10;
 
 /// The data dir's format, the same number as the WAL's segment layout
-/// ([`storage::WAL_FORMAT`]): 3 since every segment starts with a header naming the
-/// engine (format 2 had Raft's records and no header; format 1 also held protobuf
-/// commands, which this version would refuse at apply).
+/// ([`storage::WAL_FORMAT`]): 4 since Raft's log holds membership changes and its
+/// snapshots end with the membership (3: every segment starts with a header naming the
+/// engine; 2 had Raft's records and no header; 1 also held protobuf commands).
 const DATA_FORMAT: u32 = storage::WAL_FORMAT;
 
 /// Checks (or writes, on first start) the data dir's identity and format.
@@ -135,7 +138,7 @@ fn start_peer_runtime(
     let _in_rt = handle.enter();
     let listener = TcpListener::from_std(listener)
         .map_err(|e| ConfigError(format!("cannot listen for peers: {e}")))?;
-    let queues = peer::start_senders(shared, client_urls);
+    let queues = peer::start_senders(shared, client_urls, driver.clone());
     handle.spawn(peer::serve(listener, shared.clone(), driver));
     Ok((rt, queues))
 }
@@ -232,12 +235,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     cfg.validate()?;
-    let me = cfg.member_id()?;
-    let cluster_id = cfg.cluster_id();
     let member_dir = cfg.data_dir.join("member");
     let wal_dir = member_dir.join("wal");
     std::fs::create_dir_all(&wal_dir)
         .map_err(|e| ConfigError(format!("{}: {e}", wal_dir.display())))?;
+    let (me, cluster_id, dial) = join::identify(&cfg, &member_dir).await?;
     check_identity(&member_dir, cluster_id, me.0)?;
     let backend = FileBackend::open(&wal_dir)
         .map_err(|e| ConfigError(format!("{}: {e}", wal_dir.display())))?;
@@ -287,7 +289,10 @@ pub async fn run(
         member_id: me,
         cluster_id,
         name: cfg.name.clone(),
-        members: cfg.members(),
+        members: parking_lot::RwLock::new(dial),
+        founders: cfg.members(),
+        peer_names: Default::default(),
+        removed: Default::default(),
         client_urls: std::sync::Mutex::new(BTreeMap::from([(
             me,
             cfg.advertise_client_urls.clone(),
@@ -317,7 +322,18 @@ pub async fn run(
         #[cfg(feature = "planted-bugs")]
         planted_forward: Default::default(),
     });
-    let mut raft_cfg = EngineConfig::new(me, shared.members.iter().map(|m| m.id).collect());
+    // Founders start from the founding membership; a member that joined learns its
+    // group from its log, or from the leader.
+    let founders: Vec<_> = shared.founders.iter().map(|m| m.id).collect();
+    let voters = if founders.contains(&me) {
+        founders
+    } else {
+        Vec::new()
+    };
+    let mut raft_cfg = EngineConfig::new(me, voters);
+    raft_cfg.contexts = (shared.founders.iter())
+        .map(|m| (m.id, members::context(&m.name, &m.peer_urls)))
+        .collect();
     let tick = cfg.tick();
     raft_cfg.heartbeat_interval_ticks = 2;
     raft_cfg.election_timeout_ticks = (cfg.election.as_millis() / tick.as_millis().max(1)) as u64;
@@ -341,6 +357,7 @@ pub async fn run(
             snapshot_count: cfg.snapshot_count,
             snapshot_dir: wal_dir.clone(),
             inputs: driver_tx.clone(),
+            peer_dial: cfg.peer_dial.clone(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: cfg.planted_bug,
         },
@@ -480,12 +497,12 @@ mod tests {
         assert!(old.contains("data dir format 1; this version"), "{old}");
         std::fs::write(
             dir.join("identity"),
-            "cluster_id=7\nmember_id=9\nformat=2\n",
+            "cluster_id=7\nmember_id=9\nformat=3\n",
         )
         .unwrap();
         let old = check_identity(&dir, 7, 9).unwrap_err().0;
         assert!(
-            old.contains("holds data dir format 2; this version of synod reads format 3 only"),
+            old.contains("holds data dir format 3; this version of synod reads format 4 only"),
             "{old}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -2,9 +2,13 @@
 //! Defragment, Hash, HashKV, MoveLeader).
 
 use crate::api::{errors, Api};
+use crate::change::ChangeDone;
+use crate::members::MemberRequest;
 use engine::NodeId;
 use etcdpb::etcdserverpb as pb;
+use pb::cluster_client::ClusterClient;
 use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 /// The etcd API version Synod speaks (what `endpoint status` prints as VERSION).
@@ -28,23 +32,140 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         _request: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let members = self.api.shared.members();
+        Ok(Response::new(pb::MemberListResponse {
+            header: self.header(),
+            members: self.described(&members),
+        }))
+    }
+
+    async fn member_add(
+        &self,
+        request: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let r = request.into_inner();
+        let ask = MemberRequest::Add {
+            peer_urls: r.peer_ur_ls.clone(),
+            learner: r.is_learner,
+        };
+        let Some(done) = self.change(ask).await? else {
+            let mut c = self.leader_client().await?;
+            return c.member_add(r).await;
+        };
+        let added = done.members.iter().find(|m| m.id == done.id);
+        Ok(Response::new(pb::MemberAddResponse {
+            header: self.header(),
+            member: added.map(|m| self.described(std::slice::from_ref(m)).remove(0)),
+            members: self.described(&done.members),
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        let r = request.into_inner();
+        let Some(done) = self.change(MemberRequest::Remove(NodeId(r.id))).await? else {
+            let mut c = self.leader_client().await?;
+            return c.member_remove(r).await;
+        };
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: self.header(),
+            members: self.described(&done.members),
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let r = request.into_inner();
+        let ask = MemberRequest::Update {
+            id: NodeId(r.id),
+            peer_urls: r.peer_ur_ls.clone(),
+        };
+        let Some(done) = self.change(ask).await? else {
+            let mut c = self.leader_client().await?;
+            return c.member_update(r).await;
+        };
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: self.header(),
+            members: self.described(&done.members),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let r = request.into_inner();
+        let Some(done) = self.change(MemberRequest::Promote(NodeId(r.id))).await? else {
+            let mut c = self.leader_client().await?;
+            return c.member_promote(r).await;
+        };
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: self.header(),
+            members: self.described(&done.members),
+        }))
+    }
+}
+
+impl ClusterService {
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        let rev = self.api.shared.store.read().revision();
+        self.api.header(rev)
+    }
+
+    /// Members as etcd lists them: a member that never started has no name and no
+    /// client URLs.
+    fn described(&self, members: &[crate::config::MemberInfo]) -> Vec<pb::Member> {
         let shared = &self.api.shared;
-        let members = shared
-            .members
+        let names = shared.peer_names.lock().unwrap().clone();
+        let name_of = |m: &crate::config::MemberInfo| match m.name.as_str() {
+            "" if m.id == shared.member_id => shared.name.clone(),
+            "" => names.get(&m.id).cloned().unwrap_or_default(),
+            n => n.to_string(),
+        };
+        members
             .iter()
             .map(|m| pb::Member {
                 id: m.id.0,
-                name: m.name.clone(),
-                peer_ur_ls: vec![m.peer_url.clone()],
+                name: name_of(m),
+                peer_ur_ls: m.peer_urls.clone(),
                 client_ur_ls: shared.client_urls_of(m.id),
-                is_learner: false,
+                is_learner: m.learner,
             })
-            .collect();
-        let rev = shared.store.read().revision();
-        Ok(Response::new(pb::MemberListResponse {
-            header: self.api.header(rev),
-            members,
-        }))
+            .collect()
+    }
+
+    /// Orders `ask` here if this member leads (`Some`), or says to hand it to the
+    /// leader (`None`).
+    async fn change(&self, ask: MemberRequest) -> Result<Option<ChangeDone>, Status> {
+        self.api.await_leader().await?;
+        let shared = &self.api.shared;
+        if shared.status.borrow().leader != Some(shared.member_id) {
+            return Ok(None);
+        }
+        self.api.change_membership(ask).await.map(Some)
+    }
+
+    /// A client of the leader's Cluster service.
+    async fn leader_client(&self) -> Result<ClusterClient<Channel>, Status> {
+        let shared = &self.api.shared;
+        let leader = shared
+            .status
+            .borrow()
+            .leader
+            .ok_or_else(errors::no_leader)?;
+        let url =
+            (shared.client_urls_of(leader).into_iter().next()).ok_or_else(errors::no_leader)?;
+        let ch = Endpoint::from_shared(url)
+            .map_err(|_| errors::no_leader())?
+            .connect_timeout(shared.election)
+            .connect()
+            .await
+            .map_err(|_| errors::no_leader())?;
+        Ok(ClusterClient::new(ch))
     }
 }
 
@@ -178,7 +299,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             return Err(errors::not_leader());
         }
         let target = NodeId(request.get_ref().target_id);
-        if !shared.members.iter().any(|m| m.id == target) {
+        if !shared.members().iter().any(|m| m.id == target) {
             return Err(errors::bad_transferee());
         }
         if target != me {

@@ -38,18 +38,83 @@ struct LinkState {
 }
 
 struct Link {
+    /// The address its sender task dials.
+    addr: String,
     state: Mutex<LinkState>,
     queue: mpsc::Sender<Vec<u8>>,
     /// Bytes written to the peer (`etcd_network_peer_sent_bytes_total`).
     sent: prometheus::IntCounter,
 }
 
-/// The driver's handle on the outbound connections.
+/// The driver's handle on the outbound connections: one per member, following the
+/// membership (a link to a member that left closes; one to a member that joined, or
+/// whose address changed, is dialled).
 pub struct PeerQueues {
     links: HashMap<NodeId, Arc<Link>>,
+    /// The peer runtime, where sender tasks run.
+    runtime: tokio::runtime::Handle,
+    shared: Arc<Shared>,
+    /// What this member says about itself after each handshake.
+    hello: Vec<u8>,
+    /// The driver, told when a peer says this member was removed.
+    driver: InboxSender,
+}
+
+/// What a member answers a handshake from a member removed from the cluster, before
+/// it closes the connection (etcd's peers answer such a member `410 Gone`).
+pub const REMOVED_NOTICE: &[u8; 8] = b"REMOVED\0";
+
+impl PeerQueues {
+    fn connect(&mut self, m: &MemberInfo) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let to = crate::state::Metrics::peer_label(m.id);
+        let link = Arc::new(Link {
+            addr: m.peer_addr.clone(),
+            state: Mutex::new(LinkState::default()),
+            queue: tx,
+            sent: self
+                .shared
+                .metrics
+                .peer_sent_bytes
+                .with_label_values(&[&to]),
+        });
+        self.links.insert(m.id, link.clone());
+        let greeting = Handshake {
+            cluster_id: self.shared.cluster_id,
+            from: self.shared.member_id,
+            to: m.id,
+            engine: <MemberEngine as engine::Engine>::NAME,
+        }
+        .encode()
+        .into_iter()
+        .chain(self.hello.iter().copied())
+        .collect();
+        let driver = self.driver.clone();
+        self.runtime
+            .spawn(sender(m.clone(), greeting, link, rx, driver));
+    }
 }
 
 impl PeerSink for PeerQueues {
+    fn set_peers(&mut self, members: &[MemberInfo]) {
+        let me = self.shared.member_id;
+        let wanted = |id: &NodeId, link: &Link| {
+            members
+                .iter()
+                .any(|m| m.id == *id && m.peer_addr == link.addr && m.id != me)
+        };
+        // Dropping a link's queue ends its sender task; its socket closes with it.
+        self.links.retain(|id, link| wanted(id, link));
+        for m in members
+            .iter()
+            .filter(|m| m.id != me && !m.peer_addr.is_empty())
+        {
+            if !self.links.contains_key(&m.id) {
+                self.connect(m);
+            }
+        }
+    }
+
     fn send(&mut self, to: NodeId, frames: Vec<u8>, _count: u64) {
         let Some(link) = self.links.get(&to) else {
             return;
@@ -109,31 +174,22 @@ fn hello(name: &str, client_urls: &[String]) -> Vec<u8> {
     b
 }
 
-/// Starts one sender task per peer; returns the queues for the driver.
-pub fn start_senders(shared: &Arc<Shared>, client_urls: &[String]) -> PeerQueues {
-    let mut links = HashMap::new();
-    for m in shared.members.iter().filter(|m| m.id != shared.member_id) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let to = crate::state::Metrics::peer_label(m.id);
-        let link = Arc::new(Link {
-            state: Mutex::new(LinkState::default()),
-            queue: tx,
-            sent: shared.metrics.peer_sent_bytes.with_label_values(&[&to]),
-        });
-        links.insert(m.id, link.clone());
-        let greeting = Handshake {
-            cluster_id: shared.cluster_id,
-            from: shared.member_id,
-            to: m.id,
-            engine: <MemberEngine as engine::Engine>::NAME,
-        }
-        .encode()
-        .into_iter()
-        .chain(hello(&shared.name, client_urls))
-        .collect();
-        tokio::spawn(sender(m.clone(), greeting, link, rx));
-    }
-    PeerQueues { links }
+/// Starts one sender task per member (on the current runtime, the peer runtime);
+/// returns the queues for the driver.
+pub fn start_senders(
+    shared: &Arc<Shared>,
+    client_urls: &[String],
+    driver: InboxSender,
+) -> PeerQueues {
+    let mut queues = PeerQueues {
+        links: HashMap::new(),
+        runtime: tokio::runtime::Handle::current(),
+        shared: shared.clone(),
+        hello: hello(&shared.name, client_urls),
+        driver,
+    };
+    queues.set_peers(&shared.members());
+    queues
 }
 
 async fn sender(
@@ -141,6 +197,7 @@ async fn sender(
     greeting: Vec<u8>,
     link: Arc<Link>,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    driver: InboxSender,
 ) {
     let mut logged = false;
     loop {
@@ -170,8 +227,14 @@ async fn sender(
         let Some(stream) = share(stream, &link, &mut rx) else {
             continue;
         };
-        if pump(stream, &link, &mut rx).await.is_none() {
-            return;
+        match pump(stream, &link, &mut rx).await {
+            Pumped::DriverGone => return,
+            Pumped::Removed => {
+                tracing::warn!(event = "member_removed", peer = %peer.name, "a peer says this member was removed from the cluster");
+                let _ = driver.send(Input::Removed);
+                return;
+            }
+            Pumped::Broken => {}
         }
         tracing::info!(event = "peer_lost", peer = %peer.name, addr = %peer.peer_addr, "connection to peer lost; redialing");
         *link.state.lock().unwrap() = LinkState::default();
@@ -196,12 +259,24 @@ fn share(stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8>>) -> Op
 /// Writes what the driver queues until the connection breaks (`Some`) or the driver
 /// is gone (`None`). Peers never send on this connection, so readability means it
 /// was closed.
-async fn pump(mut stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8>>) -> Option<()> {
+/// How a sender's connection ended.
+enum Pumped {
+    /// It broke: redial.
+    Broken,
+    /// The driver is gone.
+    DriverGone,
+    /// The peer answered that this member was removed.
+    Removed,
+}
+
+async fn pump(mut stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8>>) -> Pumped {
     let mut probe = [0u8; 64];
     loop {
         tokio::select! {
             got = rx.recv() => {
-                let mut buf = got?;
+                let Some(mut buf) = got else {
+                    return Pumped::DriverGone;
+                };
                 let mut taken = 1;
                 while buf.len() < (4 << 20) {
                     match rx.try_recv() {
@@ -213,19 +288,20 @@ async fn pump(mut stream: TcpStream, link: &Link, rx: &mut mpsc::Receiver<Vec<u8
                     }
                 }
                 if stream.write_all(&buf).await.is_err() {
-                    return Some(());
+                    return Pumped::Broken;
                 }
                 link.sent.inc_by(buf.len() as u64);
                 let mut st = link.state.lock().unwrap();
                 st.backlog = st.backlog.saturating_sub(taken);
                 if st.stream.is_none() {
-                    return Some(()); // The driver saw it break.
+                    return Pumped::Broken; // The driver saw it break.
                 }
             }
             r = stream.read(&mut probe) => {
-                if !matches!(r, Ok(n) if n > 0) {
-                    return Some(());
-                }
+                return match r {
+                    Ok(n) if probe[..n].starts_with(REMOVED_NOTICE) => Pumped::Removed,
+                    _ => Pumped::Broken,
+                };
             }
         }
     }
@@ -259,8 +335,18 @@ async fn receive(stream: TcpStream, shared: &Shared, driver: &InboxSender) -> Re
         .await
         .map_err(|_| "no handshake within 5s".to_string())?
         .map_err(|e| e.to_string())?;
+    if crate::join::is_query(&hs) {
+        return crate::join::answer(r.into_inner(), shared).await;
+    }
     let h = Handshake::decode::<MemberEngine>(&hs, shared.cluster_id).map_err(|e| e.to_string())?;
-    if h.to != shared.member_id || !shared.members.iter().any(|m| m.id == h.from) {
+    if shared.removed.lock().unwrap().contains(&h.from) {
+        let mut stream = r.into_inner();
+        let _ = stream.write_all(REMOVED_NOTICE).await;
+        return Err(format!("{:x} was removed from the cluster", h.from.0));
+    }
+    // Any member of this cluster may connect, including one this member has not yet
+    // seen join (its membership may lag the leader's).
+    if h.to != shared.member_id || h.from == NodeId(0) {
         return Err(format!(
             "handshake from {:x} to {:x} is not for us",
             h.from.0, h.to.0
@@ -280,6 +366,10 @@ async fn receive(stream: TcpStream, shared: &Shared, driver: &InboxSender) -> Re
             .map(String::from)
             .collect();
         shared.client_urls.lock().unwrap().insert(h.from, urls);
+    }
+    if let Some((name, _)) = text.split_once('\n') {
+        let name = name.to_string();
+        shared.peer_names.lock().unwrap().insert(h.from, name);
     }
     // From here on the Raft thread reads the frames itself (see `inbox`).
     let buffered = r.buffer().to_vec();

@@ -107,8 +107,16 @@ pub struct Shared {
     pub cluster_id: u64,
     /// This member's name.
     pub name: String,
-    /// Every member.
-    pub members: Vec<MemberInfo>,
+    /// Every member of the membership in force (the driver updates it).
+    pub members: parking_lot::RwLock<Vec<MemberInfo>>,
+    /// The founding members, from `--initial-cluster`: names and URLs of members
+    /// whose context the membership does not carry.
+    pub founders: Vec<MemberInfo>,
+    /// Members removed from the cluster (while this member ran): their connections
+    /// are answered with [`crate::peer::REMOVED_NOTICE`].
+    pub removed: Mutex<std::collections::BTreeSet<NodeId>>,
+    /// Names peers gave in their hellos.
+    pub peer_names: Mutex<BTreeMap<NodeId, String>>,
     /// Client URLs: our own from flags, peers' learned from their handshakes.
     pub client_urls: Mutex<BTreeMap<NodeId, Vec<String>>>,
     /// The key-value state machine (the driver writes; readers read).
@@ -144,6 +152,8 @@ pub struct PeerHealth {
     origin: Instant,
     /// The threshold the verdicts use.
     pub threshold: f64,
+    /// The detectors' settings (for peers that join).
+    pub cfg: detector::PhiConfig,
     peers: BTreeMap<NodeId, detector::PhiDetector>,
 }
 
@@ -166,11 +176,30 @@ impl PeerHealth {
         PeerHealth {
             origin: Instant::now(),
             threshold: cfg.threshold,
+            cfg,
             peers: peers
                 .into_iter()
                 .map(|p| (p, detector::PhiDetector::new(cfg)))
                 .collect(),
         }
+    }
+
+    /// Tracks exactly `peers`: new ones start unheard of, gone ones are dropped.
+    pub fn set_peers(&mut self, peers: &[NodeId], cfg: detector::PhiConfig) {
+        self.peers.retain(|id, _| peers.contains(id));
+        for p in peers {
+            self.peers
+                .entry(*p)
+                .or_insert_with(|| detector::PhiDetector::new(cfg));
+        }
+    }
+
+    /// Whether `peer` is alive by the detector's verdict.
+    pub fn alive(&self, peer: NodeId) -> bool {
+        let now = self.now_us();
+        self.peers
+            .get(&peer)
+            .is_some_and(|d| d.verdict(now) == detector::Verdict::Alive)
     }
 
     fn now_us(&self) -> u64 {
@@ -210,6 +239,11 @@ impl Shared {
     #[cfg(feature = "planted-bugs")]
     pub fn bug(&self, bug: crate::config::ServerBug) -> bool {
         self.planted_bug == Some(bug)
+    }
+
+    /// Every member now.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.members.read().clone()
     }
 
     /// Client URLs of a member, if known.

@@ -15,7 +15,7 @@ use crate::error::StorageError;
 use crate::record::{decode, encode, Decoded, KIND_SEGMENT_HEADER};
 
 /// The version of the segment layout, written in every segment's header.
-pub const WAL_FORMAT: u32 = 3;
+pub const WAL_FORMAT: u32 = 4;
 /// What a segment header's payload starts with.
 const SEGMENT_MAGIC: &[u8; 8] = b"SYNODWAL";
 

@@ -6,50 +6,76 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Flags of `synod node`.
+/// Flags of `synod node`. Each flag with an etcd name can also be set by etcd's
+/// environment variable (`ETCD_NAME`, `ETCD_INITIAL_CLUSTER`, …); a flag wins.
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
     /// Human-readable name for this member.
-    #[arg(long, default_value = "default")]
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
     pub name: String,
     /// Path to the data directory (default: <name>.synod).
-    #[arg(long)]
+    #[arg(long, env = "ETCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// URL to listen on for client traffic (one http://IP:port).
-    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub listen_client_urls: String,
     /// Client URLs to advertise to the rest of the cluster (comma-separated).
-    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub advertise_client_urls: String,
     /// URL to listen on for peer traffic.
-    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://127.0.0.1:2380"
+    )]
     pub listen_peer_urls: String,
     /// This member's peer URLs to advertise.
-    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://127.0.0.1:2380"
+    )]
     pub initial_advertise_peer_urls: String,
     /// Initial cluster configuration: name=peer-url,...
-    #[arg(long, default_value = "default=http://127.0.0.1:2380")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER",
+        default_value = "default=http://127.0.0.1:2380"
+    )]
     pub initial_cluster: String,
-    /// `new` for a new cluster, `existing` to rejoin one (both restart from the data dir).
-    #[arg(long, default_value = "new")]
+    /// `new` to found a cluster, `existing` to join a running one (as `etcdctl member
+    /// add` prints); a member with a data dir restarts from it either way.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
     /// Initial cluster token, mixed into member and cluster ids.
-    #[arg(long, default_value = "etcd-cluster")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
     pub initial_cluster_token: String,
     /// Applied entries between snapshots (and log compactions).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
     /// Time (ms) of a heartbeat interval.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
     pub heartbeat_interval: u64,
     /// Time (ms) for an election to time out.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
     pub election_timeout: u64,
     /// Raise alarms when the backend exceeds this size (0 means the 2 GiB default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
     pub quota_backend_bytes: u64,
     /// Maximum client request size in bytes the server will accept.
-    #[arg(long, default_value_t = 1_572_864)]
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
     pub max_request_bytes: usize,
     /// The failure detector's suspicion level at which a peer counts as suspected
     /// (φ = −log10 of the chance it is merely late; 8 = one in 10⁸).
@@ -63,7 +89,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = ListenerLimits::default().max_connections)]
     pub max_client_connections: usize,
     /// Maximum concurrent streams that each client connection can open at a time.
-    #[arg(long, default_value_t = ListenerLimits::default().max_concurrent_streams)]
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = ListenerLimits::default().max_concurrent_streams)]
     pub max_concurrent_streams: u32,
     /// Testing only: ms a new client connection may take to send its first bytes and an
     /// HTTP/1.1 client its request head.
@@ -72,7 +98,7 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub log: crate::logging::LogArgs,
     /// URL for /health, /metrics, /status and /version.
-    #[arg(long)]
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
     pub listen_metrics_urls: Option<String>,
     /// Testing only: dial peers at these addresses (`name=host:port,...`).
     #[arg(long, hide = true, default_value = "")]
@@ -129,6 +155,7 @@ impl NodeArgs {
                 .collect(),
             listen_peer: url_socket(&self.listen_peer_urls).map_err(e)?,
             initial_cluster,
+            join_existing: self.initial_cluster_state == "existing",
             cluster_token: self.initial_cluster_token.clone(),
             listen_metrics: match &self.listen_metrics_urls {
                 Some(u) => Some(url_socket(u).map_err(e)?),
@@ -200,6 +227,11 @@ pub fn run(args: NodeArgs) -> ExitCode {
         .expect("tokio runtime");
     match rt.block_on(server::run(cfg, stop_signal())) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(server::RunError::Fatal(e)) if e.what == "membership" => {
+            // etcd's words for a member that was removed from the cluster.
+            eprintln!("error: {}; stopping this member", e.cause);
+            ExitCode::from(1)
+        }
         Err(server::RunError::Fatal(e)) => {
             eprintln!("fatal: {e}; stopping this member (a failed sync is never retried)");
             ExitCode::from(2)
