@@ -397,11 +397,12 @@ mod tests {
         // Adding a voter to three with one down: four need three started; two are.
         assert_eq!(
             check(&three, &[1, 2], add(9, false)),
-            Err(MemberError::Unhealthy)
-        );
-        assert_eq!(
-            check(&three, &[1], add(9, false)),
             Err(MemberError::NotEnoughStarted)
+        );
+        // A learner needs no quorum, but every voter connected.
+        assert_eq!(
+            check(&three, &[1, 2], add(9, true)),
+            Err(MemberError::Unhealthy)
         );
         assert_eq!(
             check(&three, &[1, 2, 3], MemberRequest::Remove(NodeId(7))),

@@ -48,12 +48,16 @@ fn sweep_prints_one_summary_line_and_exits_zero() {
         "{line}"
     );
     assert!(line.starts_with("seeds=6 violations=0 "), "{line}");
-    // Before it: the leadership transfers of the fault mix, and before those the lock
-    // clients' figures, unfenced writes by a non-owner among them.
-    let transfers = out.lines().rev().nth(1).unwrap_or_default();
+    // Before it: the membership changes and the leadership transfers of the fault mix,
+    // and before those the lock clients' figures, unfenced writes by a non-owner
+    // among them.
+    let changes = out.lines().rev().nth(1).unwrap_or_default();
+    assert!(changes.starts_with("membership changes: "), "{out}");
+    assert!(changes.contains(" asked, "), "{changes}");
+    let transfers = out.lines().rev().nth(2).unwrap_or_default();
     assert!(transfers.starts_with("transfers: "), "{out}");
     assert!(transfers.contains(" started, "), "{transfers}");
-    let locks = out.lines().rev().nth(2).unwrap_or_default();
+    let locks = out.lines().rev().nth(3).unwrap_or_default();
     assert!(locks.starts_with("locks: lock_acquired="), "{out}");
     assert!(locks.contains(" lock_unfenced_non_owner="), "{locks}");
 }
