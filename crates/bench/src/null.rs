@@ -86,6 +86,15 @@ impl pb::kv_server::Kv for Null {
 
 #[tonic::async_trait]
 impl pb::maintenance_server::Maintenance for Null {
+    type SnapshotStream = tokio_stream::Empty<Result<pb::SnapshotResponse, Status>>;
+
+    async fn snapshot(
+        &self,
+        _: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(refused("Snapshot"))
+    }
+
     async fn status(
         &self,
         _: Request<pb::StatusRequest>,

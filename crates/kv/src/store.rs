@@ -31,7 +31,8 @@ pub struct Store {
     pub(crate) bytes: u64,
     /// While a snapshot is being written piecewise, the history below
     /// `compact_revision` stays (until [`Store::release_history`]).
-    pub(crate) history_held: bool,
+    /// How many readers hold the history back (piecewise snapshots).
+    pub(crate) history_held: u32,
     /// History below `compact_revision` may remain ([`Store::compact_step`] drops it).
     pub(crate) compaction_pending: bool,
     /// The key the next [`Store::compact_step`] resumes after.
@@ -64,7 +65,7 @@ impl Default for Store {
             leases: BTreeMap::new(),
             applied_index: 0,
             bytes: 0,
-            history_held: false,
+            history_held: 0,
             compaction_pending: false,
             compact_cursor: None,
             events: None,
@@ -202,7 +203,7 @@ impl Store {
         if !self.compaction_pending {
             return true;
         }
-        if self.history_held {
+        if self.history_held > 0 {
             return false;
         }
         let rev = self.compact_revision;
@@ -236,15 +237,16 @@ impl Store {
     }
 
     /// Keeps every version until [`Store::release_history`] (a [`SnapshotWriter`] reads
-    /// the store in pieces and needs the history as of its start).
+    /// the store in pieces and needs the history as of its start). Holds nest: a
+    /// member's own snapshot and a backup may read at once.
     pub fn hold_history(&mut self) {
-        self.history_held = true;
+        self.history_held += 1;
     }
 
-    /// Ends [`Store::hold_history`]; a pending compaction goes on in
-    /// [`Store::compact_step`]s.
+    /// Ends one [`Store::hold_history`]; once none is left, a pending compaction goes
+    /// on in [`Store::compact_step`]s.
     pub fn release_history(&mut self) {
-        self.history_held = false;
+        self.history_held = self.history_held.saturating_sub(1);
     }
 
     /// Approximate bytes held by keys, values and per-version bookkeeping: Status's db

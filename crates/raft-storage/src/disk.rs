@@ -74,6 +74,16 @@ impl<B: Backend> DiskStorage<B> {
         self.wal.segment_prepared(ok);
     }
 
+    /// Removes every snapshot file older than `index` (which must be durable): what
+    /// a defragmentation keeps is the newest snapshot and the log after it.
+    pub fn remove_snapshots_before(&mut self, index: LogIndex) -> Result<(), StorageError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let r = snapfile::remove_before(&mut self.backend, index.0);
+        self.guard(r)
+    }
+
     /// The backend (the simulator crashes and corrupts it through this).
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend

@@ -198,6 +198,16 @@ impl Api {
         }
     }
 
+    /// Defragments this member (a snapshot now, the log compacted through it, older
+    /// snapshot files deleted); answers once done.
+    pub async fn defragment(&self) -> Result<(), Status> {
+        let (tx, rx) = oneshot::channel();
+        self.driver
+            .send(Input::Defragment(tx))
+            .map_err(|_| errors::stopped())?;
+        rx.await.map_err(|_| errors::stopped())?
+    }
+
     /// Orders a membership change on this (leader) member; answers once it applied.
     pub async fn change_membership(
         &self,

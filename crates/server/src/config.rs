@@ -233,10 +233,8 @@ impl ServerConfig {
 
     /// The cluster id: a hash of every member id and the token.
     pub fn cluster_id(&self) -> u64 {
-        let mut ids: Vec<u64> = self.members().iter().map(|m| m.id.0).collect();
-        ids.sort_unstable();
-        let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
-        fnv64(&[&bytes, self.cluster_token.as_bytes()])
+        let ids: Vec<NodeId> = self.members().iter().map(|m| m.id).collect();
+        cluster_id_of(&ids, &self.cluster_token)
     }
 
     /// Ticks: one tick is half a heartbeat interval.
@@ -278,6 +276,14 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// The id of a cluster founded by `members` with `token`.
+pub fn cluster_id_of(members: &[NodeId], token: &str) -> u64 {
+    let mut ids: Vec<u64> = members.iter().map(|m| m.0).collect();
+    ids.sort_unstable();
+    let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+    fnv64(&[&bytes, token.as_bytes()])
 }
 
 /// A member id: never zero (zero means "none" in Raft and in etcd).

@@ -74,6 +74,8 @@ pub enum Input {
     SegmentPrepared(bool),
     /// A peer answered that this member was removed from the cluster: stop.
     Removed,
+    /// Defragment: rewrite what the store and the log need, drop the rest.
+    Defragment(crate::defrag::DefragReply),
     /// Stop the driver.
     Shutdown,
 }
@@ -124,6 +126,8 @@ pub struct Driver {
     pub(crate) peer_dial: Vec<(String, String)>,
     /// A change removing this member applied: the driver stops.
     pub(crate) removed: bool,
+    /// Defragmentations under way.
+    pub(crate) defrag: crate::defrag::Defrag,
     /// Removed members whose connections to this one must close.
     pub(crate) dropped: Vec<NodeId>,
     tick: Duration,
@@ -188,6 +192,7 @@ impl Driver {
             linked: Default::default(),
             peer_dial: opts.peer_dial,
             removed: false,
+            defrag: Default::default(),
             dropped: Vec::new(),
             tick: opts.tick,
             snapshot_dir: opts.snapshot_dir,
@@ -327,6 +332,7 @@ impl Driver {
             Input::Snapshot(outcome) => self.on_snapshot_written(outcome)?,
             Input::SegmentPrepared(ok) => self.storage.segment_prepared(ok),
             Input::Removed => self.removed = true,
+            Input::Defragment(reply) => self.on_defrag(reply),
             Input::Shutdown | Input::PeerStream { .. } => {}
         }
         Ok(())
@@ -369,6 +375,7 @@ impl Driver {
     /// its own durable write, which goes through the same path).
     fn process(&mut self) -> Result<(), Fatal> {
         while self.drain_actions()? || self.maybe_snapshot()? {}
+        self.finish_defrag()?;
         self.snapshot_slice();
         self.compaction_slice();
         self.publish();
@@ -497,7 +504,8 @@ impl Driver {
     fn maybe_snapshot(&mut self) -> Result<bool, Fatal> {
         match &self.snap {
             SnapState::Idle => {
-                if let Some(index) = self.replica.snapshot_due() {
+                let due = self.replica.snapshot_due();
+                if let Some(index) = due.or_else(|| self.defrag_due()) {
                     tracing::debug!(
                         event = "snapshot_started",
                         index = index.0,
@@ -507,11 +515,15 @@ impl Driver {
                 }
                 Ok(false)
             }
-            SnapState::Ready(meta, _) if self.replica.compact_ready(meta.index) => {
+            SnapState::Ready(meta, _)
+                if self.replica.compact_ready(meta.index) || self.defrag_wants(meta.index) =>
+            {
                 let SnapState::Ready(meta, len) = std::mem::take(&mut self.snap) else {
                     unreachable!("matched above");
                 };
-                Ok(self.compact(meta, len))
+                let compacted = self.compact(meta, len);
+                self.defrag_compacted(meta.index);
+                Ok(compacted)
             }
             _ => Ok(false),
         }
@@ -581,6 +593,12 @@ impl Driver {
             SnapOutcome::Failed(e) => return Err(Fatal::new("snapshot file", e)),
         };
         Ok(())
+    }
+
+    /// Deletes every snapshot file older than `index`.
+    pub(crate) fn remove_snapshots_before(&mut self, index: engine::Index) -> Result<(), Fatal> {
+        (self.storage.remove_snapshots_before(index))
+            .map_err(|e| Fatal::new("removing old snapshot files failed", e))
     }
 
     fn compact(&mut self, meta: SnapshotMeta, len: u64) -> bool {

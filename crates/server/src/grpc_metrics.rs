@@ -63,6 +63,7 @@ const METHODS: [(&str, &[(&str, &str)]); 7] = [
             ("Defragment", UNARY),
             ("Hash", UNARY),
             ("HashKV", UNARY),
+            ("Snapshot", SERVER_STREAM),
             ("MoveLeader", UNARY),
         ],
     ),

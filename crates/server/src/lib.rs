@@ -7,11 +7,13 @@
 
 pub mod admin;
 pub mod api;
+pub mod backup;
 pub mod change;
 pub mod client_port;
 pub mod config;
 pub mod convert;
 pub mod corked;
+pub mod defrag;
 pub mod driver;
 pub mod election_svc;
 pub mod grpc_metrics;
@@ -28,6 +30,7 @@ pub mod peer;
 pub mod prom;
 pub mod raft_engine;
 pub mod recipe;
+pub mod restore;
 pub mod slow;
 pub mod snapshotter;
 pub mod state;
@@ -61,7 +64,11 @@ const GRPC_OVERHEAD: usize = 512 << 10;
 const DATA_FORMAT: u32 = storage::WAL_FORMAT;
 
 /// Checks (or writes, on first start) the data dir's identity and format.
-fn check_identity(dir: &Path, cluster_id: u64, member_id: u64) -> Result<(), ConfigError> {
+pub(crate) fn check_identity(
+    dir: &Path,
+    cluster_id: u64,
+    member_id: u64,
+) -> Result<(), ConfigError> {
     let path = dir.join("identity");
     let want =
         format!("cluster_id={cluster_id:x}\nmember_id={member_id:x}\nformat={DATA_FORMAT}\n");
@@ -293,6 +300,8 @@ pub async fn run(
         founders: cfg.members(),
         peer_names: Default::default(),
         removed: Default::default(),
+        store_generation: Default::default(),
+        wal_dir: wal_dir.clone(),
         client_urls: std::sync::Mutex::new(BTreeMap::from([(
             me,
             cfg.advertise_client_urls.clone(),

@@ -166,6 +166,7 @@ impl StateMachine for ServerMachine {
         let store = Store::restore(data).map_err(|_| KvError::Corrupt)?;
         let mut guard = self.shared.store.write();
         *guard = store;
+        (self.shared.store_generation).fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // Watchers read what the snapshot skipped from its history.
         self.shared.watch_hub.reset();
         let mut lessor = self.shared.lessor.lock();

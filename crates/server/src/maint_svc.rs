@@ -187,6 +187,20 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl pb::maintenance_server::Maintenance for MaintenanceService {
+    type SnapshotStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::SnapshotResponse, Status>>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let header = self.api.header(self.revision());
+        let chunks = crate::backup::stream(self.api.shared.clone(), header);
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            chunks,
+        )))
+    }
+
     async fn alarm(
         &self,
         _request: Request<pb::AlarmRequest>,
@@ -212,10 +226,13 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let st = self.api.shared.status();
-        let (rev, size) = {
+        let (rev, in_use) = {
             let store = self.api.shared.store.read();
             (store.revision(), store.approx_bytes() as i64)
         };
+        let on_disk = self.api.shared.disk_bytes() as i64;
+        let me = self.api.shared.member_id;
+        let learner = (self.api.shared.members().iter()).any(|m| m.id == me && m.learner);
         let mut errors = Vec::new();
         if st.leader.is_none() {
             errors.push("etcdserver: no leader".to_string());
@@ -229,14 +246,14 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         Ok(Response::new(pb::StatusResponse {
             header: self.api.header(rev),
             version: API_VERSION.to_string(),
-            db_size: size,
+            db_size: on_disk,
             leader: st.leader.map_or(0, |l| l.0),
             raft_index: st.commit,
             raft_term: st.term,
             raft_applied_index: st.applied,
             errors,
-            db_size_in_use: size,
-            is_learner: false,
+            db_size_in_use: in_use,
+            is_learner: learner,
             ..Default::default()
         }))
     }
@@ -245,7 +262,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         _request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        // The store lives in memory and its snapshots are rewritten whole: nothing to do.
+        self.api.defragment().await?;
         Ok(Response::new(pb::DefragmentResponse {
             header: self.api.header(self.revision()),
         }))

@@ -115,6 +115,11 @@ pub struct Shared {
     /// Members removed from the cluster (while this member ran): their connections
     /// are answered with [`crate::peer::REMOVED_NOTICE`].
     pub removed: Mutex<std::collections::BTreeSet<NodeId>>,
+    /// The member's WAL and snapshot directory.
+    pub wal_dir: std::path::PathBuf,
+    /// Bumped each time a snapshot from the leader replaces the store (a reader going
+    /// through it in pieces must start over).
+    pub store_generation: AtomicU64,
     /// Names peers gave in their hellos.
     pub peer_names: Mutex<BTreeMap<NodeId, String>>,
     /// Client URLs: our own from flags, peers' learned from their handshakes.
@@ -239,6 +244,16 @@ impl Shared {
     #[cfg(feature = "planted-bugs")]
     pub fn bug(&self, bug: crate::config::ServerBug) -> bool {
         self.planted_bug == Some(bug)
+    }
+
+    /// Bytes this member's data takes on disk (WAL segments and snapshot files):
+    /// `Status.dbSize`.
+    pub fn disk_bytes(&self) -> u64 {
+        let Ok(dir) = std::fs::read_dir(&self.wal_dir) else {
+            return 0;
+        };
+        let files = dir.filter_map(|e| e.ok()?.metadata().ok());
+        files.filter(|m| m.is_file()).map(|m| m.len()).sum()
     }
 
     /// Every member now.

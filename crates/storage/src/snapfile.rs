@@ -136,6 +136,22 @@ pub fn remove_older<B: Backend>(b: &mut B, index: u64) -> Result<(), StorageErro
     Ok(())
 }
 
+/// Removes every snapshot older than `index` (a defragmentation: only the newest
+/// is kept).
+pub fn remove_before<B: Backend>(b: &mut B, index: u64) -> Result<(), StorageError> {
+    let mut removed = false;
+    for n in b.list()? {
+        if parse_name(&n).is_some_and(|m| m.index < index) {
+            b.remove(&n)?;
+            removed = true;
+        }
+    }
+    if removed {
+        b.sync_dir()?;
+    }
+    Ok(())
+}
+
 /// The newest snapshot, verified; stray temporary files are removed. A newest snapshot
 /// that fails verification refuses to start.
 pub fn load_latest<B: Backend>(b: &mut B) -> Result<Option<StoredSnapshot>, StorageError> {

@@ -5,6 +5,7 @@ mod lab_cmd;
 mod logging;
 mod node_cmd;
 mod sim_cmd;
+mod snapshot_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,6 +39,10 @@ enum Command {
     /// 2PC/3PC, reliable multicast, checkpointing, TMR, failure detectors), run on a
     /// seeded simulator, checked and plotted.
     Lab(lab_cmd::LabArgs),
+    /// Check a backup (`etcdctl snapshot save`'s file) and restore it into a new
+    /// cluster's data dirs (etcdutl's `snapshot status` and `snapshot restore`).
+    #[command(subcommand)]
+    Snapshot(snapshot_cmd::SnapshotCommand),
 }
 
 /// mimalloc instead of glibc's malloc: the server allocates per request on several
@@ -67,5 +72,6 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev_cmd::run(args),
         Command::Chaos(args) => chaos::run(args),
         Command::Lab(args) => lab_cmd::run(args),
+        Command::Snapshot(cmd) => snapshot_cmd::run(cmd),
     }
 }
