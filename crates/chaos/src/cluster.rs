@@ -14,6 +14,10 @@ pub struct Cluster {
     pub disk: Vec<String>,
     /// `--unsafe-peer-dial` per member: its proxies towards each peer.
     dial: Vec<String>,
+    /// Members that were replaced: they start with `--initial-cluster-state existing`.
+    pub joining: Vec<bool>,
+    /// The runtime the membership operations' gRPC calls run on.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Cluster {
@@ -33,7 +37,10 @@ impl Cluster {
             for j in (0..n).filter(|j| *j != i) {
                 let target = format!("127.0.0.1:{}", procs.members[j].peer);
                 let port = proxy::start(links.clone(), i, j, target).await?;
-                to.push(format!("{}=127.0.0.1:{port}", procs.members[j].name));
+                // Keyed by peer URL: a member that joins has no name in the
+                // membership until it runs.
+                let url = format!("http://127.0.0.1:{}", procs.members[j].peer);
+                to.push(format!("{url}=127.0.0.1:{port}"));
             }
             dial.push(to.join(","));
         }
@@ -42,6 +49,8 @@ impl Cluster {
             links,
             disk: vec![String::new(); n],
             dial,
+            joining: vec![false; n],
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -53,6 +62,10 @@ impl Cluster {
             "--unsafe-disk-faults".into(),
             self.disk[i].clone(),
         ];
+        if self.joining[i] {
+            let flags = &mut self.procs.members[i].flags;
+            flags.extend(["--initial-cluster-state".into(), "existing".into()]);
+        }
         self.procs.spawn(i)
     }
 

@@ -8,7 +8,15 @@ use seedrng::Rng;
 use std::time::Duration;
 
 /// The fault classes `--faults` selects from.
-pub const KINDS: [&str; 6] = ["kill", "pause", "partition", "delay", "drop", "disk"];
+pub const KINDS: [&str; 7] = [
+    "kill",
+    "pause",
+    "partition",
+    "delay",
+    "drop",
+    "disk",
+    "membership",
+];
 
 /// One injected fault, for the timeline.
 #[derive(Clone, Debug)]
@@ -35,6 +43,10 @@ pub enum Undo {
     Links,
     /// Restart this member with the base disk spec.
     Disk(usize),
+    /// Promote this learner (member index, member id) once it caught up.
+    Promote(usize, u64),
+    /// Nothing to undo.
+    Nothing,
 }
 
 fn live(c: &Cluster) -> Vec<usize> {
@@ -93,6 +105,7 @@ pub fn inject(
             ))
         }
         "partition" => partition(c, rng, leader),
+        "membership" => crate::membership::inject(c, rng, leader),
         "delay" => {
             let delay = Duration::from_millis(rng.range(20, 200));
             let jitter = Duration::from_millis(rng.range(0, 100));
@@ -266,5 +279,7 @@ pub fn undo(c: &mut Cluster, u: &Undo, disk_base: &str) {
             c.disk[*i] = disk_base.to_string();
             let _ = c.start(*i);
         }
+        Undo::Promote(i, id) => crate::membership::promote(c, *i, *id),
+        Undo::Nothing => {}
     }
 }

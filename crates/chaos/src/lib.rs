@@ -10,6 +10,7 @@ mod lease;
 mod lease_check;
 mod lock;
 mod lock_check;
+mod membership;
 mod plot;
 mod proxy;
 mod report;
@@ -41,7 +42,8 @@ pub struct ChaosArgs {
     /// How long faults are injected (e.g. 60s, 2m).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Fault classes: kill, pause, partition, delay, drop, disk (comma-separated, or all).
+    /// Fault classes: kill, pause, partition, delay, drop, disk, membership
+    /// (comma-separated, or all).
     #[arg(long, default_value = "all")]
     pub faults: String,
     /// Seed of the fault schedule and the workload.

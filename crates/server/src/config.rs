@@ -205,7 +205,7 @@ impl ServerConfig {
                 peer_addr: self
                     .peer_dial
                     .iter()
-                    .find(|(n, _)| n == name)
+                    .find(|(n, _)| n == name || n == url)
                     .map_or_else(|| url_addr(url).expect("validated"), |(_, a)| a.clone()),
             })
             .collect()

@@ -29,6 +29,9 @@ const SLICE: Duration = Duration::from_millis(2);
 /// history); steps repeat until `SLICE` is spent.
 const COMPACT_KEYS: usize = 1024;
 
+/// How long a member that was removed from the cluster lingers before it stops.
+const REMOVED_GRACE: Duration = Duration::from_secs(1);
+
 /// A peer message of the member's engine.
 pub type PeerMessage = <MemberEngine as Engine>::Message;
 
@@ -126,6 +129,8 @@ pub struct Driver {
     pub(crate) peer_dial: Vec<(String, String)>,
     /// A change removing this member applied: the driver stops.
     pub(crate) removed: bool,
+    /// When the driver saw this member removed.
+    pub(crate) removed_at: Option<Instant>,
     /// Defragmentations under way.
     pub(crate) defrag: crate::defrag::Defrag,
     /// Removed members whose connections to this one must close.
@@ -193,6 +198,7 @@ impl Driver {
             peer_dial: opts.peer_dial,
             removed: false,
             defrag: Default::default(),
+            removed_at: None,
             dropped: Vec::new(),
             tick: opts.tick,
             snapshot_dir: opts.snapshot_dir,
@@ -272,8 +278,13 @@ impl Driver {
                 inbox.drop_peer(id);
             }
             if self.removed {
-                let why = "the member has been permanently removed from the cluster";
-                return Err(Fatal::new("membership", why));
+                // A grace of a second, so that the answer to the request that removed
+                // this member (it may have ordered its own removal) reaches its client.
+                let since = *self.removed_at.get_or_insert_with(Instant::now);
+                if since.elapsed() >= REMOVED_GRACE {
+                    let why = "the member has been permanently removed from the cluster";
+                    return Err(Fatal::new("membership", why));
+                }
             }
             if let Some(slow) = self.times.slow(SLOW_ROUND) {
                 tracing::warn!(

@@ -146,9 +146,10 @@ pub fn directory(
                 }
             };
             let peer_url = peer_urls.first().cloned().unwrap_or_default();
+            let dialled = |n: &String| (!name.is_empty() && *n == name) || peer_urls.contains(n);
             let peer_addr = dial
                 .iter()
-                .find(|(n, _)| !name.is_empty() && *n == name)
+                .find(|(n, _)| dialled(n))
                 .map(|(_, a)| a.clone())
                 .or_else(|| url_addr(&peer_url).ok())
                 .unwrap_or_default();
