@@ -262,8 +262,11 @@ fn a_physical_compaction_answers_once_the_history_is_gone() {
         })
         .await
         .unwrap();
-        let size =
-            |s: tonic::Response<etcdpb::etcdserverpb::StatusResponse>| s.into_inner().db_size;
+        // In use: the store's size (`dbSize` is the bytes on disk, which only a
+        // defragmentation returns).
+        let size = |s: tonic::Response<etcdpb::etcdserverpb::StatusResponse>| {
+            s.into_inner().db_size_in_use
+        };
         let before = size(maint.status(StatusRequest {}).await.unwrap());
         assert!(before > 25_600 * 64, "{before}");
         let rev = revision(&mut kv).await;
