@@ -403,7 +403,22 @@ pub async fn run(
         peers = %cfg.listen_peer,
         "serving clients and peers"
     );
-    let served = serve_clients(&cfg, client_l, admin_l, api, stop).await;
+    // Once asked to stop, requests in flight get a grace to finish; streams that stay
+    // open (watches, keep-alives) do not hold the member up beyond it.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let stop = async move {
+        stop.await;
+        let _ = stopping_tx.send(true);
+    };
+    let served = serve_clients(&cfg, client_l, admin_l, api, stop);
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let served = tokio::select! {
+        r = served => r,
+        () = grace => Ok(()),
+    };
     let _ = driver_tx.send(Input::Shutdown);
     let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
     drop(peer_rt);
@@ -413,6 +428,9 @@ pub async fn run(
     }
     served.map_err(|e| ConfigError(format!("client server failed: {e}")).into())
 }
+
+/// How long requests in flight may take to finish once a member is asked to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Asked to stop, a leader first hands leadership to a follower (still serving
 /// clients meanwhile), so that its departure costs the cluster no election timeout; it
