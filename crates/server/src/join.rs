@@ -4,7 +4,8 @@
 //! 0; the member answers `cluster_id u64 | len u32 | membership` (the engine's
 //! membership encoding, each member's context holding its name and peer URLs) and
 //! closes. The new member finds itself by its peer URL (`etcdctl member add` put it
-//! there), and learns its id and the cluster's.
+//! there), and learns its id and the cluster's. A member that already ran (the
+//! answer names it) is refused: its data dir was lost, and with it its votes.
 
 use crate::config::{url_addr, ConfigError, ServerConfig};
 use crate::members::context;
@@ -37,8 +38,16 @@ pub fn is_query(hs: &[u8; HANDSHAKE_LEN]) -> bool {
 /// The membership with every member's name and peer URLs in its context.
 pub fn described(shared: &Shared) -> Membership {
     let mut m = Membership::default();
+    let names = shared.peer_names.lock().unwrap().clone();
     for info in shared.members() {
-        let context = context(&info.name, &info.peer_urls);
+        // A member that has run at least once has said its name in a hello.
+        let heard = names.get(&info.id).map(String::as_str).unwrap_or_default();
+        let name = if info.name.is_empty() {
+            heard
+        } else {
+            &info.name
+        };
+        let context = context(name, &info.peer_urls);
         let change = if info.learner {
             ConfChange::AddLearner {
                 id: info.id,
@@ -120,6 +129,18 @@ pub async fn discover(cfg: &ServerConfig) -> Result<Discovered, ConfigError> {
                         cfg.name
                     ))
                 })?;
+                // A member that already ran has a name; starting it again on an empty
+                // data dir would forget its votes and its log (etcd refuses it too).
+                let ran = m
+                    .get(id)
+                    .and_then(|x| crate::members::parse_context(&x.context));
+                if ran.is_some_and(|(n, _)| !n.is_empty()) {
+                    let id = id.0;
+                    return Err(ConfigError(format!(
+                        "member {id:x} has already been bootstrapped: its data dir is gone; \
+                         remove it (`etcdctl member remove {id:x}`) and add it again"
+                    )));
+                }
                 return Ok(Discovered {
                     id,
                     cluster_id,

@@ -69,6 +69,43 @@ fn leader_id(c: &common::Cluster, i: usize) -> String {
     v["leader"].as_str().expect("leader").to_string()
 }
 
+/// The `ETCD_*` lines `etcdctl member add` printed, as environment variables.
+fn ids_env(add: &str) -> Vec<(String, String)> {
+    add.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("ETCD_"))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+/// Starts the member that joins, from `env` (the lines `member add` printed).
+fn start_joiner(
+    c: &common::Cluster,
+    data: &std::path::Path,
+    client: &str,
+    peer: &str,
+    env: Vec<(String, String)>,
+    log: &str,
+) -> Joiner {
+    let log = std::fs::File::create(c.spec.dir.join(log)).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["node", "--data-dir", &data.to_string_lossy()])
+        .args([
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+        ])
+        .args(["--listen-peer-urls", peer])
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("joiner starts");
+    Joiner(child)
+}
+
 #[test]
 fn add_learner_join_promote_update_and_remove() {
     common::ensure_etcdctl();
@@ -101,33 +138,12 @@ fn add_learner_join_promote_update_and_remove() {
         add.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
         "{add}"
     );
-    let env: Vec<(String, String)> = add
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| k.starts_with("ETCD_"))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-        .collect();
+    let env = ids_env(&add);
     assert_eq!(env.len(), 4, "{add}");
 
     // The new member starts from those lines, as environment variables.
     let data = c.spec.dir.join("m4");
-    let log = std::fs::File::create(c.spec.dir.join("m4.log")).expect("log");
-    let joiner = Command::new(env!("CARGO_BIN_EXE_synod"))
-        .args(["node", "--data-dir", &data.to_string_lossy()])
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args(["--listen-peer-urls", &peer])
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().expect("log")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("joiner starts");
-    let _joiner = Joiner(joiner);
+    let joiner = start_joiner(&c, &data, &client, &peer, env.clone(), "m4.log");
     let e4 = client.trim_start_matches("http://").to_string();
     eventually(&c, &e4, &["get", "before", "--consistency=s"], "join");
     let list = eventually(&c, &e0, &["member", "list"], "m4");
@@ -170,6 +186,38 @@ fn add_learner_join_promote_update_and_remove() {
         list.contains(&format!("{id}, started, m4, {peer}, {client}, false")),
         "{list}"
     );
+
+    // The member loses its data dir: started again as a joiner, it is refused (it
+    // would have forgotten its votes), as etcd refuses it.
+    drop(joiner);
+    std::fs::remove_dir_all(&data).expect("wipe");
+    let again = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["node", "--data-dir", &data.to_string_lossy()])
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args(["--listen-peer-urls", &peer])
+        .envs(env.clone())
+        .output()
+        .expect("runs");
+    assert!(!again.status.success());
+    let err = stderr_of(&again);
+    assert!(err.contains("has already been bootstrapped"), "{err}");
+    // Replaced the proper way: removed, added again, started on an empty dir.
+    std::fs::remove_dir_all(&data).ok();
+    c.ok(c.etcdctl_at(&e0, &["member", "remove", &id], None));
+    let add = c.ok(c.etcdctl_at(
+        &e0,
+        &["member", "add", "m4", &format!("--peer-urls={peer}")],
+        None,
+    ));
+    let new_id = add.split_whitespace().nth(1).expect("id").to_string();
+    assert_ne!(new_id, id, "a member added again gets a new id");
+    let _m4 = start_joiner(&c, &data, &client, &peer, ids_env(&add), "m4b.log");
+    eventually(&c, &e4, &["get", "before", "--consistency=s"], "join");
 
     // Remove the leader: it steps down, stops, and the others go on.
     let leader = c.wait_leader(Duration::from_secs(10));
