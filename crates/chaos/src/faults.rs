@@ -49,7 +49,8 @@ pub enum Undo {
     Nothing,
 }
 
-fn live(c: &Cluster) -> Vec<usize> {
+/// Members running and not paused.
+pub(crate) fn live(c: &Cluster) -> Vec<usize> {
     (0..c.procs.members.len())
         .filter(|&i| c.procs.members[i].child.is_some() && !c.procs.members[i].paused)
         .collect()

@@ -9,7 +9,7 @@
 //!   first), started again, and waited for until it serves.
 
 use crate::cluster::Cluster;
-use crate::faults::Undo;
+use crate::faults::{live, Undo};
 use etcdpb::etcdserverpb as pb;
 use pb::cluster_client::ClusterClient;
 use pb::maintenance_client::MaintenanceClient;
@@ -35,13 +35,6 @@ where
         let ch = channel(endpoint).await?;
         f(ch).await.map_err(|s| s.message().to_string())
     })
-}
-
-fn live(c: &Cluster) -> Vec<usize> {
-    let m = &c.procs.members;
-    (0..m.len())
-        .filter(|&i| m[i].child.is_some() && !m[i].paused)
-        .collect()
 }
 
 fn member_id(c: &Cluster, i: usize) -> Option<u64> {

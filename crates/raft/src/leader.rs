@@ -20,13 +20,9 @@ impl RaftNode {
         self.election_elapsed += 1;
         if self.cfg.check_quorum && self.election_elapsed >= self.cfg.election_timeout_ticks {
             self.election_elapsed = 0;
-            let m = self.membership();
-            let others = self.progress.iter();
-            let active = others
-                .filter(|(id, p)| p.recently_active && m.is_voter(**id))
-                .count()
-                + usize::from(m.is_voter(self.cfg.id));
-            let voters = m.voter_count();
+            let active = self.voter_progress().filter(|p| p.recently_active).count()
+                + usize::from(self.is_voter());
+            let voters = self.membership().voter_count();
             for p in self.progress.values_mut() {
                 p.recently_active = false;
             }
@@ -266,15 +262,11 @@ impl RaftNode {
     /// majority holds durably (Raft §5.4.2: never by counting replicas of older terms).
     pub(crate) fn maybe_commit(&mut self) {
         let own = self.io.persisted_last().min(self.log.last_index());
-        let m = self.membership();
-        let mut matches: Vec<LogIndex> = (self.progress.iter())
-            .filter(|(id, _)| m.is_voter(**id))
-            .map(|(_, p)| p.match_index)
-            .collect();
-        if m.is_voter(self.cfg.id) {
+        let mut matches: Vec<LogIndex> = self.voter_progress().map(|p| p.match_index).collect();
+        if self.is_voter() {
             matches.push(own);
         }
-        let candidate = committed_index(&mut matches, m.voter_count());
+        let candidate = committed_index(&mut matches, self.membership().voter_count());
         if candidate <= self.commit {
             return;
         }
@@ -297,12 +289,8 @@ impl RaftNode {
         if self.log.term_at(self.commit) != Some(self.term) {
             return;
         }
-        let m = self.membership();
-        let acks = (self.progress.iter())
-            .filter(|(id, _)| m.is_voter(**id))
-            .map(|(_, p)| p.read_seq_acked)
-            .collect();
-        let (voters, counts_self) = (m.voter_count(), m.is_voter(self.cfg.id));
+        let acks = self.voter_progress().map(|p| p.read_seq_acked).collect();
+        let (voters, counts_self) = (self.membership().voter_count(), self.is_voter());
         for origin in self.reads.confirmed(acks, voters, counts_self) {
             self.answer_read(origin, Some(self.commit));
         }

@@ -130,6 +130,14 @@ impl RaftNode {
         self.log.confs().current()
     }
 
+    /// The leader's progress of the other voters: what quorums count (learners never).
+    pub(crate) fn voter_progress(&self) -> impl Iterator<Item = &Progress> + '_ {
+        let m = self.membership();
+        (self.progress.iter())
+            .filter(move |(id, _)| m.is_voter(**id))
+            .map(|(_, p)| p)
+    }
+
     /// Whether this node votes in its current membership.
     pub(crate) fn is_voter(&self) -> bool {
         self.membership().is_voter(self.cfg.id)

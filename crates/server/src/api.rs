@@ -145,6 +145,30 @@ impl Api {
         Ok(())
     }
 
+    /// The leader, once one is known (waiting as [`Api::await_leader`] does).
+    pub async fn leader(&self) -> Result<NodeId, Status> {
+        self.await_leader().await?;
+        self.shared
+            .status
+            .borrow()
+            .leader
+            .ok_or_else(errors::no_leader)
+    }
+
+    /// A channel to member `id`'s client port (its first advertised client URL), for
+    /// requests only the leader serves.
+    pub async fn dial(&self, id: NodeId) -> Result<tonic::transport::Channel, Status> {
+        let url = self.shared.client_urls_of(id).into_iter().next();
+        let url = url.ok_or_else(errors::no_leader)?;
+        tonic::transport::Endpoint::from_shared(url)
+            .map_err(|_| errors::no_leader())?
+            .connect_timeout(self.shared.election)
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|_| errors::no_leader())
+    }
+
     /// Waits up to two election timeouts for a leader to be known.
     async fn wait_for_leader(&self) -> Result<NodeId, Status> {
         let mut rx = self.shared.status.subscribe();

@@ -158,15 +158,8 @@ impl Driver {
 
     /// Every member of `m`, with names and URLs.
     fn directory(&self, m: &Membership) -> Vec<MemberInfo> {
-        let founders = &self.shared.founders;
-        let mut dir = members::directory(m, founders, &self.peer_dial);
-        let names = self.shared.peer_names.lock().unwrap();
-        for info in dir.iter_mut().filter(|i| i.name.is_empty()) {
-            if let Some(n) = names.get(&info.id) {
-                info.name = n.clone();
-            }
-        }
-        dir
+        let dir = members::directory(m, &self.shared.founders, &self.peer_dial);
+        self.shared.named(dir)
     }
 
     /// Follows the membership in force: links to its members, detectors and round-trip
@@ -180,11 +173,10 @@ impl Driver {
         if m.is_empty() || unchanged {
             return;
         }
-        self.membership = m.clone();
-        self.linked = self.applied_membership.clone();
-        let dir = self.directory(&self.membership.clone());
+        let m = m.clone();
+        let dir = self.directory(&m);
         let mut links = dir.clone();
-        for old in self.directory(&self.linked.clone()) {
+        for old in self.directory(&self.applied_membership) {
             if !links.iter().any(|l| l.id == old.id) {
                 links.push(old);
             }
@@ -204,7 +196,9 @@ impl Driver {
                 h.with_label_values(&[&to])
             });
         }
-        tracing::info!(event = "membership", members = %self.membership, "membership in force");
+        tracing::info!(event = "membership", members = %m, "membership in force");
+        self.membership = m;
+        self.linked = self.applied_membership.clone();
         *self.shared.members.write() = dir;
     }
 }

@@ -671,11 +671,10 @@ impl Driver {
         }
         let peer_match = if s.role == Role::Leader {
             let engine = self.replica.engine();
-            self.shared
-                .members()
-                .iter()
-                .filter(|m| m.id != s.id)
-                .map(|m| (m.id.0, engine.peer_progress(m.id).map_or(0, |i| i.0)))
+            (engine.membership().members())
+                .map(|(id, _)| id)
+                .filter(|id| *id != s.id)
+                .map(|id| (id.0, engine.peer_progress(id).map_or(0, |i| i.0)))
                 .collect()
         } else {
             BTreeMap::new()

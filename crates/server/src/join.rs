@@ -38,16 +38,9 @@ pub fn is_query(hs: &[u8; HANDSHAKE_LEN]) -> bool {
 /// The membership with every member's name and peer URLs in its context.
 pub fn described(shared: &Shared) -> Membership {
     let mut m = Membership::default();
-    let names = shared.peer_names.lock().unwrap().clone();
+    // Named: a member that has run at least once has said its name in a hello.
     for info in shared.members() {
-        // A member that has run at least once has said its name in a hello.
-        let heard = names.get(&info.id).map(String::as_str).unwrap_or_default();
-        let name = if info.name.is_empty() {
-            heard
-        } else {
-            &info.name
-        };
-        let context = context(name, &info.peer_urls);
+        let context = context(&info.name, &info.peer_urls);
         let change = if info.learner {
             ConfChange::AddLearner {
                 id: info.id,

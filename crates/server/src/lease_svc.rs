@@ -13,13 +13,13 @@
 //! pauses); otherwise the keep-alive goes through the log, ordered against the
 //! expiry revoke: one ordered after it finds the lease gone (TTL 0).
 
-use crate::api::{errors, kv_status, Api};
+use crate::api::{kv_status, Api};
 use etcdpb::etcdserverpb as pb;
 use kv::KvError;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Keep-alive answers a stream may have queued for a slow client.
@@ -96,31 +96,13 @@ async fn leader_channel(
     api: &Api,
     cache: &LeaderCache,
 ) -> Result<(engine::NodeId, Channel), Status> {
-    api.await_leader().await?;
-    let leader = api
-        .shared
-        .status
-        .borrow()
-        .leader
-        .ok_or_else(errors::no_leader)?;
+    let leader = api.leader().await?;
     if let Some((id, ch)) = cache.lock().unwrap().as_ref() {
         if *id == leader {
             return Ok((leader, ch.clone()));
         }
     }
-    let url = api
-        .shared
-        .client_urls_of(leader)
-        .into_iter()
-        .next()
-        .ok_or_else(errors::no_leader)?;
-    let ch = Endpoint::from_shared(url)
-        .map_err(|_| errors::no_leader())?
-        .connect_timeout(api.shared.election)
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|_| errors::no_leader())?;
+    let ch = api.dial(leader).await?;
     *cache.lock().unwrap() = Some((leader, ch.clone()));
     Ok((leader, ch))
 }

@@ -8,7 +8,7 @@ use engine::NodeId;
 use etcdpb::etcdserverpb as pb;
 use pb::cluster_client::ClusterClient;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// The etcd API version Synod speaks (what `endpoint status` prints as VERSION).
@@ -120,17 +120,11 @@ impl ClusterService {
     /// client URLs.
     fn described(&self, members: &[crate::config::MemberInfo]) -> Vec<pb::Member> {
         let shared = &self.api.shared;
-        let names = shared.peer_names.lock().unwrap().clone();
-        let name_of = |m: &crate::config::MemberInfo| match m.name.as_str() {
-            "" if m.id == shared.member_id => shared.name.clone(),
-            "" => names.get(&m.id).cloned().unwrap_or_default(),
-            n => n.to_string(),
-        };
         members
             .iter()
             .map(|m| pb::Member {
                 id: m.id.0,
-                name: name_of(m),
+                name: m.name.clone(),
                 peer_ur_ls: m.peer_urls.clone(),
                 client_ur_ls: shared.client_urls_of(m.id),
                 is_learner: m.learner,
@@ -151,21 +145,8 @@ impl ClusterService {
 
     /// A client of the leader's Cluster service.
     async fn leader_client(&self) -> Result<ClusterClient<Channel>, Status> {
-        let shared = &self.api.shared;
-        let leader = shared
-            .status
-            .borrow()
-            .leader
-            .ok_or_else(errors::no_leader)?;
-        let url =
-            (shared.client_urls_of(leader).into_iter().next()).ok_or_else(errors::no_leader)?;
-        let ch = Endpoint::from_shared(url)
-            .map_err(|_| errors::no_leader())?
-            .connect_timeout(shared.election)
-            .connect()
-            .await
-            .map_err(|_| errors::no_leader())?;
-        Ok(ClusterClient::new(ch))
+        let leader = self.api.leader().await?;
+        Ok(ClusterClient::new(self.api.dial(leader).await?))
     }
 }
 

@@ -256,9 +256,24 @@ impl Shared {
         files.filter(|m| m.is_file()).map(|m| m.len()).sum()
     }
 
-    /// Every member now.
+    /// Every member now, named.
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.members.read().clone()
+        self.named(self.members.read().clone())
+    }
+
+    /// `members` with the names their contexts lack filled in: this member's own, and
+    /// those peers gave in their hellos (a member added by `MemberAdd` has no name in
+    /// the membership; etcd learns it when the member first runs, and so do we).
+    pub fn named(&self, mut members: Vec<MemberInfo>) -> Vec<MemberInfo> {
+        let heard = self.peer_names.lock().unwrap();
+        for m in members.iter_mut().filter(|m| m.name.is_empty()) {
+            if m.id == self.member_id {
+                m.name = self.name.clone();
+            } else if let Some(n) = heard.get(&m.id) {
+                m.name = n.clone();
+            }
+        }
+        members
     }
 
     /// Client URLs of a member, if known.

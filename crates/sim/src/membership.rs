@@ -27,11 +27,7 @@ impl Simulation {
             return;
         };
         let l = (leader.0 - 1) as usize;
-        let Some(members) = self.hosts[l]
-            .node
-            .as_ref()
-            .map(|r| r.engine().membership().clone())
-        else {
+        let Some(members) = self.leader_membership() else {
             return;
         };
         if self.rng.chance(1, 2) {
